@@ -1,0 +1,165 @@
+// `stackwatch demo`: the whole pipeline on bundled real logs, on a locally started stack (or the Kafka and
+// Elasticsearch named by the environment), ending with what it found and where to look.
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { validateConfig, type Config } from '../core/config.ts';
+import { esClient } from '../core/elastic.ts';
+import type { Alert } from '../core/events.ts';
+import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
+import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
+import { startLogProcessor } from '../processors/log-processor.ts';
+import type { Command } from './index.ts';
+import { parseOptions, shutdownSignal } from './options.ts';
+
+const REPO = new URL('..', import.meta.url).pathname;
+const SAMPLES = join(REPO, 'samples', 'hotsos-2022');
+const DEMO_HOST = 'hotsos-compute-2022';
+
+function say(line = ''): void {
+  process.stdout.write(line + '\n');
+}
+
+/** Starts the local stack unless the environment names a Kafka and an Elasticsearch; returns its variables. */
+function stackEnvironment(): Record<string, string> {
+  if (process.env.STACKWATCH_KAFKA_BROKERS && process.env.STACKWATCH_ES_URL) {
+    say('Using the Kafka and Elasticsearch named by STACKWATCH_KAFKA_BROKERS and STACKWATCH_ES_URL.');
+    return {};
+  }
+  say('Starting the local stack (Kafka, Elasticsearch, Alertmanager, a pager webhook) with scripts/stack.sh ...');
+  const stack = join(REPO, 'scripts', 'stack.sh');
+  execFileSync(stack, ['start'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const env: Record<string, string> = {};
+  for (const line of execFileSync(stack, ['env'], { encoding: 'utf8' }).split('\n')) {
+    const m = /^(\w+)=(.*)$/.exec(line.trim());
+    if (m) env[m[1]] = m[2];
+  }
+  return env;
+}
+
+/** Non-empty lines in the sample files: the number of events the demo expects in Elasticsearch. */
+function countEvents(dir: string): number {
+  let n = 0;
+  for (const f of readdirSync(dir)) {
+    const data = readFileSync(join(dir, f));
+    const text = (f.endsWith('.gz') ? gunzipSync(data) : data).toString('utf8');
+    for (const line of text.split('\n')) if (line.replace(/\r$/, '') !== '') n++;
+  }
+  return n;
+}
+
+function formatAlert(a: Alert): string {
+  const dur = a.alert.duration_s !== undefined ? ` after ${a.alert.duration_s}s` : '';
+  return `  ${a.alert.status.toUpperCase().padEnd(8)} ${a.rule.id}  ${a.service.name} on ${a.host.name}  since ${a.alert.started_at}${dur}\n           ${a.message.slice(0, 160)}`;
+}
+
+export const demoCommand: Command = {
+  name: 'demo',
+  summary: 'replay bundled real OpenStack logs through the whole pipeline and show what it found',
+  help: `Usage: stackwatch demo [--keep-topic]
+
+Replays the real logs bundled in samples/hotsos-2022 (a 2022 RabbitMQ outage seen by nova-compute and three
+neutron agents) through the collector, Kafka, the processor, Elasticsearch and Alertmanager, prints the alerts
+raised and where to look. Unless STACKWATCH_KAFKA_BROKERS and STACKWATCH_ES_URL are set, it first starts the
+local stack with scripts/stack.sh (installing it on first use) and leaves it running for you to explore;
+stop it with scripts/stack.sh stop.
+
+Options:
+  --keep-topic    keep the demo's Kafka topic afterwards (default: delete it)`,
+
+  async main(args) {
+    const { values } = parseOptions(args, { 'keep-topic': { type: 'boolean', default: false } });
+    const env = { ...process.env, ...stackEnvironment() };
+    const run = `${Date.now().toString(36)}`;
+    const work = mkdtempSync(join(tmpdir(), 'stackwatch-demo-'));
+    const logsDir = join(work, 'logs');
+    mkdirSync(logsDir);
+    cpSync(SAMPLES, logsDir, { recursive: true });
+    const cfg: Config = validateConfig(
+      {
+        kafka: { brokers: ['127.0.0.1:29092'], topics: { logs: `stackwatch.demo-${run}.logs` }, consumer_group: `stackwatch-demo-${run}` },
+        elasticsearch: { url: 'http://127.0.0.1:29200' },
+        alertmanager: { url: 'http://127.0.0.1:29094' },
+        collectors: { openstack_logs: { paths: [join(logsDir, '*')], checkpoint_dir: join(work, 'checkpoints'), host_name: DEMO_HOST } },
+      },
+      'demo configuration',
+      env,
+    );
+    const expected = countEvents(logsDir);
+    say(`\nReplaying ${expected} events from ${readdirSync(logsDir).join(', ')} (real logs, samples/README.md).`);
+
+    const { signal } = shutdownSignal();
+    const alerts: Alert[] = [];
+    let indexed = 0;
+    let deadLettered = 0;
+    let done!: () => void;
+    const allIndexed = new Promise<void>((resolve) => (done = resolve));
+    const processor = await startLogProcessor(cfg, {
+      signal,
+      onProcessed(info) {
+        indexed += info.indexed;
+        deadLettered += info.deadLettered;
+        alerts.push(...info.alerts);
+        if (indexed + deadLettered >= expected) done();
+      },
+    });
+    const started = Date.now();
+    const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
+    await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs], signal);
+    const collector = new OpenstackLogCollector(cfg.collectors.openstack_logs!, { topic: cfg.kafka.topics.logs, producer });
+    const sent = await collector.pollOnce(signal);
+    await producer.disconnect();
+    const progress = setInterval(() => say(`  ... ${indexed}/${expected} events in Elasticsearch`), 2000);
+    const timeout = setTimeout(done, 180_000);
+    await allIndexed;
+    clearInterval(progress);
+    clearTimeout(timeout);
+    const seconds = (Date.now() - started) / 1000;
+    await processor.stop();
+    if (!values['keep-topic']) await deleteTopics(cfg.kafka, [cfg.kafka.topics.logs]).catch(() => {});
+
+    const es = esClient(cfg.elasticsearch);
+    const logsPattern = `${cfg.elasticsearch.indices.logs}-*`;
+    const alertsPattern = `${cfg.elasticsearch.indices.alerts}-*`;
+    await es.indices.refresh({ index: [logsPattern, alertsPattern] });
+    const inEs = await es.count({ index: logsPattern, query: { term: { 'host.name': DEMO_HOST } } });
+    const byService = await es.search({
+      index: logsPattern,
+      size: 0,
+      query: { term: { 'host.name': DEMO_HOST } },
+      aggs: { services: { terms: { field: 'service.name' } } },
+    });
+    await es.close();
+
+    say(`\nCollector sent ${sent} events to Kafka; the processor indexed ${indexed} (dead-lettered ${deadLettered}) in ${seconds.toFixed(1)}s.`);
+    say(`Elasticsearch holds ${inEs.count} events of host ${DEMO_HOST} (replays overwrite by id, never add):`);
+    const buckets = (byService.aggregations?.services as { buckets: { key: string; doc_count: number }[] }).buckets;
+    for (const b of buckets) say(`  ${b.key.padEnd(24)} ${b.doc_count}`);
+
+    say(`\nAlerts raised (${alerts.length}):`);
+    for (const a of alerts) say(formatAlert(a));
+    if (alerts.length === 0) say('  none');
+
+    const am = cfg.alertmanager!.url;
+    const amAlerts = (await (await fetch(`${am}/api/v2/alerts`)).json()) as { labels: Record<string, string> }[];
+    const ours = amAlerts.filter((a) => alerts.some((x) => x.alert.id === a.labels.alert_id));
+    say(`\nAlertmanager (${am}) holds ${ours.length} of them; its receivers page from there.`);
+    if (env.STACKWATCH_WEBHOOK_URL) {
+      const got = (await (await fetch(`${env.STACKWATCH_WEBHOOK_URL}/received`)).json()) as { count: number };
+      say(`The local pager webhook (${env.STACKWATCH_WEBHOOK_URL}/received) has received ${got.count} notification(s) so far.`);
+    }
+
+    const url = cfg.elasticsearch.url;
+    say(`
+Where to look:
+  Logs     ${url}/${logsPattern}/_search?q=host.name:${DEMO_HOST}%20AND%20log.level:ERROR
+  AMQP     ${url}/${logsPattern}/_search?q=log.logger:oslo.messaging._drivers.impl_rabbit
+  Alerts   ${url}/${alertsPattern}/_search?q=rule.id:amqp-connection-lost
+  Kibana   create data views "${logsPattern}" and "${alertsPattern}" (time field @timestamp); the logs are from February 2022
+  Pager    ${am}/#/alerts (Alertmanager) ${env.STACKWATCH_WEBHOOK_URL ? `and ${env.STACKWATCH_WEBHOOK_URL}/received` : ''}
+The stack keeps running for you to explore; stop it with: scripts/stack.sh stop`);
+    return indexed + deadLettered >= expected ? 0 : 1;
+  },
+};

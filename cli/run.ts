@@ -1,0 +1,55 @@
+// `stackwatch run`: the long-running service. Collectors and processors in one process by default, or one role.
+import { ConfigError } from '../core/config.ts';
+import { ensureTopics, TopicProducer } from '../core/kafka.ts';
+import { logger } from '../core/log.ts';
+import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
+import { startLogProcessor } from '../processors/log-processor.ts';
+import type { Command } from './index.ts';
+import { parseOptions, readConfig, shutdownSignal } from './options.ts';
+
+const ROLES = ['all', 'collector', 'processor'] as const;
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'run the pipeline (collectors and processors) until SIGTERM',
+  help: `Usage: stackwatch run [--config FILE] [--role all|collector|processor]
+
+Runs stackwatch until SIGINT/SIGTERM: the OpenStack log collector tails collectors.openstack_logs.paths into
+Kafka; the processor consumes them, indexes ECS documents into Elasticsearch, detects known failures and sends
+alerts to Alertmanager. On SIGTERM in-flight work finishes and offsets are committed before exit.
+
+Options:
+  --config FILE   configuration file (default: $STACKWATCH_CONFIG or /etc/stackwatch/stackwatch.yaml)
+  --role ROLE     all (default), collector or processor: run one role per process to scale them apart`,
+
+  async main(args) {
+    const { values } = parseOptions(args, { config: { type: 'string' }, role: { type: 'string', default: 'all' } });
+    const role = values.role as (typeof ROLES)[number];
+    if (!ROLES.includes(role)) throw new ConfigError(`--role: expected one of ${ROLES.join(', ')}, got ${JSON.stringify(values.role)}`);
+    const cfg = readConfig(values.config);
+    const collectorCfg = cfg.collectors.openstack_logs;
+    if (role === 'collector' && !collectorCfg) throw new ConfigError('collectors.openstack_logs: required for --role collector');
+
+    const log = logger('run');
+    const { signal, stopped } = shutdownSignal();
+    const stops: (() => Promise<void>)[] = [];
+    const tasks: Promise<unknown>[] = [];
+
+    if (role !== 'collector') {
+      const processor = await startLogProcessor(cfg, { signal });
+      stops.push(() => processor.stop());
+    }
+    if (role !== 'processor' && collectorCfg) {
+      await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs], signal);
+      const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
+      const collector = new OpenstackLogCollector(collectorCfg, { topic: cfg.kafka.topics.logs, producer });
+      tasks.push(collector.run(signal).finally(() => producer.disconnect()));
+    }
+    log.info('running', { role });
+    const sig = await stopped;
+    log.info(`${sig}: draining and committing before exit`);
+    await Promise.allSettled(tasks);
+    for (const stop of stops) await stop();
+    return 0;
+  },
+};

@@ -1,0 +1,41 @@
+// Where a collector remembers how far it got: per file identity, the byte offset up to which Kafka has
+// acknowledged every event. Written atomically (temp file + rename), so a crash leaves the old or the new
+// checkpoint, never half of one.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+const CheckpointFile = z.object({
+  v: z.literal(1),
+  files: z.record(z.string(), z.object({ path: z.string(), offset: z.number().int().nonnegative(), done: z.boolean().optional() })),
+});
+export type Checkpoint = z.infer<typeof CheckpointFile>['files'][string];
+
+export class CheckpointStore {
+  private readonly path: string;
+  private files: Record<string, Checkpoint> = {};
+
+  constructor(dir: string, name: string) {
+    mkdirSync(dir, { recursive: true });
+    this.path = join(dir, `${name}.checkpoints.json`);
+    try {
+      this.files = CheckpointFile.parse(JSON.parse(readFileSync(this.path, 'utf8'))).files;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${this.path}: unreadable checkpoint file (${(err as Error).message}); move it away to start over`);
+    }
+  }
+
+  get(fileId: string): Checkpoint | undefined {
+    return this.files[fileId];
+  }
+
+  set(fileId: string, cp: Checkpoint): void {
+    this.files[fileId] = cp;
+  }
+
+  save(): void {
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ v: 1, files: this.files }));
+    renameSync(tmp, this.path);
+  }
+}

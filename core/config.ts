@@ -1,0 +1,151 @@
+// The configuration: one YAML file, one zod schema, validated once at start-up. The schema is the type.
+// Environment variables override URLs and secrets, so a config file can be shared without them.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+
+export const DEFAULT_CONFIG_PATH = '/etc/stackwatch/stackwatch.yaml';
+
+const hostPort = z.string().regex(/^[A-Za-z0-9._\-[\]:]+:\d{1,5}$/, { error: 'expected host:port' });
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
+const positiveInt = z.number().int().positive();
+
+const KafkaSection = z.strictObject({
+  brokers: z.array(hostPort, { error: 'expected an array of host:port' }).min(1, { error: 'expected at least one host:port' }),
+  client_id: z.string().min(1).default('stackwatch'),
+  topics: z
+    .strictObject({
+      logs: z.string().min(1).default('stackwatch.logs'),
+      dead_letter: z.string().min(1).default('stackwatch.dead-letter'),
+    })
+    .prefault({}),
+  consumer_group: z.string().min(1).default('stackwatch-processor'),
+  connection_timeout_ms: positiveInt.default(3000),
+});
+
+const ElasticsearchSection = z.strictObject({
+  url: httpUrl,
+  username: z.string().optional(),
+  password: z.string().optional(),
+  api_key: z.string().optional(),
+  indices: z
+    .strictObject({
+      /** Daily indices `<prefix>-YYYY.MM.DD`, chosen by the event's own timestamp. */
+      logs: z.string().min(1).default('stackwatch-logs'),
+      alerts: z.string().min(1).default('stackwatch-alerts'),
+    })
+    .prefault({}),
+  bulk_max_docs: positiveInt.default(2000),
+  request_timeout_ms: positiveInt.default(30_000),
+});
+
+const AlertmanagerSection = z.strictObject({
+  url: httpUrl,
+  /** Firing alerts are posted again this often so Alertmanager does not time them out (its resolve_timeout is 5m). */
+  resend_interval_s: positiveInt.default(60),
+});
+
+const OpenstackLogsCollector = z.strictObject({
+  paths: z.array(z.string().min(1), { error: 'expected an array of file paths or globs' }).min(1, { error: 'expected at least one path or glob' }),
+  poll_interval_ms: positiveInt.default(250),
+  /** Where checkpoints (file identity + offset acknowledged by Kafka) are kept. */
+  checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
+  /** host.name of the events; defaults to this machine's name. */
+  host_name: z.string().min(1).default(hostname()),
+  /** Largest batch of lines sent to Kafka in one request. */
+  batch_max_lines: positiveInt.default(5000),
+});
+
+export const ConfigSchema = z.strictObject({
+  kafka: KafkaSection,
+  elasticsearch: ElasticsearchSection,
+  alertmanager: AlertmanagerSection.optional(),
+  collectors: z
+    .strictObject({
+      openstack_logs: OpenstackLogsCollector.optional(),
+    })
+    .prefault({}),
+  processor: z
+    .strictObject({
+      /** oslo.log timestamps carry no zone: the zone they were written in (IANA name). */
+      timezone: z.string().default('UTC'),
+    })
+    .prefault({}),
+  rules_dir: z.string().optional(),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** A configuration problem, reported as one line that names the file and the field. */
+export class ConfigError extends Error {}
+
+/** Environment variables that override the file. Lists are comma-separated. */
+export const ENV_OVERRIDES: Record<string, string[]> = {
+  STACKWATCH_KAFKA_BROKERS: ['kafka', 'brokers'],
+  STACKWATCH_ES_URL: ['elasticsearch', 'url'],
+  STACKWATCH_ES_USERNAME: ['elasticsearch', 'username'],
+  STACKWATCH_ES_PASSWORD: ['elasticsearch', 'password'],
+  STACKWATCH_ES_API_KEY: ['elasticsearch', 'api_key'],
+  STACKWATCH_ALERTMANAGER_URL: ['alertmanager', 'url'],
+};
+
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+  for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    let node = raw;
+    for (const key of path.slice(0, -1)) {
+      if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+      node = node[key] as Record<string, unknown>;
+    }
+    const leaf = path[path.length - 1];
+    node[leaf] = leaf === 'brokers' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+  }
+}
+
+function fieldName(path: PropertyKey[]): string {
+  return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), '');
+}
+
+/** Validates an already-parsed object (env overrides applied); `source` names it in errors. */
+export function validateConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const obj = raw === null || raw === undefined ? {} : raw;
+  if (typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`${source}: expected a mapping at the top level`);
+  applyEnv(obj as Record<string, unknown>, env);
+  const result = ConfigSchema.safeParse(obj);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = fieldName(issue.path);
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    const keys = (issue as { keys: string[] }).keys;
+    return fail(source, keys.map((k) => (field ? `${field}.${k}` : k)).join(', '), 'unknown field');
+  }
+  if (issue.code === 'invalid_type' && message.startsWith('Invalid input: expected') && message.endsWith('received undefined')) {
+    message = 'required';
+  }
+  return fail(source, field || '(top level)', message);
+}
+
+function fail(source: string, field: string, message: string): never {
+  throw new ConfigError(`${source}: ${field}: ${message}`);
+}
+
+export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
+    throw new ConfigError(`${path}: cannot read config: ${why} (pass --config FILE or set STACKWATCH_CONFIG)`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const line = e.linePos?.[0]?.line;
+    throw new ConfigError(`${path}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
+  }
+  return validateConfig(doc.toJS(), path, env);
+}

@@ -1,0 +1,112 @@
+// Every event that crosses a topic or lands in an index, as a zod schema. The schema is the type:
+// producers build these, consumers validate them, and nothing else knows the wire format.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/** A log event as a collector produces it to Kafka (topic `kafka.topics.logs`). */
+export const RawLogEvent = z.object({
+  v: z.literal(1),
+  host: z.string().min(1),
+  /** The file as the collector found it. */
+  path: z.string().min(1),
+  /** Identity of the file's content (a hash of its first line), stable across renames and copies. */
+  file_id: z.string().min(1),
+  /** Byte offset of the event's first byte in the (decompressed) file. */
+  offset: z.number().int().nonnegative(),
+  /** The event's text: one line, without its line ending. */
+  line: z.string(),
+  /** When the collector read it (ISO 8601). */
+  read_at: z.string(),
+});
+export type RawLogEvent = z.infer<typeof RawLogEvent>;
+
+/** A parsed log event in Elasticsearch, named after the Elastic Common Schema. */
+export const LogDocument = z.object({
+  '@timestamp': z.string(),
+  message: z.string(),
+  log: z.object({
+    level: z.string().optional(),
+    logger: z.string().optional(),
+    file: z.object({ path: z.string() }),
+    offset: z.number().int(),
+  }),
+  process: z.object({ pid: z.number().int() }).optional(),
+  host: z.object({ name: z.string() }),
+  service: z.object({ name: z.string() }),
+  event: z.object({
+    id: z.string(),
+    ingested: z.string().optional(),
+    original: z.string().optional(),
+  }),
+  openstack: z
+    .object({
+      request_id: z.string().optional(),
+      global_request_id: z.string().optional(),
+      user_id: z.string().optional(),
+      project_id: z.string().optional(),
+      instance_id: z.string().optional(),
+    })
+    .optional(),
+  error: z.object({ stack_trace: z.string().optional() }).optional(),
+});
+export type LogDocument = z.infer<typeof LogDocument>;
+
+export const AlertStatus = z.enum(['firing', 'resolved']);
+export const Severity = z.enum(['info', 'warning', 'critical', 'page']);
+
+/** An alert transition: indexed into the alerts index and sent to the notifiers. */
+export const Alert = z.object({
+  '@timestamp': z.string(),
+  rule: z.object({ id: z.string(), name: z.string() }),
+  alert: z.object({
+    /** Stable fingerprint of rule + group: the same outage always has the same id. */
+    id: z.string(),
+    status: AlertStatus,
+    severity: Severity,
+    started_at: z.string(),
+    ended_at: z.string().optional(),
+    duration_s: z.number().optional(),
+    runbook: z.string(),
+    group: z.record(z.string(), z.string()),
+  }),
+  host: z.object({ name: z.string() }),
+  service: z.object({ name: z.string() }),
+  message: z.string(),
+  /** event.id of the log events that are the evidence. */
+  evidence: z.object({ event_ids: z.array(z.string()) }),
+});
+export type Alert = z.infer<typeof Alert>;
+
+/** Something that could not be processed, kept with the reason (topic `kafka.topics.dead_letter`). */
+export const DeadLetter = z.object({
+  '@timestamp': z.string(),
+  component: z.string(),
+  reason: z.string(),
+  /** The original payload, as text (truncated to 64 KiB). */
+  payload: z.string(),
+  source: z.object({ topic: z.string(), partition: z.number().int(), offset: z.string() }).optional(),
+});
+export type DeadLetter = z.infer<typeof DeadLetter>;
+
+/** A short, deterministic id: the same inputs always give the same id (so replays overwrite, never add). */
+export function stableId(...parts: (string | number)[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(String(p)).update('\0');
+  return h.digest('base64url').slice(0, 27);
+}
+
+/** The id of a log event: host + file identity + byte offset. */
+export function logEventId(e: Pick<RawLogEvent, 'host' | 'file_id' | 'offset'>): string {
+  return stableId(e.host, e.file_id, e.offset);
+}
+
+export const DEAD_LETTER_PAYLOAD_MAX = 64 * 1024;
+export function deadLetter(component: string, reason: string, payload: string, source?: DeadLetter['source']): DeadLetter {
+  return {
+    '@timestamp': new Date().toISOString(),
+    component,
+    reason,
+    payload: payload.length > DEAD_LETTER_PAYLOAD_MAX ? payload.slice(0, DEAD_LETTER_PAYLOAD_MAX) : payload,
+    ...(source ? { source } : {}),
+  };
+}

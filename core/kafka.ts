@@ -1,0 +1,161 @@
+// The only file that imports kafkajs. kafkajs is unmaintained since 2023; keeping it behind this module means
+// a switch to @confluentinc/kafka-javascript (KafkaJS-compatible API) touches one file.
+import { Kafka, logLevel, type Admin, type Consumer, type Producer, type LogEntry } from 'kafkajs';
+import type { Config } from './config.ts';
+import { logger, type Logger } from './log.ts';
+import { retry } from './retry.ts';
+
+export type KafkaConfig = Config['kafka'];
+
+export interface OutMessage {
+  key: string;
+  value: string;
+}
+
+export interface InMessage {
+  offset: string;
+  key: string | null;
+  value: string | null;
+}
+
+export interface InBatch {
+  topic: string;
+  partition: number;
+  messages: InMessage[];
+  /** Keeps the group membership alive during long work; throws when the group is rebalancing. */
+  heartbeat(): Promise<void>;
+}
+
+const kafkaLog = logger('kafkajs');
+/** Topics accept record batches up to this size: one event may be up to 1 MiB of text, escaped as JSON. */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+function logCreator() {
+  // kafkajs retries on its own and is loud about it; our components log the failures that matter.
+  return ({ level, log }: LogEntry) => {
+    const { message, ...rest } = log;
+    if (level <= logLevel.ERROR) kafkaLog.debug(message, rest);
+  };
+}
+
+export function kafkaClient(cfg: KafkaConfig, clientSuffix = ''): Kafka {
+  return new Kafka({
+    clientId: cfg.client_id + clientSuffix,
+    brokers: cfg.brokers,
+    connectionTimeout: cfg.connection_timeout_ms,
+    logLevel: logLevel.ERROR,
+    logCreator,
+    retry: { initialRetryTime: 300, retries: 5 },
+  });
+}
+
+const brokerHint = 'check that the brokers in kafka.brokers (or STACKWATCH_KAFKA_BROKERS) are up and reachable';
+
+async function connectWithRetry<T extends { connect(): Promise<void> }>(thing: T, cfg: KafkaConfig, log: Logger, what: string, signal?: AbortSignal): Promise<T> {
+  await retry(() => thing.connect(), { what: `${what} (Kafka ${cfg.brokers.join(',')})`, log, hint: brokerHint, signal });
+  return thing;
+}
+
+/** Creates the topics that do not exist yet (idempotent). */
+export async function ensureTopics(cfg: KafkaConfig, topics: string[], signal?: AbortSignal, partitions = 3): Promise<void> {
+  const log = logger('kafka-admin');
+  const admin: Admin = await connectWithRetry(kafkaClient(cfg, '-admin').admin(), cfg, log, 'connect admin', signal);
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t));
+    if (missing.length > 0) {
+      await admin.createTopics({
+        topics: missing.map((topic) => ({ topic, numPartitions: partitions, configEntries: [{ name: 'max.message.bytes', value: String(MAX_MESSAGE_BYTES) }] })),
+        waitForLeaders: true,
+      });
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function deleteTopics(cfg: KafkaConfig, topics: string[]): Promise<void> {
+  const admin = kafkaClient(cfg, '-admin').admin();
+  await admin.connect();
+  try {
+    await admin.deleteTopics({ topics });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** A producer that returns only when every broker in the ISR has the messages (acks=all). */
+export class TopicProducer {
+  private constructor(private readonly producer: Producer) {}
+
+  static async connect(cfg: KafkaConfig, component: string, signal?: AbortSignal): Promise<TopicProducer> {
+    const producer = kafkaClient(cfg, `-${component}`).producer({ allowAutoTopicCreation: false });
+    await connectWithRetry(producer, cfg, logger(component), 'connect producer', signal);
+    return new TopicProducer(producer);
+  }
+
+  async send(topic: string, messages: OutMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    await this.producer.send({ topic, acks: -1, messages });
+  }
+
+  async disconnect(): Promise<void> {
+    await this.producer.disconnect();
+  }
+}
+
+export interface ConsumeOptions {
+  groupId: string;
+  topics: string[];
+  component: string;
+  /** Called once per fetched batch, in offset order per partition. The batch's offsets are committed only
+   * after it returns; if it throws, nothing is committed and the batch is delivered again. */
+  onBatch(batch: InBatch): Promise<void>;
+  signal?: AbortSignal;
+}
+
+/** A consumer in a group that commits a batch's offsets only after `onBatch` finished with it. */
+export class GroupConsumer {
+  private constructor(private readonly consumer: Consumer) {}
+
+  static async start(cfg: KafkaConfig, opts: ConsumeOptions): Promise<GroupConsumer> {
+    const consumer = kafkaClient(cfg, `-${opts.component}`).consumer({
+      groupId: opts.groupId,
+      allowAutoTopicCreation: false,
+      maxBytesPerPartition: MAX_MESSAGE_BYTES,
+    });
+    const log = logger(opts.component);
+    await connectWithRetry(consumer, cfg, log, 'connect consumer', opts.signal);
+    await retry(() => consumer.subscribe({ topics: opts.topics, fromBeginning: true }), {
+      what: `subscribe to ${opts.topics.join(',')}`,
+      log,
+      hint: brokerHint,
+      signal: opts.signal,
+    });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, heartbeat, resolveOffset, isRunning, isStale }) => {
+        if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        await opts.onBatch({
+          topic: batch.topic,
+          partition: batch.partition,
+          heartbeat,
+          messages: batch.messages.map((m) => ({
+            offset: m.offset,
+            key: m.key ? m.key.toString('utf8') : null,
+            value: m.value ? m.value.toString('utf8') : null,
+          })),
+        });
+        const last = batch.messages[batch.messages.length - 1].offset;
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
+        resolveOffset(last);
+      },
+    });
+    return new GroupConsumer(consumer);
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer.disconnect();
+  }
+}

@@ -1,0 +1,108 @@
+// The detection engine. Rules are data: one YAML file per rule in rules/, validated at start-up (errors name the
+// file and the field). A rule names the detector that evaluates it; a stateful detector is one file in
+// processors/ that exports `createDetector`, so adding a detector means adding a file.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../core/config.ts';
+import { Severity, stableId, type Alert, type LogDocument } from '../core/events.ts';
+
+export const DEFAULT_RULES_DIR = new URL('../rules/', import.meta.url).pathname;
+
+export const Rule = z.strictObject({
+  id: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, { error: 'expected a lower-case id like amqp-connection-lost' }),
+  name: z.string().min(1),
+  /** The file processors/<detector>.ts that evaluates this rule. */
+  detector: z.string().regex(/^[a-z0-9-]+$/, { error: 'expected a detector file name like amqp-connection-lost' }),
+  severity: Severity,
+  runbook: z.string().min(1),
+  /** Detector-specific settings, validated by the detector's own schema. */
+  params: z.record(z.string(), z.unknown()).default({}),
+});
+export type Rule = z.infer<typeof Rule>;
+
+export interface Detector {
+  /** Events arrive in order per file; time is the events' own time, never the wall clock. */
+  onLog(doc: LogDocument): Alert[];
+}
+export type DetectorFactory = (rule: Rule) => Detector;
+
+export function loadRules(dir: string = DEFAULT_RULES_DIR): Rule[] {
+  const files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && !f.endsWith('.test.yaml')).sort();
+  return files.map((file) => {
+    const path = join(dir, file);
+    const doc = parseDocument(readFileSync(path, 'utf8'));
+    if (doc.errors.length > 0) throw new ConfigError(`${path}: invalid YAML: ${doc.errors[0].message.split('\n')[0]}`);
+    const result = Rule.safeParse(doc.toJS());
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      throw new ConfigError(`${path}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+    }
+    if (!existsSync(new URL(`./${result.data.detector}.ts`, import.meta.url))) {
+      throw new ConfigError(`${path}: detector: no detector named ${result.data.detector} (processors/${result.data.detector}.ts)`);
+    }
+    return result.data;
+  });
+}
+
+export class DetectionEngine {
+  private constructor(private readonly detectors: Detector[]) {}
+
+  static async create(rules: Rule[]): Promise<DetectionEngine> {
+    const detectors: Detector[] = [];
+    for (const rule of rules) {
+      const mod = (await import(`./${rule.detector}.ts`)) as { createDetector: DetectorFactory };
+      detectors.push(mod.createDetector(rule));
+    }
+    return new DetectionEngine(detectors);
+  }
+
+  onLog(doc: LogDocument): Alert[] {
+    const out: Alert[] = [];
+    for (const d of this.detectors) out.push(...d.onLog(doc));
+    return out;
+  }
+}
+
+/** The stable id of an alert: rule + its group, so the same outage always carries the same id. */
+export function alertId(rule: Rule, group: Record<string, string>): string {
+  return stableId(rule.id, ...Object.keys(group).sort().map((k) => `${k}=${group[k]}`));
+}
+
+export interface TransitionInput {
+  status: 'firing' | 'resolved';
+  group: Record<string, string>;
+  at: string;
+  startedAt: string;
+  host: string;
+  service: string;
+  message: string;
+  evidence: string[];
+}
+
+export function alertTransition(rule: Rule, t: TransitionInput): Alert {
+  const resolved = t.status === 'resolved';
+  return {
+    '@timestamp': t.at,
+    rule: { id: rule.id, name: rule.name },
+    alert: {
+      id: alertId(rule, t.group),
+      status: t.status,
+      severity: rule.severity,
+      started_at: t.startedAt,
+      ...(resolved ? { ended_at: t.at, duration_s: (Date.parse(t.at) - Date.parse(t.startedAt)) / 1000 } : {}),
+      runbook: rule.runbook,
+      group: t.group,
+    },
+    host: { name: t.host },
+    service: { name: t.service },
+    message: t.message,
+    evidence: { event_ids: t.evidence },
+  };
+}
+
+/** The id of an alert transition's document in the alerts index (a replay overwrites it). */
+export function alertDocumentId(a: Alert): string {
+  return stableId(a.alert.id, a.alert.started_at, a.alert.status);
+}

@@ -1,0 +1,148 @@
+// Parses an oslo.log line into an ECS document.
+//
+//   2022-02-04 09:37:50.159 21562 ERROR oslo.messaging._drivers.impl_rabbit [req-30b3… - - - - -] Connection failed: …
+//   <date>     <time>       <pid> <level> <logger>                          [<context>]            <message>
+//
+// The context block is oslo.log's logging_context_format_string: `[-]` outside a request, or
+// `[<global request id>? <request id> <user> <project> <domain> <user domain> <project domain>]`, where an
+// absent value is `-` and an absent global request id is `None`. A line in no known format is still an event:
+// its message is the whole line and its time the time it was read.
+import { basename } from 'node:path';
+import { logEventId, type LogDocument, type RawLogEvent } from '../core/events.ts';
+
+export interface ParseOptions {
+  /** IANA zone the oslo timestamps were written in. */
+  timezone: string;
+  /** Keep the raw line in event.original. */
+  keepOriginal?: boolean;
+}
+
+export interface OsloHeader {
+  timestamp: string; // ISO 8601, UTC
+  pid: number;
+  level: string;
+  logger: string;
+  requestId?: string;
+  globalRequestId?: string;
+  userId?: string;
+  projectId?: string;
+  instanceId?: string;
+  message: string;
+}
+
+const HEADER =
+  /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:[.,](\d{1,6}))? (\d+) (TRACE|DEBUG|INFO|AUDIT|WARNING|WARN|ERROR|CRITICAL|FATAL) (\S+) ?(.*)$/;
+const INSTANCE = /^\[instance: ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]/;
+
+const absent = (v: string | undefined) => (v === undefined || v === '-' || v === 'None' || v === '' ? undefined : v);
+
+/** Parses the oslo.log header of one line; undefined when the line is not in oslo.log format. */
+export function parseOsloHeader(line: string, timezone = 'UTC'): OsloHeader | undefined {
+  const m = HEADER.exec(line);
+  if (!m) return undefined;
+  const [, date, time, frac = '0', pid, level, logger, rest] = m;
+  const header: OsloHeader = {
+    timestamp: toUtcIso(date, time, frac, timezone),
+    pid: Number(pid),
+    level,
+    logger,
+    message: rest,
+  };
+  if (rest.startsWith('[')) {
+    const close = rest.indexOf(']');
+    if (close > 0) {
+      applyContext(header, rest.slice(1, close));
+      header.message = rest.slice(close + 1).replace(/^ /, '');
+    }
+  }
+  const inst = INSTANCE.exec(header.message);
+  if (inst) header.instanceId = inst[1];
+  return header;
+}
+
+function applyContext(h: OsloHeader, context: string): void {
+  if (context === '-' || context === '') return;
+  const parts = context.split(' ');
+  let i = 0;
+  // A global request id (or its placeholder None) comes first when the context carries two ids.
+  if (parts.length > 1 && (parts[0] === 'None' || parts[0].startsWith('req-')) && parts[1].startsWith('req-')) {
+    h.globalRequestId = absent(parts[0]);
+    i = 1;
+  }
+  if (!parts[i]?.startsWith('req-')) return;
+  h.requestId = parts[i];
+  h.userId = absent(parts[i + 1]);
+  h.projectId = absent(parts[i + 2]);
+}
+
+const offsetCache = new Map<string, number>();
+
+/** Converts a wall-clock time in `timezone` to ISO 8601 UTC with milliseconds. */
+export function toUtcIso(date: string, time: string, frac: string, timezone: string): string {
+  const ms = (frac + '00').slice(0, 3);
+  if (timezone === 'UTC' || timezone === 'Etc/UTC') return `${date}T${time}.${ms}Z`;
+  const naive = Date.parse(`${date}T${time}.${ms}Z`);
+  const hourKey = `${timezone}|${date}T${time.slice(0, 2)}`;
+  let offset = offsetCache.get(hourKey);
+  if (offset === undefined) {
+    offset = zoneOffsetMs(naive - (naive % 1000), timezone);
+    if (offsetCache.size > 10_000) offsetCache.clear();
+    offsetCache.set(hourKey, offset);
+  }
+  return new Date(naive - offset).toISOString();
+}
+
+function zoneOffsetMs(naiveUtc: number, timezone: string): number {
+  const fmt = new Intl.DateTimeFormat('en-US', {
+    timeZone: timezone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  });
+  const wall = (t: number) => {
+    const p = Object.fromEntries(fmt.formatToParts(t).map((x) => [x.type, x.value]));
+    return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
+  };
+  // The offset at the instant the wall time denotes (two passes settle DST edges).
+  const first = wall(naiveUtc) - naiveUtc;
+  return wall(naiveUtc - first) - (naiveUtc - first);
+}
+
+/** nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08 → nova-api. */
+export function serviceFromPath(path: string): string {
+  const name = basename(path);
+  const logAt = name.indexOf('.log');
+  if (logAt > 0) return name.slice(0, logAt);
+  const dot = name.indexOf('.');
+  return dot > 0 ? name.slice(0, dot) : name;
+}
+
+export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument {
+  const id = logEventId(raw);
+  const h = parseOsloHeader(raw.line, opts.timezone);
+  const doc: LogDocument = {
+    '@timestamp': h?.timestamp ?? raw.read_at,
+    message: h?.message ?? raw.line,
+    log: { file: { path: raw.path }, offset: raw.offset },
+    host: { name: raw.host },
+    service: { name: serviceFromPath(raw.path) },
+    event: { id, ...(opts.keepOriginal ? { original: raw.line } : {}) },
+  };
+  if (h) {
+    doc.log.level = h.level;
+    doc.log.logger = h.logger;
+    doc.process = { pid: h.pid };
+    const os: NonNullable<LogDocument['openstack']> = {};
+    if (h.requestId) os.request_id = h.requestId;
+    if (h.globalRequestId) os.global_request_id = h.globalRequestId;
+    if (h.userId) os.user_id = h.userId;
+    if (h.projectId) os.project_id = h.projectId;
+    if (h.instanceId) os.instance_id = h.instanceId;
+    if (Object.keys(os).length > 0) doc.openstack = os;
+  }
+  return doc;
+}

@@ -1,0 +1,656 @@
+#!/usr/bin/env bash
+# Local "real" stack for stackwatch: Kafka (KRaft), Elasticsearch, Alertmanager and a
+# webhook receiver standing in for the pager. Everything is installed by this script,
+# cached under $STACKWATCH_HOME (default <repo>/.stack, git-ignored). Run with --help.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+HELPERS=$SCRIPT_DIR/stack
+
+STACKWATCH_HOME=${STACKWATCH_HOME:-$REPO_DIR/.stack}
+case $STACKWATCH_HOME in /*) ;; *) STACKWATCH_HOME=$PWD/$STACKWATCH_HOME ;; esac
+RUN_DIR=$STACKWATCH_HOME/run
+LOG_DIR=$STACKWATCH_HOME/log
+
+# Pinned versions (override only if you know what you are doing).
+KAFKA_VERSION=${SW_KAFKA_VERSION:-4.1.1}
+ES_VERSION=${SW_ES_VERSION:-8.19.21}
+ES_ARTIFACT=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip
+
+KAFKA_PORT=${SW_KAFKA_PORT:-29092}
+KAFKA_CONTROLLER_PORT=${SW_KAFKA_CONTROLLER_PORT:-29093}
+ES_PORT=${SW_ES_PORT:-29200}
+ES_TRANSPORT_PORT=${SW_ES_TRANSPORT_PORT:-29300}
+AM_PORT=${SW_ALERTMANAGER_PORT:-29094}
+WEBHOOK_PORT=${SW_WEBHOOK_PORT:-29095}
+
+ES_USER=${SW_ES_USER:-stackwatch}
+AM_BIN=${SW_ALERTMANAGER_BIN:-/usr/bin/prometheus-alertmanager}
+STOP_TIMEOUT=${SW_STOP_TIMEOUT:-30}
+
+KAFKA_DIR=$STACKWATCH_HOME/kafka
+ES_BASE=$STACKWATCH_HOME/elasticsearch # may move, see resolve_es_base
+ES_HOME=$ES_BASE/elasticsearch-$ES_VERSION
+AM_DIR=$STACKWATCH_HOME/alertmanager
+WEBHOOK_SCRIPT=$REPO_DIR/scripts/webhook-receiver.mjs
+
+ALL_SERVICES=(webhook alertmanager kafka elasticsearch) # start order; stop is the reverse
+
+usage() {
+  cat <<EOF
+usage: scripts/stack.sh COMMAND [SERVICE...]
+
+Installs (cached), starts, stops and reports the local stack used by stackwatch's
+integration tests and benchmarks. SERVICE: kafka, elasticsearch, alertmanager,
+webhook (default: all four).
+
+commands:
+  install [SERVICE...]  download/install only (idempotent; cached in \$STACKWATCH_HOME)
+  start   [SERVICE...]  install if needed, start, wait until ready (exit 1 with the
+                        log tail if not ready in time); a service already answering
+                        on its port (ours or anyone's) is left alone
+  stop    [SERVICE...]  stop only processes started by this script, by recorded PID
+                        (SIGTERM, then SIGKILL after \$SW_STOP_TIMEOUT s)
+  status  [SERVICE...]  one line per service: name, up/down, pid, url
+                        (exit 0 if all listed services are up, 3 otherwise)
+  env                   print STACKWATCH_* variables: eval "\$(scripts/stack.sh env)"
+
+environment (defaults):
+  STACKWATCH_HOME=$STACKWATCH_HOME
+  SW_KAFKA_PORT=29092 SW_KAFKA_CONTROLLER_PORT=29093 SW_ES_PORT=29200
+  SW_ES_TRANSPORT_PORT=29300 SW_ALERTMANAGER_PORT=29094 SW_WEBHOOK_PORT=29095
+  SW_START_TIMEOUT  readiness timeout in seconds (kafka 120, elasticsearch 180,
+                    alertmanager 30, webhook 15)
+  SW_STOP_TIMEOUT=30  SW_ES_USER=stackwatch (Elasticsearch refuses to run as root)
+  SW_ES_JAVA_HOME   JDK for Elasticsearch (default: the system java, 17+)
+  SW_KAFKA_VERSION=$KAFKA_VERSION SW_ES_VERSION=$ES_VERSION
+
+files: \$STACKWATCH_HOME/log/<svc>.log, \$STACKWATCH_HOME/run/<svc>.pid
+EOF
+}
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+since() { # since START_MS -> "7.2s"
+  local d=$(( $(now_ms) - $1 ))
+  printf '%d.%ds' $(( d / 1000 )) $(( d % 1000 / 100 ))
+}
+
+svc_port() {
+  case $1 in
+    kafka) echo "$KAFKA_PORT" ;;
+    elasticsearch) echo "$ES_PORT" ;;
+    alertmanager) echo "$AM_PORT" ;;
+    webhook) echo "$WEBHOOK_PORT" ;;
+  esac
+}
+svc_url() {
+  case $1 in
+    kafka) echo "127.0.0.1:$KAFKA_PORT" ;;
+    *) echo "http://127.0.0.1:$(svc_port "$1")" ;;
+  esac
+}
+svc_ports() { # every port the service binds
+  case $1 in
+    kafka) echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT" ;;
+    elasticsearch) echo "$ES_PORT $ES_TRANSPORT_PORT" ;;
+    *) svc_port "$1" ;;
+  esac
+}
+svc_timeout() {
+  if [[ -n ${SW_START_TIMEOUT:-} ]]; then echo "$SW_START_TIMEOUT"; return; fi
+  case $1 in
+    kafka) echo 120 ;; elasticsearch) echo 180 ;; alertmanager) echo 30 ;; webhook) echo 15 ;;
+  esac
+}
+# A string that must appear in the command line of a process we started; guards
+# against killing an unrelated process that inherited a recycled PID.
+svc_marker() {
+  case $1 in
+    kafka) echo "$KAFKA_DIR/server.properties" ;;
+    elasticsearch) echo "$ES_HOME" ;;
+    alertmanager) echo "$AM_DIR/alertmanager.yml" ;;
+    webhook) echo "$WEBHOOK_SCRIPT" ;;
+  esac
+}
+
+# ---------------------------------------------------------------- probes
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+http_ok() { # URL [max seconds]
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time "${2:-3}" "$1" 2>/dev/null
+  else
+    node -e 'fetch(process.argv[1],{signal:AbortSignal.timeout(+process.argv[2]*1000)})
+      .then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "$1" "${2:-3}"
+  fi
+}
+
+# svc_ready: what "start" waits for. svc_alive: what "status" calls up.
+# (The integ-test-zip has no rest-root module: GET / and HEAD / answer 405, so
+# Elasticsearch is probed on /_cluster/health.)
+svc_ready() {
+  case $1 in
+    kafka) port_open "$KAFKA_PORT" && node "$HELPERS/kafka-ping.mjs" 127.0.0.1 "$KAFKA_PORT" 2000 ;;
+    elasticsearch) http_ok "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" 3 ;;
+    alertmanager) http_ok "http://127.0.0.1:$AM_PORT/-/ready" ;;
+    webhook) http_ok "http://127.0.0.1:$WEBHOOK_PORT/healthz" ;;
+  esac
+}
+svc_alive() {
+  case $1 in
+    elasticsearch) http_ok "http://127.0.0.1:$ES_PORT/_cluster/health" ;;
+    *) svc_ready "$1" ;;
+  esac
+}
+
+# ---------------------------------------------------------------- processes
+
+is_running() { # PID: alive and not a zombie
+  local pid=$1 stat
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat%% *} != Z ]]
+}
+pid_matches() { # PID MARKER: running and its command line contains MARKER
+  is_running "$1" || return 1
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$2"* ]]
+}
+# read_pid FILE MARKER: print the PID if that process is still ours, else drop the
+# stale file and fail.
+read_pid() {
+  local file=$1 marker=$2 pid
+  [[ -f $file ]] || return 1
+  pid=$(tr -dc '0-9' <"$file")
+  if [[ -n $pid ]] && pid_matches "$pid" "$marker"; then
+    echo "$pid"
+    return 0
+  fi
+  rm -f "$file"
+  log "removed stale pid file $(basename "$file") (pid ${pid:-?} is gone)"
+  return 1
+}
+# Our PIDs for a service, main process first (Elasticsearch: server, then launcher).
+svc_pids() {
+  local svc=$1 marker pid
+  marker=$(svc_marker "$svc")
+  if pid=$(read_pid "$RUN_DIR/$svc.pid" "$marker"); then echo "$pid"; fi
+  if [[ $svc == elasticsearch ]] && pid=$(read_pid "$RUN_DIR/elasticsearch-launcher.pid" "$marker"); then
+    echo "$pid"
+  fi
+  return 0
+}
+
+# launch LOGFILE CMD...: start CMD detached (own session, no stdin, output to LOGFILE),
+# PID in LAUNCHED_PID. fd 9 (our lock) is not passed on.
+launch() {
+  local logfile=$1; shift
+  if [[ -f $logfile ]]; then mv -f "$logfile" "$logfile.1"; fi
+  printf '=== %s stack.sh: %s\n' "$(date -Is)" "$*" >"$logfile"
+  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
+  LAUNCHED_PID=$!
+}
+
+show_log_tail() { # FILE [LINES]
+  local file=$1 n=${2:-30}
+  [[ -f $file ]] || return 0
+  log "last $n lines of $file:"
+  tail -n "$n" "$file" | sed 's/^/    /' >&2
+}
+
+terminate() { # PID...: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL
+  local pid deadline
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  deadline=$(( $(now_ms) + STOP_TIMEOUT * 1000 ))
+  for pid in "$@"; do
+    while is_running "$pid" && (( $(now_ms) < deadline )); do sleep 0.2; done
+    if is_running "$pid"; then
+      log "pid $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      while is_running "$pid"; do sleep 0.1; done
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- install helpers
+
+APT_UPDATED=0
+apt_install() { # PACKAGE...
+  (( EUID == 0 )) || die "need root to apt-get install $* (or install it yourself)"
+  if (( APT_UPDATED == 0 )); then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    APT_UPDATED=1
+  fi
+  # Keep maintainer scripts from starting packaged daemons (e.g. a system
+  # alertmanager on :9093): policy-rc.d exit 101, only if none exists already.
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# temporary, from stackwatch scripts/stack.sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    made_policy=1
+  fi
+  log "apt-get install $*"
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+    >"$LOG_DIR/apt.log" 2>&1 || rc=$?
+  if (( made_policy )); then rm -f "$policy"; fi
+  if (( rc != 0 )); then show_log_tail "$LOG_DIR/apt.log"; die "apt-get install $* failed"; fi
+}
+need_cmd() { # COMMAND DEBIAN-PACKAGE
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
+mvn_run() { # LOGNAME ARGS...: quiet, batch mode, output to $LOG_DIR/LOGNAME
+  local logname=$1; shift
+  need_cmd java openjdk-17-jdk-headless
+  need_cmd mvn maven
+  if ! mvn -B -q -Dstyle.color=never -f "$HELPERS/kafka-pom.xml" "$@" >"$LOG_DIR/$logname" 2>&1; then
+    show_log_tail "$LOG_DIR/$logname"
+    die "maven failed: mvn $*"
+  fi
+}
+
+# Java for Elasticsearch: 8.x runs on 17+, 9.x needs 21+.
+es_java_home() {
+  if [[ -n ${SW_ES_JAVA_HOME:-} ]]; then echo "$SW_ES_JAVA_HOME"; return; fi
+  local min=17 j v best="" bestv=0
+  [[ $ES_VERSION == 8.* ]] || min=21
+  for j in "$(readlink -f "$(command -v java 2>/dev/null || echo /nonexistent)")" /usr/lib/jvm/*/bin/java; do
+    [[ -x $j ]] || continue
+    v=$("$j" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p')
+    [[ -n $v ]] || continue
+    if (( v >= min )); then
+      if [[ $min == 17 ]]; then best=$j; break; fi # 8.x: the system java is fine
+      if (( v > bestv )); then best=$j; bestv=$v; fi
+    fi
+  done
+  [[ -n $best ]] || die "no Java $min+ found for Elasticsearch $ES_VERSION (set SW_ES_JAVA_HOME)"
+  dirname "$(dirname "$best")"
+}
+
+# ---------------------------------------------------------------- install
+
+install_kafka() {
+  local stamp=$KAFKA_DIR/libs/.stackwatch-kafka-$KAFKA_VERSION
+  [[ -f $stamp ]] && return 0
+  local t0; t0=$(now_ms)
+  log "installing kafka $KAFKA_VERSION (broker classpath from Maven Central)"
+  mkdir -p "$KAFKA_DIR"
+  rm -rf "$KAFKA_DIR/libs.tmp"
+  mvn_run install-kafka.log dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIR/libs.tmp"
+  [[ -f "$KAFKA_DIR/libs.tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] ||
+    die "kafka_2.13-$KAFKA_VERSION.jar missing after maven (see $LOG_DIR/install-kafka.log)"
+  touch "$KAFKA_DIR/libs.tmp/.stackwatch-kafka-$KAFKA_VERSION"
+  rm -rf "$KAFKA_DIR/libs"
+  mv "$KAFKA_DIR/libs.tmp" "$KAFKA_DIR/libs"
+  log "kafka $KAFKA_VERSION installed in $(since "$t0") ($(du -sh "$KAFKA_DIR/libs" | cut -f1))"
+}
+
+# Elasticsearch runs as $ES_USER, which must traverse every parent directory. When
+# $STACKWATCH_HOME sits below a private directory (e.g. /root or a 0750 home), keep
+# Elasticsearch in /var/lib/stackwatch/<hash>/ instead, with a symlink
+# $STACKWATCH_HOME/elasticsearch pointing there. SW_ES_DIR overrides the location.
+resolve_es_base() {
+  local link=$STACKWATCH_HOME/elasticsearch target="" d
+  if [[ -n ${SW_ES_DIR:-} ]]; then
+    target=$SW_ES_DIR
+  elif [[ -L $link ]]; then
+    target=$(readlink -f "$link")
+  elif (( EUID == 0 )) && [[ ! -e $link ]]; then
+    d=$STACKWATCH_HOME
+    while [[ ! -e $d ]]; do d=$(dirname "$d"); done
+    while [[ $d != / ]]; do
+      if [[ $(stat -L -c %A "$d") != ?????????[xt] ]]; then
+        target=/var/lib/stackwatch/$(printf '%s' "$STACKWATCH_HOME" | sha1sum | cut -c1-12)/elasticsearch
+        [[ ${1:-} != quiet ]] || break
+        log "$d is not traversable by $ES_USER: Elasticsearch goes to $target (symlinked from $link)"
+        break
+      fi
+      d=$(dirname "$d")
+    done
+  fi
+  if [[ -n $target ]]; then
+    ES_BASE=$target
+    ES_HOME=$ES_BASE/elasticsearch-$ES_VERSION
+  fi
+}
+es_prepare_base() { # create ES_BASE (and the symlink to it if it lives elsewhere)
+  local link=$STACKWATCH_HOME/elasticsearch
+  mkdir -p "$ES_BASE"
+  if [[ $ES_BASE != "$link" && -z ${SW_ES_DIR:-} && ! -e $link ]]; then
+    chmod 755 "$(dirname "$(dirname "$ES_BASE")")" "$(dirname "$ES_BASE")"
+    ln -s "$ES_BASE" "$link"
+  fi
+}
+
+es_ensure_user() {
+  (( EUID == 0 )) || return 0
+  if ! id -u "$ES_USER" >/dev/null 2>&1; then
+    log "creating system user $ES_USER (Elasticsearch refuses to run as root)"
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$ES_USER"
+  fi
+  mkdir -p "$ES_BASE/data" "$ES_BASE/logs" "$ES_BASE/tmp" "$ES_BASE/run"
+  chown -R "$ES_USER:" "$ES_BASE"
+  if ! runuser -u "$ES_USER" -- test -x "$ES_HOME/bin/elasticsearch" -a -w "$ES_BASE/data"; then
+    die "user $ES_USER cannot reach $ES_HOME (a parent directory is not world-executable?);" \
+      "set STACKWATCH_HOME to a directory it can traverse, e.g. /var/tmp/stackwatch"
+  fi
+}
+
+install_elasticsearch() {
+  local stamp=$ES_HOME/.stackwatch-installed
+  es_prepare_base
+  if [[ ! -f $stamp ]]; then
+    local t0; t0=$(now_ms)
+    log "installing elasticsearch $ES_VERSION ($ES_ARTIFACT from Maven Central)"
+    need_cmd unzip unzip
+    rm -rf "$ES_BASE/download" "$ES_BASE/unpack.tmp" "$ES_HOME"
+    mvn_run install-elasticsearch.log dependency:copy -Dartifact="$ES_ARTIFACT" \
+      -DoutputDirectory="$ES_BASE/download"
+    mkdir -p "$ES_BASE/unpack.tmp"
+    unzip -q "$ES_BASE/download/elasticsearch-$ES_VERSION.zip" -d "$ES_BASE/unpack.tmp"
+    mv "$ES_BASE/unpack.tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
+    rm -rf "$ES_BASE/download" "$ES_BASE/unpack.tmp" # the zip stays in ~/.m2
+    touch "$stamp"
+    log "elasticsearch $ES_VERSION installed in $(since "$t0"); modules: $(cd "$ES_HOME/modules" && echo *)"
+  fi
+  es_ensure_user
+}
+
+install_alertmanager() {
+  [[ -x $AM_BIN ]] && return 0
+  local t0; t0=$(now_ms)
+  [[ $AM_BIN == /usr/bin/prometheus-alertmanager ]] || die "$AM_BIN not found (SW_ALERTMANAGER_BIN)"
+  apt_install prometheus-alertmanager
+  [[ -x $AM_BIN ]] || die "prometheus-alertmanager installed but $AM_BIN is missing"
+  log "alertmanager installed in $(since "$t0") ($("$AM_BIN" --version 2>&1 | head -n1))"
+}
+
+install_webhook() {
+  command -v node >/dev/null 2>&1 || die "node (20+) not found on PATH"
+  local major; major=$(node -p 'process.versions.node.split(".")[0]')
+  (( major >= 20 )) || die "node $major found, the webhook receiver needs node 20+"
+  [[ -f $WEBHOOK_SCRIPT ]] || die "$WEBHOOK_SCRIPT missing"
+}
+
+install_svc() { mkdir -p "$LOG_DIR" "$RUN_DIR"; "install_$1"; }
+
+# ---------------------------------------------------------------- launch
+
+launch_kafka() {
+  local data=$KAFKA_DIR/data props=$KAFKA_DIR/server.properties cid
+  local cp="$KAFKA_DIR/libs/*"
+  mkdir -p "$data"
+  if [[ ! -s $KAFKA_DIR/cluster-id ]]; then
+    # 16 random bytes, base64url without padding (Kafka's Uuid form); not starting with '-'
+    while :; do
+      cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+      [[ $cid != -* ]] && break
+    done
+    echo "$cid" >"$KAFKA_DIR/cluster-id"
+  fi
+  cid=$(<"$KAFKA_DIR/cluster-id")
+  cp "$HELPERS/kafka-log4j2.properties" "$KAFKA_DIR/log4j2.properties"
+  cat >"$props" <<EOF
+# generated by scripts/stack.sh: single combined KRaft node for local tests
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$data
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+EOF
+  local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties")
+  if [[ ! -f $data/meta.properties ]]; then
+    log "formatting kafka storage (cluster id $cid)"
+    if ! java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$props" \
+      --ignore-formatted >"$LOG_DIR/kafka-format.log" 2>&1; then
+      show_log_tail "$LOG_DIR/kafka-format.log"
+      die "kafka storage format failed"
+    fi
+  fi
+  launch "$LOG_DIR/kafka.log" java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props"
+  echo "$LAUNCHED_PID" >"$RUN_DIR/kafka.pid"
+  MAIN_PID=$LAUNCHED_PID
+}
+
+launch_elasticsearch() {
+  local java_home; java_home=$(es_java_home)
+  cat >"$ES_HOME/config/elasticsearch.yml" <<EOF
+# generated by scripts/stack.sh (the integ-test-zip is minimal: unknown settings are fatal)
+cluster.name: stackwatch
+node.name: stackwatch-1
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $ES_PORT
+transport.port: $ES_TRANSPORT_PORT
+path.data: $ES_BASE/data
+path.logs: $ES_BASE/logs
+xpack.security.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: false
+EOF
+  local espid=$ES_BASE/run/elasticsearch.pid
+  rm -f "$espid"
+  local cmd=(env ES_JAVA_HOME="$java_home" ES_JAVA_OPTS="${SW_ES_JAVA_OPTS:--Xms512m -Xmx512m}"
+    ES_TMPDIR="$ES_BASE/tmp" "$ES_HOME/bin/elasticsearch" -p "$espid")
+  if (( EUID == 0 )); then
+    chown -R "$ES_USER:" "$ES_HOME/config" "$ES_BASE/data" "$ES_BASE/logs" "$ES_BASE/tmp" "$ES_BASE/run"
+    cmd=(runuser -u "$ES_USER" -- "${cmd[@]}")
+  fi
+  launch "$LOG_DIR/elasticsearch.log" "${cmd[@]}"
+  echo "$LAUNCHED_PID" >"$RUN_DIR/elasticsearch-launcher.pid"
+  MAIN_PID=$LAUNCHED_PID
+  # The launcher (CLI) forks the server JVM, which writes -p's pid file early on;
+  # record the server's PID as the service PID (stopping it stops the launcher too).
+  local deadline=$(( $(now_ms) + 60000 )) pid=""
+  while (( $(now_ms) < deadline )) && is_running "$LAUNCHED_PID"; do
+    if [[ -s $espid ]]; then pid=$(tr -dc '0-9' <"$espid"); [[ -n $pid ]] && break; fi
+    sleep 0.2
+  done
+  if [[ -n $pid ]]; then
+    echo "$pid" >"$RUN_DIR/elasticsearch.pid"
+    MAIN_PID=$pid
+  fi
+}
+
+launch_alertmanager() {
+  mkdir -p "$AM_DIR/data"
+  sed "s#@WEBHOOK_URL@#http://127.0.0.1:$WEBHOOK_PORT/alertmanager#" \
+    "$HELPERS/alertmanager.yml.tmpl" >"$AM_DIR/alertmanager.yml"
+  launch "$LOG_DIR/alertmanager.log" "$AM_BIN" \
+    --config.file="$AM_DIR/alertmanager.yml" \
+    --storage.path="$AM_DIR/data" \
+    --web.listen-address="127.0.0.1:$AM_PORT" \
+    --cluster.listen-address=
+  echo "$LAUNCHED_PID" >"$RUN_DIR/alertmanager.pid"
+  MAIN_PID=$LAUNCHED_PID
+}
+
+launch_webhook() {
+  launch "$LOG_DIR/webhook.log" node "$WEBHOOK_SCRIPT" --port "$WEBHOOK_PORT"
+  echo "$LAUNCHED_PID" >"$RUN_DIR/webhook.pid"
+  MAIN_PID=$LAUNCHED_PID
+}
+
+# ---------------------------------------------------------------- commands
+
+wait_ready() { # SVC PID T0
+  local svc=$1 pid=$2 t0=$3 timeout deadline
+  timeout=$(svc_timeout "$svc")
+  deadline=$(( t0 + timeout * 1000 ))
+  while :; do
+    if svc_ready "$svc"; then
+      log "$svc ready in $(since "$t0") (pid $pid, $(svc_url "$svc"))"
+      return 0
+    fi
+    if ! is_running "$pid"; then
+      show_log_tail "$LOG_DIR/$svc.log"
+      rm -f "$RUN_DIR/$svc.pid" "$RUN_DIR/$svc-launcher.pid"
+      die "$svc exited during startup (log: $LOG_DIR/$svc.log)"
+    fi
+    if (( $(now_ms) >= deadline )); then
+      show_log_tail "$LOG_DIR/$svc.log"
+      log "$svc not ready after ${timeout}s; stopping it (pid $pid)"
+      stop_svc "$svc" quiet
+      die "$svc failed to start (log: $LOG_DIR/$svc.log)"
+    fi
+    sleep 0.25
+  done
+}
+
+start_svc() {
+  local svc=$1 t0 pids port
+  t0=$(now_ms)
+  mapfile -t pids < <(svc_pids "$svc")
+  if (( ${#pids[@]} > 0 )); then
+    if svc_ready "$svc"; then
+      log "$svc already running (pid ${pids[0]}, $(svc_url "$svc"))"
+      return 0
+    fi
+    log "$svc was started earlier (pid ${pids[0]}) but is not ready yet; waiting"
+    wait_ready "$svc" "${pids[0]}" "$t0"
+    return
+  fi
+  if svc_ready "$svc"; then
+    log "$svc already up on $(svc_url "$svc") (not started by stack.sh; leaving it alone)"
+    return 0
+  fi
+  for port in $(svc_ports "$svc"); do
+    if port_open "$port"; then
+      die "$svc: port $port is in use by another process that is not a ready $svc; free it or change the port (see --help)"
+    fi
+  done
+  install_svc "$svc"
+  t0=$(now_ms) # "ready in" counts the start alone; install reports its own time
+  MAIN_PID=""
+  "launch_$svc"
+  wait_ready "$svc" "$MAIN_PID" "$t0"
+}
+
+stop_svc() { # SVC [quiet]
+  local svc=$1 quiet=${2:-} t0 pids
+  t0=$(now_ms)
+  mapfile -t pids < <(svc_pids "$svc")
+  if (( ${#pids[@]} == 0 )); then
+    if [[ -z $quiet ]]; then
+      if port_open "$(svc_port "$svc")"; then
+        log "$svc: not started by stack.sh (something else listens on port $(svc_port "$svc"); not touching it)"
+      else
+        log "$svc: not running"
+      fi
+    fi
+    return 0
+  fi
+  terminate "${pids[@]}"
+  rm -f "$RUN_DIR/$svc.pid" "$RUN_DIR/$svc-launcher.pid"
+  [[ -n $quiet ]] || log "$svc stopped (pid ${pids[*]}) in $(since "$t0")"
+}
+
+status_svc() {
+  local svc=$1 pids state pid
+  mapfile -t pids < <(svc_pids "$svc")
+  pid=${pids[0]:--}
+  if svc_alive "$svc"; then state=up; else state=down; STATUS_RC=3; fi
+  printf '%-13s %-4s pid=%-8s %s\n' "$svc" "$state" "$pid" "$(svc_url "$svc")"
+}
+
+print_env() {
+  cat <<EOF
+STACKWATCH_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+STACKWATCH_ES_URL=http://127.0.0.1:$ES_PORT
+STACKWATCH_ALERTMANAGER_URL=http://127.0.0.1:$AM_PORT
+STACKWATCH_WEBHOOK_URL=http://127.0.0.1:$WEBHOOK_PORT
+EOF
+}
+
+take_lock() {
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  exec 9>"$RUN_DIR/.lock"
+  if ! flock -n 9; then
+    log "another stack.sh is running; waiting for it"
+    flock -w 900 9 || die "timed out waiting for the lock $RUN_DIR/.lock"
+  fi
+}
+
+main() {
+  local action=${1:-}
+  [[ $# -gt 0 ]] && shift
+  case $action in
+    -h|--help|help) usage; return 0 ;;
+    install|start|stop|status|env) ;;
+    "") usage >&2; return 2 ;;
+    *) log "unknown command: $action"; usage >&2; return 2 ;;
+  esac
+
+  local selected=() want svc
+  for want in "$@"; do
+    case $want in
+      -h|--help) usage; return 0 ;;
+      all) selected+=("${ALL_SERVICES[@]}") ;;
+      kafka|elasticsearch|alertmanager|webhook) selected+=("$want") ;;
+      es) selected+=(elasticsearch) ;;
+      *) log "unknown service: $want (kafka, elasticsearch, alertmanager, webhook)"; return 2 ;;
+    esac
+  done
+  (( ${#selected[@]} > 0 )) || selected=("${ALL_SERVICES[@]}")
+  # canonical order, duplicates dropped
+  local ordered=()
+  for svc in "${ALL_SERVICES[@]}"; do
+    [[ " ${selected[*]} " == *" $svc "* ]] && ordered+=("$svc")
+  done
+
+  case $action in
+    install|start) resolve_es_base ;;
+    *) resolve_es_base quiet ;;
+  esac
+  case $action in
+    env) print_env ;;
+    status)
+      STATUS_RC=0
+      for svc in "${ordered[@]}"; do status_svc "$svc"; done
+      return "$STATUS_RC"
+      ;;
+    install)
+      take_lock
+      for svc in "${ordered[@]}"; do install_svc "$svc"; done
+      log "installed: ${ordered[*]} (in $STACKWATCH_HOME)"
+      ;;
+    start)
+      take_lock
+      local t0; t0=$(now_ms)
+      for svc in "${ordered[@]}"; do start_svc "$svc"; done
+      log "started: ${ordered[*]} in $(since "$t0")"
+      ;;
+    stop)
+      take_lock
+      local i
+      for (( i=${#ordered[@]}-1; i>=0; i-- )); do stop_svc "${ordered[i]}"; done
+      ;;
+  esac
+}
+
+main "$@"

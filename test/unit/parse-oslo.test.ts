@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { logEventId } from '../../core/events.ts';
+import { parseLogEvent, parseOsloHeader, serviceFromPath, toUtcIso } from '../../processors/parse-oslo.ts';
+
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8').split('\n');
+
+describe('oslo.log header', () => {
+  it('parses a 2022 nova-compute line with a five-field user identity and no global request id', () => {
+    const line = fixture('hotsos-2022/nova-compute-head.log')[1];
+    expect(parseOsloHeader(line)).toEqual({
+      timestamp: '2022-02-04T09:37:50.159Z',
+      pid: 21562,
+      level: 'ERROR',
+      logger: 'oslo.messaging._drivers.impl_rabbit',
+      requestId: 'req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca',
+      message: 'Connection failed: [Errno 111] ECONNREFUSED (retrying in 2.0 seconds): ConnectionRefusedError: [Errno 111] ECONNREFUSED',
+    });
+  });
+
+  it('parses the [-] context outside a request (Icehouse, 2014)', () => {
+    const line = fixture('oslo-messaging-icehouse-2014.log').find((l) => l.includes('is unreachable'))!;
+    const h = parseOsloHeader(line)!;
+    expect(h.level).toBe('ERROR');
+    expect(h.requestId).toBeUndefined();
+    expect(h.message).toBe('AMQP server on 127.0.0.1:5671 is unreachable: [Errno 111] ECONNREFUSED. Trying again in 1 seconds.');
+  });
+
+  it('parses user and project ids, and a TRACE line without a context block', () => {
+    const lines = fixture('oslo-messaging-cinder-2014.log');
+    const h = parseOsloHeader(lines.find((l) => l.includes('Reconnecting'))!)!;
+    expect(h).toMatchObject({
+      requestId: 'req-74f2bd51-2969-4325-b90b-d5ad2e27a204',
+      userId: '70a69808500e4be590007f514bbcaafd',
+      projectId: 'b86b55793c774d2398148624fc478112',
+      message: 'Reconnecting to AMQP server on 172.16.0.200:5672',
+    });
+    const trace = parseOsloHeader(lines[1])!;
+    expect(trace).toMatchObject({ level: 'TRACE', logger: 'oslo.messaging._drivers.impl_rabbit', message: 'error: [Errno 104] Connection reset by peer' });
+    expect(parseOsloHeader(lines[2])).toMatchObject({ level: 'TRACE', message: '' });
+  });
+
+  it('parses the instance id and keeps it in the message (Loghub 2017, first field stripped, CRLF)', () => {
+    const sample = fixture('loghub-openstack-2k-head.log')
+      .map((l) => l.replace(/\r$/, '').replace(/^\S+ /, ''))
+      .find((l) => l.includes('[instance:'))!;
+    const h = parseOsloHeader(sample)!;
+    expect(h.instanceId).toBe('b9000564-fe1a-409b-b8cc-1e88b294cd1d');
+    expect(h.message).toBe('[instance: b9000564-fe1a-409b-b8cc-1e88b294cd1d] VM Started (Lifecycle Event)');
+  });
+
+  it('separates a global request id from the local one, and reads None as absent', () => {
+    const g = parseOsloHeader('2023-03-01 10:00:00.001 7 INFO nova.api [req-aaaa req-bbbb u1 p1 - - -] hello')!;
+    expect(g).toMatchObject({ globalRequestId: 'req-aaaa', requestId: 'req-bbbb', userId: 'u1', projectId: 'p1', message: 'hello' });
+    const n = parseOsloHeader('2023-03-01 10:00:00.001 7 INFO nova.api [None req-bbbb - - - - -] hello')!;
+    expect(n.globalRequestId).toBeUndefined();
+    expect(n.requestId).toBe('req-bbbb');
+    expect(n.userId).toBeUndefined();
+  });
+
+  it('rejects lines that are not oslo.log', () => {
+    expect(parseOsloHeader('Traceback (most recent call last):')).toBeUndefined();
+    expect(parseOsloHeader('2022-02-04 09:37:50 something else')).toBeUndefined();
+  });
+
+  it('converts zone-less timestamps from the configured zone, across DST', () => {
+    expect(toUtcIso('2022-02-04', '09:37:50', '159', 'UTC')).toBe('2022-02-04T09:37:50.159Z');
+    expect(toUtcIso('2022-02-04', '09:37:50', '159', 'Asia/Shanghai')).toBe('2022-02-04T01:37:50.159Z');
+    expect(toUtcIso('2022-07-04', '09:37:50', '5', 'Europe/Berlin')).toBe('2022-07-04T07:37:50.500Z');
+    expect(toUtcIso('2022-01-04', '09:37:50', '5', 'Europe/Berlin')).toBe('2022-01-04T08:37:50.500Z');
+  });
+});
+
+describe('ECS document', () => {
+  const raw = {
+    v: 1 as const,
+    host: 'compute-1',
+    path: '/var/log/nova/nova-compute.log.1',
+    file_id: 'abc',
+    offset: 1234,
+    line: fixture('hotsos-2022/nova-compute-head.log')[1],
+    read_at: '2026-01-01T00:00:00.000Z',
+  };
+
+  it('maps the header to ECS names with a deterministic id', () => {
+    const doc = parseLogEvent(raw, { timezone: 'UTC' });
+    expect(doc).toMatchObject({
+      '@timestamp': '2022-02-04T09:37:50.159Z',
+      log: { level: 'ERROR', logger: 'oslo.messaging._drivers.impl_rabbit', file: { path: raw.path }, offset: 1234 },
+      process: { pid: 21562 },
+      host: { name: 'compute-1' },
+      service: { name: 'nova-compute' },
+      openstack: { request_id: 'req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca' },
+    });
+    expect(doc.event.id).toBe(logEventId(raw));
+    expect(parseLogEvent({ ...raw, offset: 1235 }, { timezone: 'UTC' }).event.id).not.toBe(doc.event.id);
+    expect(doc.event.original).toBeUndefined();
+    expect(parseLogEvent(raw, { timezone: 'UTC', keepOriginal: true }).event.original).toBe(raw.line);
+  });
+
+  it('keeps a line in no known format as an event, timed when it was read', () => {
+    const doc = parseLogEvent({ ...raw, line: '\u0000garbage \u00ff line' }, { timezone: 'UTC' });
+    expect(doc['@timestamp']).toBe(raw.read_at);
+    expect(doc.message).toBe('\u0000garbage \u00ff line');
+    expect(doc.log.level).toBeUndefined();
+  });
+
+  it('names the service after the file', () => {
+    expect(serviceFromPath('/var/log/nova/nova-compute.log.1.gz')).toBe('nova-compute');
+    expect(serviceFromPath('nova-api.log.1.2017-05-16_13:53:08')).toBe('nova-api');
+    expect(serviceFromPath('/var/log/neutron/neutron-l3-agent.log')).toBe('neutron-l3-agent');
+    expect(serviceFromPath('/var/log/syslog')).toBe('syslog');
+  });
+});
