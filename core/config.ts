@@ -22,6 +22,8 @@ const KafkaSection = z.strictObject({
     .prefault({}),
   consumer_group: z.string().min(1).default('stackwatch-processor'),
   connection_timeout_ms: positiveInt.default(3000),
+  /** A processor that dies is noticed by the group after this long, and its partitions move on. */
+  session_timeout_ms: positiveInt.default(10_000),
 });
 
 const ElasticsearchSection = z.strictObject({

@@ -84,6 +84,22 @@ export async function deleteTopics(cfg: KafkaConfig, topics: string[]): Promise<
   }
 }
 
+/** Per partition: the group's committed offset and the end of the log (lag = end - committed). */
+export async function groupProgress(cfg: KafkaConfig, groupId: string, topic: string): Promise<{ partition: number; committed: number; end: number }[]> {
+  const admin = kafkaClient(cfg, '-admin').admin();
+  await admin.connect();
+  try {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const ends = await admin.fetchTopicOffsets(topic);
+    return ends.map((e) => {
+      const c = committed.partitions.find((p) => p.partition === e.partition);
+      return { partition: e.partition, committed: Math.max(0, Number(c?.offset ?? 0)), end: Number(e.high) };
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** A producer that returns only when every broker in the ISR has the messages (acks=all). */
 export class TopicProducer {
   private constructor(private readonly producer: Producer) {}
@@ -121,6 +137,8 @@ export class GroupConsumer {
   static async start(cfg: KafkaConfig, opts: ConsumeOptions): Promise<GroupConsumer> {
     const consumer = kafkaClient(cfg, `-${opts.component}`).consumer({
       groupId: opts.groupId,
+      sessionTimeout: cfg.session_timeout_ms,
+      heartbeatInterval: Math.max(500, Math.floor(cfg.session_timeout_ms / 5)),
       allowAutoTopicCreation: false,
       maxBytesPerPartition: MAX_MESSAGE_BYTES,
     });

@@ -15,7 +15,9 @@ const LOSS = [
   /Too many heartbeats missed/,
   /[Cc]onnection reset by peer/,
 ];
-const RECONNECTED = /Reconnected to AMQP server on (\S+?)(?: via|\.? |$)/;
+// "Reconnected … via [amqp] client" since Liberty; "Connected to AMQP server on" before it (a first connect
+// logs the same words, and is ignored because no outage is open).
+const RECONNECTED = /(?:Reconnected|Connected) to AMQP server on (\S+?)(?: via|\.? |$)/;
 
 /** Only the rabbit driver's loggers can carry these lines: a cheap test before any regex. */
 function fromDriver(logger: string | undefined): boolean {

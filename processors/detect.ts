@@ -52,7 +52,8 @@ export class DetectionEngine {
   static async create(rules: Rule[]): Promise<DetectionEngine> {
     const detectors: Detector[] = [];
     for (const rule of rules) {
-      const mod = (await import(`./${rule.detector}.ts`)) as { createDetector: DetectorFactory };
+      const file = new URL(`./${rule.detector}.ts`, import.meta.url).href;
+      const mod = (await import(/* @vite-ignore */ file)) as { createDetector: DetectorFactory };
       detectors.push(mod.createDetector(rule));
     }
     return new DetectionEngine(detectors);

@@ -5,6 +5,7 @@ import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, installIndexTemplates, waitForElasticsearch } from '../core/elastic.ts';
 import { deadLetter, RawLogEvent, type Alert, type DeadLetter } from '../core/events.ts';
 import { ensureTopics, GroupConsumer, TopicProducer, type InBatch } from '../core/kafka.ts';
+import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
 import { componentMetrics } from '../core/metrics.ts';
 import { alertDocumentId, DetectionEngine, loadRules } from './detect.ts';
@@ -74,6 +75,7 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
       log.warn(`${dead.length} event(s) sent to the dead-letter topic ${deadTopic}`, { first_reason: dead[0].reason });
     }
     await notifier?.notify(alerts);
+    failpoint('processor.before-commit');
     metrics.sent(requests.length);
     opts.onProcessed?.({ indexed: requests.length, deadLettered: dead.length, alerts });
   }

@@ -1,0 +1,116 @@
+// What the integration tests share: the real stack's addresses, a configuration with names of its own per
+// test (topics, consumer group, indices), polling helpers, and the stackwatch CLI as a child process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import { stringify } from 'yaml';
+import { validateConfig, type Config } from '../../core/config.ts';
+import { esClient, type Client } from '../../core/elastic.ts';
+import { deleteTopics } from '../../core/kafka.ts';
+
+export const REPO = new URL('../../', import.meta.url).pathname;
+export const stack = () => inject('stack');
+
+export interface TestSetup {
+  run: string;
+  dir: string;
+  host: string;
+  raw: Record<string, any>;
+  cfg: Config;
+  configFile: string;
+  es: Client;
+  cleanup(): Promise<void>;
+}
+
+/** A configuration whose topics, group, indices and host name belong to this test alone. */
+export function testSetup(name: string, patch: (raw: Record<string, any>) => void = () => {}): TestSetup {
+  const env = stack();
+  const run = `${name}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`;
+  const dir = mkdtempSync(join(tmpdir(), `stackwatch-${name}-`));
+  const host = `itest-${run}`;
+  const raw: Record<string, any> = {
+    kafka: {
+      brokers: [env.STACKWATCH_KAFKA_BROKERS],
+      topics: { logs: `swtest.${run}.logs`, dead_letter: `swtest.${run}.dead-letter` },
+      consumer_group: `swtest-${run}`,
+    },
+    elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swtest-${run}-logs`, alerts: `swtest-${run}-alerts` } },
+    alertmanager: { url: env.STACKWATCH_ALERTMANAGER_URL },
+    collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, 'checkpoints'), host_name: host, poll_interval_ms: 100 } },
+  };
+  patch(raw);
+  const cfg = validateConfig(structuredClone(raw), 'test configuration', {});
+  const configFile = join(dir, 'stackwatch.yaml');
+  writeFileSync(configFile, stringify(raw));
+  const es = esClient(cfg.elasticsearch);
+  return {
+    run,
+    dir,
+    host,
+    raw,
+    cfg,
+    configFile,
+    es,
+    async cleanup() {
+      await es.indices.delete({ index: `swtest-${run}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => {});
+      await es.close();
+      await deleteTopics(cfg.kafka, Object.values(cfg.kafka.topics)).catch(() => {});
+    },
+  };
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export async function countDocs(es: Client, index: string, query: object = { match_all: {} }): Promise<number> {
+  await es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+  return (await es.count({ index, query, ignore_unavailable: true, allow_no_indices: true })).count;
+}
+
+export interface WebhookAlert {
+  status: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  startsAt: string;
+  endsAt: string;
+}
+
+/** Alerts the pager webhook received from Alertmanager, for one host. */
+export async function pagedAlerts(host: string): Promise<WebhookAlert[]> {
+  const res = await fetch(`${stack().STACKWATCH_WEBHOOK_URL}/received`);
+  const { items } = (await res.json()) as { items: { body: { alerts?: WebhookAlert[] } }[] };
+  return items.flatMap((i) => i.body.alerts ?? []).filter((a) => a.labels.host === host);
+}
+
+export interface Cli {
+  child: ChildProcess;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs `stackwatch ARGS...` as a child process, as an operator would. */
+export function stackwatch(args: string[], env: Record<string, string> = {}): Cli {
+  const child = spawn(process.execPath, [join(REPO, 'bin/stackwatch.mjs'), ...args], {
+    env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  child.stdout!.resume();
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return { child, stderr: () => err, exited };
+}
