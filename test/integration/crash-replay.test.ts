@@ -44,8 +44,8 @@ describe('processor killed before it commits', () => {
 
     expect(await countDocs(t.es, index)).toBe(LINES);
     // The documents of the killed batch were written twice, by id: version 2, not a second copy.
-    const rewritten = await t.es.search({ index, size: 0, version: true, query: { match_all: {} }, aggs: { ids: { cardinality: { field: 'event.id', precision_threshold: 40000 } } } });
-    expect((rewritten.aggregations!.ids as { value: number }).value).toBe(LINES);
+    const dups = await t.es.search({ index, size: 0, aggs: { ids: { terms: { field: 'event.id', min_doc_count: 2, size: 10 } } } });
+    expect((dups.aggregations!.ids as { buckets: unknown[] }).buckets).toEqual([]);
     const v2 = await t.es.search({ index, size: 1, version: true, query: { match_all: {} } });
     expect(v2.hits.hits[0]._version).toBe(2);
   });
