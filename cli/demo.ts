@@ -107,8 +107,8 @@ Options:
     });
     const started = Date.now();
     const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
-    await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs], signal);
-    const collector = new OpenstackLogCollector(cfg.collectors.openstack_logs!, { topic: cfg.kafka.topics.logs, producer });
+    await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.dead_letter], signal);
+    const collector = new OpenstackLogCollector(cfg.collectors.openstack_logs!, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
     const sent = await collector.pollOnce(signal);
     await producer.disconnect();
     const progress = setInterval(() => say(`  ... ${indexed}/${expected} events in Elasticsearch`), 2000);

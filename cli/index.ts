@@ -3,6 +3,8 @@ import { ConfigError } from '../core/config.ts';
 import { errorText, setLogLevel, type Level } from '../core/log.ts';
 import { Aborted } from '../core/retry.ts';
 import { demoCommand } from './demo.ts';
+import { parseCommand } from './parse.ts';
+import { replayCommand } from './replay.ts';
 import { runCommand } from './run.ts';
 
 export interface Command {
@@ -13,7 +15,7 @@ export interface Command {
   main(args: string[]): Promise<number>;
 }
 
-const COMMANDS: Command[] = [runCommand, demoCommand];
+const COMMANDS: Command[] = [runCommand, parseCommand, replayCommand, demoCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -40,9 +40,9 @@ Options:
       stops.push(() => processor.stop());
     }
     if (role !== 'processor' && collectorCfg) {
-      await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs], signal);
+      await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.dead_letter], signal);
       const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
-      const collector = new OpenstackLogCollector(collectorCfg, { topic: cfg.kafka.topics.logs, producer });
+      const collector = new OpenstackLogCollector(collectorCfg, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
       tasks.push(collector.run(signal).finally(() => producer.disconnect()));
     }
     log.info('running', { role });

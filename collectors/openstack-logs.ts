@@ -1,73 +1,87 @@
 // The OpenStack log collector: finds the configured files (globs), reads what was appended since the last
-// checkpoint, and produces each line to Kafka (key: host + file). The checkpoint advances only after Kafka
-// acknowledged the lines, so a restart neither loses nor repeats a line.
+// checkpoint, folds multi-line events, masks secrets (collectors/assemble.ts) and produces each event to Kafka
+// (key: host + file). The checkpoint advances only after Kafka acknowledged the events, so a restart neither
+// loses nor repeats one.
 //
 // A file is known by the hash of its first line (its "file id"), not its name: a renamed or copied file keeps
-// its id, so it is not read twice, and the event ids derived from it stay the same.
+// its id, so it is not read twice, and the event ids derived from it stay the same. An open file is followed by
+// its inode: after a rotation by rename the old file is read to its end before it is let go; a file truncated
+// in place (copytruncate) is read again from its start.
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { createReadStream, statSync, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
 import { globSync } from 'tinyglobby';
+import { batches } from '../core/batch.ts';
 import type { Config } from '../core/config.ts';
-import type { RawLogEvent } from '../core/events.ts';
-import type { TopicProducer } from '../core/kafka.ts';
+import { deadLetter, type RawLogEvent } from '../core/events.ts';
+import type { OutMessage, TopicProducer } from '../core/kafka.ts';
 import { errorText, logger } from '../core/log.ts';
 import { componentMetrics } from '../core/metrics.ts';
 import { retry, sleep } from '../core/retry.ts';
+import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from './assemble.ts';
 import { CheckpointStore } from './checkpoints.ts';
 
 export const COMPONENT = 'openstack-logs';
-type CollectorConfig = NonNullable<Config['collectors']['openstack_logs']>;
+export type CollectorConfig = NonNullable<Config['collectors']['openstack_logs']>;
 
-const READ_CHUNK = 4 * 1024 * 1024;
+const READ_CHUNK = 1024 * 1024;
 const FINGERPRINT_BYTES = 1024;
 const BATCH_MAX_BYTES = 512 * 1024;
 
-interface Tracked {
-  path: string;
-  ino: number;
-  fileId?: string;
-  offset: number;
-  /** A .gz file is read whole once (backfill); it does not grow. */
-  gz: boolean;
-  done: boolean;
-}
-
 export interface CollectorOptions {
   topic: string;
-  producer: TopicProducer;
+  deadLetterTopic: string;
+  producer: Pick<TopicProducer, 'send'>;
 }
 
-/** The file id: a hash of the first line (or first KiB); undefined until the file has that much. */
-export function fingerprint(head: Buffer): string | undefined {
+/** The file id: a hash of the first line (or first KiB); undefined until the file has that much, unless
+ * `whole` says the file will not grow (then a short file is known by all it has). */
+export function fingerprint(head: Buffer, whole = false): string | undefined {
   const nl = head.indexOf(0x0a);
-  if (nl < 0 && head.length < FINGERPRINT_BYTES) return undefined;
+  if (nl < 0 && head.length < FINGERPRINT_BYTES && !whole) return undefined;
   const end = nl < 0 ? FINGERPRINT_BYTES : Math.min(nl, FINGERPRINT_BYTES);
   return createHash('sha256').update(head.subarray(0, end)).digest('base64url').slice(0, 22);
 }
 
-/** Splits the complete lines of `buf` (which starts at file offset `base`); returns them and the bytes used. */
-export function splitLines(buf: Buffer, base: number, final: boolean): { lines: { offset: number; text: string }[]; used: number } {
-  const lines: { offset: number; text: string }[] = [];
-  let start = 0;
-  for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
-    const end = nl > start && buf[nl - 1] === 0x0d ? nl - 1 : nl;
-    if (end > start) lines.push({ offset: base + start, text: buf.toString('utf8', start, end) });
-    start = nl + 1;
+/** One file being followed: where its bytes stand, and the events read but not yet acknowledged. */
+class Followed {
+  fd?: FileHandle;
+  fileId?: string;
+  /** Next byte to read. */
+  pos = 0;
+  splitter!: LineSplitter;
+  assembler!: EventAssembler;
+  outbox: AssembledEvent[] = [];
+  rejected: UnusableLine[] = [];
+  lastData = Date.now();
+  done = false;
+
+  constructor(
+    public path: string,
+    readonly gz: boolean,
+  ) {}
+
+  /** Starts reading at `offset` with fresh line and event state. */
+  reset(offset: number, cfg: CollectorConfig): void {
+    this.pos = offset;
+    this.outbox = [];
+    this.rejected = [];
+    this.assembler = new EventAssembler({ maxEventBytes: cfg.max_event_bytes, keepOriginal: cfg.keep_original }, (e) => this.outbox.push(e));
+    this.splitter = new LineSplitter(offset, cfg.max_event_bytes, (o, text, cut) => this.assembler.push(o, text, cut), (u) => this.rejected.push(u));
   }
-  // The last line of a finished (.gz) file, or a chunk with no newline at all (a line longer than the chunk).
-  if (start < buf.length && (final || (start === 0 && buf.length >= READ_CHUNK))) {
-    lines.push({ offset: base + start, text: buf.toString('utf8', start) });
-    start = buf.length;
+
+  /** Where a restart must resume: nothing before it is unsent, nothing after it was acknowledged. */
+  get resumeOffset(): number {
+    return Math.min(this.splitter.consumed, this.assembler.pendingOffset ?? Infinity);
   }
-  return { lines, used: start };
 }
 
 export class OpenstackLogCollector {
   private readonly log = logger(COMPONENT);
   private readonly metrics = componentMetrics(COMPONENT);
-  private readonly tracked = new Map<string, Tracked>();
-  private readonly gzCache = new Map<string, Buffer>();
+  /** Followed files by inode (dev:ino). */
+  private readonly files = new Map<string, Followed>();
   private readonly store: CheckpointStore;
 
   constructor(
@@ -77,8 +91,9 @@ export class OpenstackLogCollector {
     this.store = new CheckpointStore(cfg.checkpoint_dir, `${COMPONENT}-${cfg.host_name}`);
   }
 
-  /** One pass over every configured file; returns the number of lines acknowledged by Kafka. */
+  /** One pass over every configured file; returns the number of events acknowledged by Kafka. */
   async pollOnce(signal?: AbortSignal): Promise<number> {
+    const seen = new Set<string>();
     let sent = 0;
     for (const path of globSync(this.cfg.paths, { absolute: true, onlyFiles: true, expandDirectories: false })) {
       let st: Stats;
@@ -87,112 +102,168 @@ export class OpenstackLogCollector {
       } catch {
         continue; // vanished between glob and stat: rotation in progress
       }
-      let t = this.tracked.get(path);
-      if (!t || t.ino !== st.ino) {
-        t = { path, ino: st.ino, offset: 0, gz: path.endsWith('.gz'), done: false };
-        this.tracked.set(path, t);
-      }
-      if (t.done) continue;
-      try {
-        sent += await this.readFile(t, st.size, signal);
-      } catch (err) {
-        if (signal?.aborted) throw err;
-        this.metrics.error('read');
-        this.log.error(`cannot read ${path}: ${errorText(err)}`, { hint: 'check the file permissions of the collector user' });
-      }
+      const key = `${st.dev}:${st.ino}`;
+      seen.add(key);
+      let f = this.files.get(key);
+      if (!f) this.files.set(key, (f = new Followed(path, path.endsWith('.gz'))));
+      f.path = path;
+      if (!f.done) sent += await this.guard(f, () => (f.gz ? this.readGzip(f, signal) : this.readPlain(f, signal)), signal);
+    }
+    // Files renamed away from the globs (rotated) or deleted: read to their end through the open handle, then let go.
+    for (const [key, f] of this.files) {
+      if (seen.has(key)) continue;
+      if (f.fd && !f.done) sent += await this.guard(f, () => this.readPlain(f, signal, true), signal);
+      await f.fd?.close();
+      this.files.delete(key);
     }
     return sent;
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      await this.pollOnce(signal);
-      await sleep(this.cfg.poll_interval_ms, signal).catch(() => {});
+    try {
+      while (!signal.aborted) {
+        await this.pollOnce(signal);
+        await sleep(this.cfg.poll_interval_ms, signal).catch(() => {});
+      }
+    } finally {
+      for (const f of this.files.values()) await f.fd?.close();
+      this.files.clear();
     }
   }
 
-  private content(t: Tracked): { size: number; read(from: number, len: number): Buffer } {
-    if (t.gz) {
-      let data = this.gzCache.get(t.path);
-      if (!data) this.gzCache.set(t.path, (data = gunzipSync(readFileSync(t.path))));
-      const buf = data;
-      return { size: buf.length, read: (from, len) => buf.subarray(from, from + len) };
+  private async guard(f: Followed, read: () => Promise<number>, signal?: AbortSignal): Promise<number> {
+    try {
+      return await read();
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      this.metrics.error('read');
+      this.log.error(`cannot read ${f.path}: ${errorText(err)}`, { hint: 'check the file permissions of the collector user' });
+      return 0;
     }
-    return {
-      size: -1,
-      read: (from, len) => {
-        const fd = openSync(t.path, 'r');
-        try {
-          const buf = Buffer.allocUnsafe(len);
-          const n = readSync(fd, buf, 0, len, from);
-          return buf.subarray(0, n);
-        } finally {
-          closeSync(fd);
-        }
-      },
-    };
   }
 
-  private async readFile(t: Tracked, statSize: number, signal?: AbortSignal): Promise<number> {
-    const src = this.content(t);
-    const size = t.gz ? src.size : statSize;
-    if (size < t.offset) {
+  /** Identifies the file and finds its checkpoint; false while the file has no complete first line. */
+  private identify(f: Followed, head: Buffer): boolean {
+    const id = fingerprint(head);
+    if (id === undefined) return false;
+    f.fileId = id;
+    const cp = this.store.get(id);
+    f.reset(cp?.offset ?? 0, this.cfg);
+    f.done = cp?.done === true;
+    return true;
+  }
+
+  private async readPlain(f: Followed, signal?: AbortSignal, final = false): Promise<number> {
+    f.fd ??= await open(f.path, 'r');
+    const { size } = await f.fd.stat();
+    if (f.fileId !== undefined && size < f.pos) {
       // Truncated in place (copytruncate): what follows is new content with a new identity.
-      this.log.info(`${t.path} was truncated; reading it from the start`);
-      t.fileId = undefined;
-      t.offset = 0;
+      this.log.info(`${f.path} was truncated; reading it from the start`);
+      f.fileId = undefined;
     }
-    if (t.fileId === undefined) {
-      const id = fingerprint(src.read(0, Math.min(size, FINGERPRINT_BYTES)));
-      if (id === undefined) return 0; // not even one complete line yet
-      t.fileId = id;
-      const cp = this.store.get(id);
-      t.offset = cp ? Math.min(cp.offset, size) : 0;
+    if (f.fileId === undefined) {
+      const head = Buffer.alloc(Math.min(size, FINGERPRINT_BYTES));
+      await f.fd.read(head, 0, head.length, 0);
+      if (!this.identify(f, head)) return 0;
     }
     let sent = 0;
-    while (t.offset < size) {
-      const buf = src.read(t.offset, Math.min(READ_CHUNK, size - t.offset));
-      const { lines, used } = splitLines(buf, t.offset, t.gz);
-      if (used === 0) break; // an incomplete last line: wait for its end
-      await this.send(t, lines, signal);
-      t.offset += used;
-      this.store.set(t.fileId, { path: t.path, offset: t.offset, ...(t.gz && t.offset >= size ? { done: true } : {}) });
-      this.store.save();
-      sent += lines.length;
+    const chunk = Buffer.allocUnsafe(READ_CHUNK);
+    while (f.pos < size) {
+      const { bytesRead } = await f.fd.read(chunk, 0, Math.min(READ_CHUNK, size - f.pos), f.pos);
+      if (bytesRead === 0) break;
+      f.pos += bytesRead;
+      f.lastData = Date.now();
+      f.splitter.write(chunk.subarray(0, bytesRead));
+      if (f.outbox.length >= this.cfg.batch_max_lines) sent += await this.ship(f, signal);
     }
-    if (t.gz && t.offset >= size) {
-      t.done = true;
-      this.gzCache.delete(t.path);
+    if (final) {
+      f.splitter.end();
+      f.assembler.flush();
+    } else if (f.assembler.pendingOffset !== undefined && Date.now() - f.lastData >= this.cfg.multiline_flush_ms) {
+      f.assembler.flush(); // a quiet file: the last event will get no more continuation lines
     }
-    return sent;
+    return sent + (await this.ship(f, signal));
   }
 
-  private async send(t: Tracked, lines: { offset: number; text: string }[], signal?: AbortSignal): Promise<void> {
-    const key = `${this.cfg.host_name}:${t.path}`;
-    const readAt = new Date().toISOString();
-    this.metrics.received(lines.length);
-    // Requests stay well under the topic's max.message.bytes: by count and by bytes.
-    let batch: { key: string; value: string }[] = [];
-    let bytes = 0;
-    const batches: (typeof batch)[] = [batch];
-    for (const { offset, text } of lines) {
-      const event: RawLogEvent = { v: 1, host: this.cfg.host_name, path: t.path, file_id: t.fileId!, offset, line: text, read_at: readAt };
-      const value = JSON.stringify(event);
-      if (batch.length > 0 && (batch.length >= this.cfg.batch_max_lines || bytes + value.length > BATCH_MAX_BYTES)) {
-        batches.push((batch = []));
-        bytes = 0;
+  private async readGzip(f: Followed, signal?: AbortSignal): Promise<number> {
+    let sent = 0;
+    let at = 0; // decompressed position
+    const stream = createReadStream(f.path).pipe(createGunzip());
+    try {
+      for await (const piece of stream as AsyncIterable<Buffer>) {
+        let data = piece;
+        if (f.fileId === undefined) {
+          if (!this.identify(f, data.subarray(0, FINGERPRINT_BYTES))) throw new Error('no complete first line in the first chunk');
+          if (f.done) return 0;
+        }
+        if (at + data.length <= f.pos) {
+          at += data.length;
+          continue; // before the checkpoint: sent already
+        }
+        if (at < f.pos) data = data.subarray(f.pos - at);
+        at = Math.max(at, f.pos) + data.length;
+        f.splitter.write(data);
+        if (f.outbox.length >= this.cfg.batch_max_lines) sent += await this.ship(f, signal);
       }
-      batch.push({ key, value });
-      bytes += value.length;
+    } finally {
+      stream.destroy();
     }
-    for (const messages of batches) {
-      await retry(() => this.opts.producer.send(this.opts.topic, messages), {
-        what: `send ${messages.length} line(s) of ${t.path} to Kafka topic ${this.opts.topic}`,
+    f.splitter.end();
+    f.assembler.flush();
+    f.done = true;
+    return sent + (await this.ship(f, signal));
+  }
+
+  /** Sends what the file's assembler produced, then moves its checkpoint. */
+  private async ship(f: Followed, signal?: AbortSignal): Promise<number> {
+    const events = f.outbox;
+    const rejected = f.rejected;
+    f.outbox = [];
+    f.rejected = [];
+    const key = `${this.cfg.host_name}:${f.path}`;
+    if (rejected.length > 0) {
+      const letters = rejected.map((u) =>
+        deadLetter(COMPONENT, `${u.reason} (${f.path} at byte ${u.offset})`, u.bytes.toString('base64'), undefined),
+      );
+      await this.send(this.opts.deadLetterTopic, letters.map((d) => ({ key, value: JSON.stringify(d) })), f.path, signal);
+      this.metrics.error('unusable_line', rejected.length);
+    }
+    if (events.length > 0) {
+      const readAt = new Date().toISOString();
+      this.metrics.received(events.length);
+      const messages = events.map((e) => ({ key, value: JSON.stringify(toRawEvent(e, this.cfg.host_name, f.path, f.fileId!, readAt)) }));
+      await this.send(this.opts.topic, messages, f.path, signal);
+      this.metrics.sent(events.length);
+      const truncated = events.filter((e) => e.truncated).length;
+      if (truncated > 0) this.metrics.discarded('truncated_event', truncated);
+    }
+    const offset = f.resumeOffset;
+    const done = f.done && f.gz;
+    const previous = this.store.get(f.fileId!);
+    if (!previous || previous.offset !== offset || previous.path !== f.path || (previous.done ?? false) !== done) {
+      this.store.set(f.fileId!, { path: f.path, offset, ...(done ? { done } : {}) });
+      this.store.save();
+    }
+    return events.length;
+  }
+
+  /** Sends in requests that stay well under the topic's max.message.bytes; waits (with backoff) for Kafka. */
+  private async send(topic: string, messages: OutMessage[], path: string, signal?: AbortSignal): Promise<void> {
+    for (const batch of batches(messages, this.cfg.batch_max_lines, BATCH_MAX_BYTES, (m) => m.value.length)) {
+      await retry(() => this.opts.producer.send(topic, batch), {
+        what: `send ${batch.length} event(s) of ${path} to Kafka topic ${topic}`,
         log: this.log,
         hint: 'the collector waits and resumes from its checkpoint; check the Kafka brokers',
         signal,
       });
-      this.metrics.sent(messages.length);
     }
   }
+}
+
+export function toRawEvent(e: AssembledEvent, host: string, path: string, fileId: string, readAt: string): RawLogEvent {
+  const raw: RawLogEvent = { v: 1, host, path, file_id: fileId, offset: e.offset, text: e.text, read_at: readAt };
+  if (e.envelope) raw.envelope = e.envelope;
+  if (e.truncated) raw.truncated = true;
+  if (e.original !== undefined) raw.original = e.original;
+  return raw;
 }

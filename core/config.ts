@@ -55,8 +55,14 @@ const OpenstackLogsCollector = z.strictObject({
   checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
   /** host.name of the events; defaults to this machine's name. */
   host_name: z.string().min(1).default(hostname()),
-  /** Largest batch of lines sent to Kafka in one request. */
+  /** Largest batch of events sent to Kafka in one request. */
   batch_max_lines: positiveInt.default(5000),
+  /** An event (with all its continuation lines) is cut at this size and marked truncated. */
+  max_event_bytes: positiveInt.default(1024 * 1024),
+  /** A multi-line event still open after this long without new lines is sent as it is. */
+  multiline_flush_ms: positiveInt.default(1000),
+  /** Keep the raw lines (envelopes included) in event.original. */
+  keep_original: z.boolean().default(false),
 });
 
 export const ConfigSchema = z.strictObject({

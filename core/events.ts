@@ -13,8 +13,25 @@ export const RawLogEvent = z.object({
   file_id: z.string().min(1),
   /** Byte offset of the event's first byte in the (decompressed) file. */
   offset: z.number().int().nonnegative(),
-  /** The event's text: one line, without its line ending. */
-  line: z.string(),
+  /** The event's text without envelopes: its first line, then any continuation lines (tracebacks, dumps)
+   * joined by "\n". Secrets are already masked. */
+  text: z.string(),
+  /** The container runtime / syslog / journald / supervisor envelope the first line came in. */
+  envelope: z
+    .object({
+      format: z.enum(['cri', 'docker-json', 'syslog', 'journald', 'supervisor']),
+      time: z.string().optional(),
+      stream: z.enum(['stdout', 'stderr']).optional(),
+      partial: z.boolean().optional(),
+      program: z.string().optional(),
+      pid: z.number().int().optional(),
+      host: z.string().optional(),
+    })
+    .optional(),
+  /** The event was longer than the collector's cap and was cut. */
+  truncated: z.literal(true).optional(),
+  /** The raw lines as read, when the collector keeps them (collectors.openstack_logs.keep_original). */
+  original: z.string().optional(),
   /** When the collector read it (ISO 8601). */
   read_at: z.string(),
 });
@@ -29,6 +46,8 @@ export const LogDocument = z.object({
     logger: z.string().optional(),
     file: z.object({ path: z.string() }),
     offset: z.number().int(),
+    /** "truncated" when the event was cut at the collector's size cap. */
+    flags: z.array(z.string()).optional(),
   }),
   process: z.object({ pid: z.number().int() }).optional(),
   host: z.object({ name: z.string() }),
@@ -95,9 +114,17 @@ export function stableId(...parts: (string | number)[]): string {
   return h.digest('base64url').slice(0, 27);
 }
 
-/** The id of a log event: host + file identity + byte offset. */
+const fileKeys = new Map<string, string>();
+
+/** The id of a log event: a hash of host + file identity (computed once per file), then the byte offset. */
 export function logEventId(e: Pick<RawLogEvent, 'host' | 'file_id' | 'offset'>): string {
-  return stableId(e.host, e.file_id, e.offset);
+  const k = `${e.host}\0${e.file_id}`;
+  let prefix = fileKeys.get(k);
+  if (prefix === undefined) {
+    if (fileKeys.size > 100_000) fileKeys.clear();
+    fileKeys.set(k, (prefix = stableId(e.host, e.file_id).slice(0, 20)));
+  }
+  return `${prefix}.${e.offset.toString(36)}`;
 }
 
 export const DEAD_LETTER_PAYLOAD_MAX = 64 * 1024;

@@ -2,6 +2,7 @@
 // document is either indexed or rejected for a reason that retrying cannot fix (those go to the caller's
 // dead-letter topic). While Elasticsearch is unreachable or pushing back (429), it waits with backoff and keeps
 // the Kafka group membership alive, so the consumer stops fetching instead of buffering.
+import { batches } from '../core/batch.ts';
 import type { Client } from '../core/elastic.ts';
 import { errorText, logger } from '../core/log.ts';
 import { componentMetrics } from '../core/metrics.ts';
@@ -49,20 +50,13 @@ export class ElasticsearchSink {
     return rejected;
   }
 
-  private *chunks(requests: IndexRequest[]): Generator<{ req: IndexRequest; body: string }[]> {
-    let chunk: { req: IndexRequest; body: string }[] = [];
-    let bytes = 0;
-    for (const req of requests) {
-      const body = JSON.stringify(req.doc);
-      if (chunk.length > 0 && (chunk.length >= this.maxDocs || bytes + body.length > MAX_BATCH_BYTES)) {
-        yield chunk;
-        chunk = [];
-        bytes = 0;
-      }
-      chunk.push({ req, body });
-      bytes += body.length;
-    }
-    if (chunk.length > 0) yield chunk;
+  private chunks(requests: IndexRequest[]): Generator<{ req: IndexRequest; body: string }[]> {
+    return batches(
+      requests.map((req) => ({ req, body: JSON.stringify(req.doc) })),
+      this.maxDocs,
+      MAX_BATCH_BYTES,
+      (r) => r.body.length,
+    );
   }
 
   private async writeChunk(chunk: { req: IndexRequest; body: string }[], opts: WriteOptions): Promise<Rejected[]> {

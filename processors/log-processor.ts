@@ -11,7 +11,7 @@ import { componentMetrics } from '../core/metrics.ts';
 import { alertDocumentId, DetectionEngine, loadRules } from './detect.ts';
 import { ElasticsearchSink, type IndexRequest } from './elasticsearch-sink.ts';
 import { AlertmanagerNotifier } from './notify-alertmanager.ts';
-import { parseLogEvent } from './parse-oslo.ts';
+import { parseLogEvent } from './parse-log.ts';
 
 const COMPONENT = 'log-processor';
 

@@ -20,7 +20,7 @@ describe('processor killed before it commits', () => {
     cpSync(SAMPLE, join(logs, 'neutron-l3-agent.log'));
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs, t.cfg.kafka.topics.dead_letter]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
-    const sent = await new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, producer }).pollOnce();
+    const sent = await new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, deadLetterTopic: t.cfg.kafka.topics.dead_letter, producer }).pollOnce();
     await producer.disconnect();
     expect(sent).toBe(LINES);
 

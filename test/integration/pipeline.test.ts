@@ -28,7 +28,7 @@ describe('log line to Elasticsearch and Alertmanager', () => {
     const processor = await startLogProcessor(t.cfg, { signal: ctl.signal });
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
-    const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, producer });
+    const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, deadLetterTopic: t.cfg.kafka.topics.dead_letter, producer });
     const collecting = collector.run(ctl.signal).catch(() => {});
 
     // The rest arrives while the collector tails the file, the last line in two writes.

@@ -6,7 +6,7 @@ import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { Alert } from '../../core/events.ts';
 import { DetectionEngine, loadRules } from '../../processors/detect.ts';
-import { parseLogEvent } from '../../processors/parse-oslo.ts';
+import { parseLogEvent } from '../../processors/parse-log.ts';
 
 const SAMPLES = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
 const FIXTURES = new URL('../fixtures/', import.meta.url).pathname;
@@ -22,7 +22,7 @@ async function detect(files: { path: string; lines: string[] }[], host = 'comput
   for (const { path, lines } of files) {
     let offset = 0;
     for (const line of lines) {
-      const doc = parseLogEvent({ v: 1, host, path, file_id: path, offset, line, read_at: '2030-01-01T00:00:00.000Z' }, { timezone: 'UTC' });
+      const doc = parseLogEvent({ v: 1, host, path, file_id: path, offset, text: line, read_at: '2030-01-01T00:00:00.000Z' }, { timezone: 'UTC' });
       offset += Buffer.byteLength(line) + 1;
       alerts.push(...engine.onLog(doc));
     }

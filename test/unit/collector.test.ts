@@ -7,20 +7,22 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../core/config.ts';
 import type { RawLogEvent } from '../../core/events.ts';
-import type { OutMessage, TopicProducer } from '../../core/kafka.ts';
-import { OpenstackLogCollector, splitLines } from '../../collectors/openstack-logs.ts';
+import type { OutMessage } from '../../core/kafka.ts';
+import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
 
 const real = readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
 
 class RecordingProducer {
   events: RawLogEvent[] = [];
+  dead: { reason: string; payload: string }[] = [];
   failNext = 0;
-  async send(_topic: string, messages: OutMessage[]) {
+  async send(topic: string, messages: OutMessage[]) {
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('broker unavailable');
     }
-    this.events.push(...messages.map((m) => JSON.parse(m.value) as RawLogEvent));
+    if (topic === 'dlq') this.dead.push(...messages.map((m) => JSON.parse(m.value)));
+    else this.events.push(...messages.map((m) => JSON.parse(m.value) as RawLogEvent));
   }
 }
 
@@ -31,40 +33,39 @@ function setup() {
     {
       kafka: { brokers: ['127.0.0.1:1'] },
       elasticsearch: { url: 'http://127.0.0.1:1' },
-      collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log*')], checkpoint_dir: join(dir, 'cp'), host_name: 'compute-1' } },
+      collectors: {
+        openstack_logs: { paths: [join(dir, 'logs', '*.log*')], checkpoint_dir: join(dir, 'cp'), host_name: 'compute-1', multiline_flush_ms: 50 },
+      },
     },
     'test',
     {},
   ).collectors.openstack_logs!;
   const producer = new RecordingProducer();
-  const collector = () => new OpenstackLogCollector(cfg, { topic: 't', producer: producer as unknown as TopicProducer });
+  const collector = () => {
+    const c = new OpenstackLogCollector(cfg, { topic: 't', deadLetterTopic: 'dlq', producer });
+    // A poll, then another once the file has been quiet for the multi-line flush interval: the last event
+    // of a quiet file goes out then (it might have had continuation lines).
+    const poll = async (signal?: AbortSignal) => {
+      const n = await c.pollOnce(signal);
+      await new Promise((r) => setTimeout(r, cfg.multiline_flush_ms + 20));
+      return n + (await c.pollOnce(signal));
+    };
+    return { pollOnce: poll };
+  };
   return { dir, file: (n: string) => join(dir, 'logs', n), producer, collector };
 }
-
-describe('splitLines', () => {
-  it('gives byte offsets, strips CR, skips empty lines and keeps an unfinished line back', () => {
-    const buf = Buffer.from('ab\r\n\nçd\npartial');
-    const { lines, used } = splitLines(buf, 100, false);
-    expect(lines).toEqual([
-      { offset: 100, text: 'ab' },
-      { offset: 105, text: 'çd' },
-    ]);
-    expect(used).toBe(9);
-    expect(splitLines(buf, 100, true).lines.at(-1)).toEqual({ offset: 109, text: 'partial' });
-  });
-});
 
 describe('OpenstackLogCollector', () => {
   it('sends each complete line once, with its offset, and resumes from the checkpoint after a restart', async () => {
     const s = setup();
     writeFileSync(s.file('nova-compute.log'), real.slice(0, 10).join('\n') + '\n' + real[10].slice(0, 30));
     expect(await s.collector().pollOnce()).toBe(10);
-    expect(s.producer.events.map((e) => e.line)).toEqual(real.slice(0, 10));
+    expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 10));
     expect(s.producer.events[1].offset).toBe(Buffer.byteLength(real[0]) + 1);
     appendFileSync(s.file('nova-compute.log'), real[10].slice(30) + '\n' + real[11] + '\n');
     // A new collector (a restart) continues where the last acknowledged line ended.
     expect(await s.collector().pollOnce()).toBe(2);
-    expect(s.producer.events.map((e) => e.line)).toEqual(real.slice(0, 12));
+    expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 12));
     expect(new Set(s.producer.events.map((e) => e.file_id)).size).toBe(1);
   });
 
@@ -90,11 +91,11 @@ describe('OpenstackLogCollector', () => {
     renameSync(s.file('nova-compute.log'), s.file('nova-compute.log.1'));
     writeFileSync(s.file('nova-compute.log'), real.slice(3, 5).join('\n') + '\n');
     await c.pollOnce();
-    expect(s.producer.events.map((e) => e.line)).toEqual(real.slice(0, 5));
+    expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 5));
     truncateSync(s.file('nova-compute.log'), 0);
     appendFileSync(s.file('nova-compute.log'), real[6] + '\n');
     await c.pollOnce();
-    expect(s.producer.events.map((e) => e.line)).toEqual([...real.slice(0, 5), real[6]]);
+    expect(s.producer.events.map((e) => e.text)).toEqual([...real.slice(0, 5), real[6]]);
   });
 
   it('reads a gzip file once, with offsets in the decompressed text', async () => {
@@ -104,6 +105,6 @@ describe('OpenstackLogCollector', () => {
     expect(await c.pollOnce()).toBe(real.length);
     expect(await c.pollOnce()).toBe(0);
     expect(await s.collector().pollOnce()).toBe(0);
-    expect(s.producer.events.at(-1)!.line).toBe(real.at(-1));
+    expect(s.producer.events.at(-1)!.text).toBe(real.at(-1));
   });
 });

@@ -1,4 +1,6 @@
-// Parses an oslo.log line into an ECS document.
+// Parses a log event (from collectors/assemble.ts) into an ECS document: the oslo.log header of its first line,
+// or the header of another known format (RabbitMQ, MariaDB, … in core/log-formats.ts), then its continuation
+// lines — a multi-line message, or a traceback (error.stack_trace).
 //
 //   2022-02-04 09:37:50.159 21562 ERROR oslo.messaging._drivers.impl_rabbit [req-30b3… - - - - -] Connection failed: …
 //   <date>     <time>       <pid> <level> <logger>                          [<context>]            <message>
@@ -9,6 +11,7 @@
 // its message is the whole line and its time the time it was read.
 import { basename } from 'node:path';
 import { logEventId, type LogDocument, type RawLogEvent } from '../core/events.ts';
+import { parseOtherHeader } from '../core/log-formats.ts';
 
 export interface ParseOptions {
   /** IANA zone the oslo timestamps were written in. */
@@ -121,17 +124,45 @@ export function serviceFromPath(path: string): string {
   return dot > 0 ? name.slice(0, dot) : name;
 }
 
+/** The oslo exception prefix ("date time pid LEVEL logger ") that oslo.log puts before each traceback line. */
+const EXCEPTION_PREFIX = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:[.,]\d{1,6})? \d+ [A-Z]+ \S+ ?/;
+
+/** Splits continuation lines into more message (e.g. an XML dump) and a stack trace (from the first
+ * exception-prefixed line or "Traceback" on). */
+function continuation(lines: string[]): { more: string[]; stack: string[] } {
+  const more: string[] = [];
+  const stack: string[] = [];
+  for (const line of lines) {
+    const prefix = stack.length === 0 ? EXCEPTION_PREFIX.exec(line) : null;
+    if (stack.length > 0 || prefix || line.startsWith('Traceback (most recent call last)')) {
+      stack.push(line.replace(EXCEPTION_PREFIX, ''));
+    } else more.push(line);
+  }
+  return { more, stack };
+}
+
 export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument {
   const id = logEventId(raw);
-  const h = parseOsloHeader(raw.line, opts.timezone);
+  const nl = raw.text.indexOf('\n');
+  const first = nl < 0 ? raw.text : raw.text.slice(0, nl);
+  const h = parseOsloHeader(first, opts.timezone);
+  const other = h ? undefined : parseOtherHeader(first, opts.timezone);
+  const env = raw.envelope;
   const doc: LogDocument = {
-    '@timestamp': h?.timestamp ?? raw.read_at,
-    message: h?.message ?? raw.line,
+    '@timestamp': h?.timestamp ?? other?.timestamp ?? env?.time ?? raw.read_at,
+    message: h?.message ?? other?.message ?? first,
     log: { file: { path: raw.path }, offset: raw.offset },
     host: { name: raw.host },
-    service: { name: serviceFromPath(raw.path) },
-    event: { id, ...(opts.keepOriginal ? { original: raw.line } : {}) },
+    service: { name: env?.program ?? serviceFromPath(raw.path) },
+    event: { id },
   };
+  if (raw.truncated) doc.log.flags = ['truncated'];
+  if (opts.keepOriginal || raw.original !== undefined) doc.event.original = raw.original ?? raw.text;
+  if (nl >= 0) {
+    const { more, stack } = continuation(raw.text.slice(nl + 1).split('\n'));
+    if (more.length > 0) doc.message += '\n' + more.join('\n');
+    if (stack.length > 0) doc.error = { stack_trace: stack.join('\n') };
+  }
   if (h) {
     doc.log.level = h.level;
     doc.log.logger = h.logger;
@@ -143,6 +174,10 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
     if (h.projectId) os.project_id = h.projectId;
     if (h.instanceId) os.instance_id = h.instanceId;
     if (Object.keys(os).length > 0) doc.openstack = os;
-  }
+  } else if (other) {
+    if (other.level) doc.log.level = other.level;
+    if (other.subsystem) doc.log.logger = other.subsystem;
+    if (other.pid !== undefined) doc.process = { pid: other.pid };
+  } else if (env?.pid !== undefined) doc.process = { pid: env.pid };
   return doc;
 }

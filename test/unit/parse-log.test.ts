@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { logEventId } from '../../core/events.ts';
-import { parseLogEvent, parseOsloHeader, serviceFromPath, toUtcIso } from '../../processors/parse-oslo.ts';
+import { parseLogEvent, parseOsloHeader, serviceFromPath, toUtcIso } from '../../processors/parse-log.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8').split('\n');
 
@@ -78,7 +78,7 @@ describe('ECS document', () => {
     path: '/var/log/nova/nova-compute.log.1',
     file_id: 'abc',
     offset: 1234,
-    line: fixture('hotsos-2022/nova-compute-head.log')[1],
+    text: fixture('hotsos-2022/nova-compute-head.log')[1],
     read_at: '2026-01-01T00:00:00.000Z',
   };
 
@@ -95,11 +95,11 @@ describe('ECS document', () => {
     expect(doc.event.id).toBe(logEventId(raw));
     expect(parseLogEvent({ ...raw, offset: 1235 }, { timezone: 'UTC' }).event.id).not.toBe(doc.event.id);
     expect(doc.event.original).toBeUndefined();
-    expect(parseLogEvent(raw, { timezone: 'UTC', keepOriginal: true }).event.original).toBe(raw.line);
+    expect(parseLogEvent(raw, { timezone: 'UTC', keepOriginal: true }).event.original).toBe(raw.text);
   });
 
   it('keeps a line in no known format as an event, timed when it was read', () => {
-    const doc = parseLogEvent({ ...raw, line: '\u0000garbage \u00ff line' }, { timezone: 'UTC' });
+    const doc = parseLogEvent({ ...raw, text: '\u0000garbage \u00ff line' }, { timezone: 'UTC' });
     expect(doc['@timestamp']).toBe(raw.read_at);
     expect(doc.message).toBe('\u0000garbage \u00ff line');
     expect(doc.log.level).toBeUndefined();

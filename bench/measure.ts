@@ -1,0 +1,189 @@
+// What every benchmark shares: timed child processes pinned to one core (wall time by the clock, peak RSS by GNU
+// time), Debian tools installed on first use, the machine's description, and the table.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const MiB = 2 ** 20;
+const GNU_TIME = '/usr/bin/time';
+
+export function progress(s: string): void {
+  process.stderr.write(`bench: ${s}\n`);
+}
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * Makes sure `command` exists, installing Debian package `pkg` if it does not (apt-get install, and apt-get update
+ * first only when the install fails for want of a package list). Throws with what to do when it cannot.
+ */
+export function ensureDebianTool(command: string, pkg: string): void {
+  if (command.startsWith('/') ? existsSync(command) : have(command)) return;
+  const root = process.getuid?.() === 0;
+  const sudo = root ? [] : have('sudo') ? ['sudo', '-n'] : null;
+  if (!sudo || !have('apt-get')) throw new Error(`${command} is missing: install the Debian package ${pkg} (apt-get install ${pkg})`);
+  const apt = (...args: string[]) =>
+    spawnSync(sudo[0] ?? 'apt-get', [...sudo.slice(1), ...(sudo.length ? ['apt-get'] : []), ...args], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    }).status === 0;
+  progress(`installing ${pkg} (for ${command})`);
+  if (!apt('install', '-y', '-q', pkg)) {
+    progress('apt-get update');
+    if (!apt('update', '-q') || !apt('install', '-y', '-q', pkg)) throw new Error(`could not install ${pkg}: run apt-get install ${pkg}`);
+  }
+}
+
+export interface Run {
+  seconds: number;
+  /** Peak resident set size of the measured process, bytes. */
+  maxRss: number;
+  userSeconds: number;
+  sysSeconds: number;
+  exitCode: number;
+  stderr: string;
+}
+
+export interface TimedCommand {
+  argv: string[];
+  /** File read as standard input (default: none). */
+  stdinFile?: string;
+  cwd?: string;
+  /** CPU the command is pinned to (default 0); null: not pinned. */
+  cpu?: number | null;
+}
+
+/**
+ * Runs a command with stdout to /dev/null, pinned to one CPU by taskset, under GNU time (peak RSS, CPU time);
+ * wall time is taken by our own monotonic clock around it.
+ */
+export async function timed(cmd: TimedCommand): Promise<Run> {
+  const dir = mkdtempSync(join(tmpdir(), 'stackwatch-bench-'));
+  const timeFile = join(dir, 'time');
+  const cpu = cmd.cpu === undefined ? 0 : cmd.cpu;
+  const argv = [GNU_TIME, '-o', timeFile, '-f', '%e %M %U %S', ...(cpu === null ? [] : ['taskset', '-c', String(cpu)]), ...cmd.argv];
+  const stdin = cmd.stdinFile ? openSync(cmd.stdinFile, 'r') : 'ignore';
+  const devnull = openSync('/dev/null', 'w');
+  try {
+    const start = process.hrtime.bigint();
+    const child = spawn(argv[0], argv.slice(1), { cwd: cmd.cwd, stdio: [stdin, devnull, 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (s: string) => {
+      if (stderr.length < 1 << 20) stderr += s;
+    });
+    const exitCode = await new Promise<number>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+    });
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    // GNU time writes "Command exited with non-zero status N" before the format line when the command failed.
+    const last = readFileSync(timeFile, 'utf8').trim().split('\n').pop() ?? '';
+    const [, maxRssKiB, user, sys] = last.split(' ').map(Number);
+    return { seconds, maxRss: maxRssKiB * 1024, userSeconds: user, sysSeconds: sys, exitCode, stderr };
+  } finally {
+    if (typeof stdin === 'number') closeSync(stdin);
+    closeSync(devnull);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs a command (not timed) and counts the lines of its standard output; keeps the first line. */
+export async function countOutputLines(argv: string[], opts: { stdinFile?: string; cwd?: string } = {}) {
+  const stdin = opts.stdinFile ? openSync(opts.stdinFile, 'r') : 'ignore';
+  try {
+    const child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd, stdio: [stdin, 'pipe', 'pipe'] });
+    let lines = 0;
+    let first = '';
+    let stderr = '';
+    child.stdout!.on('data', (b: Buffer) => {
+      if (first === '' || !first.includes('\n')) first += b.subarray(0, 64 * 1024).toString('utf8');
+      for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) lines++;
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (s: string) => {
+      if (stderr.length < 1 << 20) stderr += s;
+    });
+    const exitCode = await new Promise<number>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code) => resolve(code ?? 1));
+    });
+    return { lines, firstLine: first.split('\n')[0], exitCode, stderr };
+  } finally {
+    if (typeof stdin === 'number') closeSync(stdin);
+  }
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  node: string;
+  kernel: string;
+}
+
+export function machine(): Machine {
+  let cpuModel = 'unknown';
+  try {
+    cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpuModel;
+  } catch {
+    /* not Linux */
+  }
+  let cpus = availableParallelism();
+  try {
+    cpus = Number(execFileSync('nproc', { encoding: 'utf8' }).trim());
+  } catch {
+    /* keep Node's count */
+  }
+  let kernel = '';
+  try {
+    kernel = execFileSync('uname', ['-sr'], { encoding: 'utf8' }).trim();
+  } catch {
+    /* no uname */
+  }
+  return { cpus, cpuModel, node: process.version, kernel };
+}
+
+export function debianVersion(pkg: string): string {
+  try {
+    return execFileSync('dpkg-query', ['-W', '-f', '${Version}', pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** A plain-text table: the first row is the header; numbers are right-aligned. */
+export function table(rows: (string | number)[][]): string {
+  const cells = rows.map((r) => r.map(String));
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[], i: number) =>
+    r.map((c, j) => (i > 0 && j > 0 && /^[\d.,]+( \w+)?$/.test(c) ? c.padStart(widths[j]) : c.padEnd(widths[j]))).join('  ').trimEnd();
+  return [line(cells[0], 0), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map((r, i) => line(r, i + 1))].join('\n');
+}
+
+export function fmt(n: number, digits = 1): string {
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+export interface BenchOptions {
+  /** Timed runs of each tool. */
+  runs: number;
+  /** Lines of the corpus, at least. */
+  minLines: number;
+}
+
+/** One benchmark of `npm run bench`: prints its progress on stderr and returns its report (table and verdict). */
+export interface Benchmark {
+  name: string;
+  summary: string;
+  /** `ok`: every tool ran (the verdict against the targets is in the report; missing one is not a failure). */
+  run(opts: BenchOptions): Promise<{ report: string; ok: boolean }>;
+}
