@@ -57,7 +57,6 @@ function formatAlert(a: Alert): string {
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'replay bundled real OpenStack logs through the whole pipeline and show what it found',
   help: `Usage: stackwatch demo [--keep-topic]
 
 Replays the real logs bundled in samples/hotsos-2022 (a 2022 RabbitMQ outage seen by nova-compute and three

@@ -2,20 +2,22 @@
 import { ConfigError } from '../core/config.ts';
 import { errorText, setLogLevel, type Level } from '../core/log.ts';
 import { Aborted } from '../core/retry.ts';
-import { demoCommand } from './demo.ts';
-import { parseCommand } from './parse.ts';
-import { replayCommand } from './replay.ts';
-import { runCommand } from './run.ts';
 
 export interface Command {
   name: string;
-  summary: string;
   /** Full help text, shown by `stackwatch <command> --help`. */
   help: string;
   main(args: string[]): Promise<number>;
 }
 
-const COMMANDS: Command[] = [runCommand, parseCommand, replayCommand, demoCommand];
+/** The command table. A command's module is loaded only when it runs, so `stackwatch parse` does not pay for
+ * the Kafka and Elasticsearch clients. */
+const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'run', summary: 'run the pipeline (collectors and processors) until SIGTERM', load: async () => (await import('./run.ts')).runCommand },
+  { name: 'parse', summary: 'parse log files (plain or .gz) offline and print the documents as NDJSON', load: async () => (await import('./parse.ts')).parseCommand },
+  { name: 'replay', summary: 'backfill old log files (plain or .gz) through Kafka into Elasticsearch', load: async () => (await import('./replay.ts')).replayCommand },
+  { name: 'demo', summary: 'replay bundled real OpenStack logs through the whole pipeline and show what it found', load: async () => (await import('./demo.ts')).demoCommand },
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -56,14 +58,15 @@ export async function main(argv: string[]): Promise<number> {
     const [name, ...rest] = args;
     if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
       const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
-      process.stdout.write((topic ? topic.help : usage()) + '\n');
+      process.stdout.write((topic ? (await topic.load()).help : usage()) + '\n');
       return name === undefined ? 2 : 0;
     }
-    const cmd = COMMANDS.find((c) => c.name === name);
-    if (!cmd) {
+    const entry = COMMANDS.find((c) => c.name === name);
+    if (!entry) {
       process.stderr.write(`stackwatch: unknown command ${JSON.stringify(name)}\n\n${usage()}\n`);
       return 2;
     }
+    const cmd = await entry.load();
     if (rest.includes('-h') || rest.includes('--help')) {
       process.stdout.write(cmd.help + '\n');
       return 0;

@@ -18,7 +18,7 @@ class Output {
   line(s: string): boolean {
     this.buf.push(s);
     this.size += s.length + 1;
-    return this.size >= 4 << 20;
+    return this.size >= 1 << 20;
   }
   async flush(): Promise<void> {
     if (this.buf.length === 0) return;
@@ -32,7 +32,6 @@ class Output {
 
 export const parseCommand: Command = {
   name: 'parse',
-  summary: 'parse log files (plain or .gz) offline and print the documents as NDJSON',
   help: `Usage: stackwatch parse [options] FILE...
 
 Parses OpenStack log files (plain or gzip) exactly as the pipeline does — multi-line folding, envelope removal,
@@ -70,7 +69,7 @@ Options:
     let events = 0;
     let unusable = 0;
     for (const path of positionals) {
-      for await (const batch of readLogFile(path, { maxEventBytes, keepOriginal: values.original })) {
+      for await (const batch of readLogFile(path, { maxEventBytes, keepOriginal: values.original }, 500)) {
         let full = false;
         for (const e of batch.events) {
           const doc = parseLogEvent(toRawEvent(e, values.host, path, batch.fileId, readAt), { timezone: values.timezone });

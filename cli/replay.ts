@@ -17,7 +17,6 @@ import { parseOptions, readConfig, shutdownSignal } from './options.ts';
 
 export const replayCommand: Command = {
   name: 'replay',
-  summary: 'backfill old log files (plain or .gz) through Kafka into Elasticsearch',
   help: `Usage: stackwatch replay [--config FILE] [--host NAME] [--no-process] FILE...
 
 Reads whole log files (plain or gzip) as the collector would — multi-line folding, secret masking — and

@@ -11,7 +11,6 @@ const ROLES = ['all', 'collector', 'processor'] as const;
 
 export const runCommand: Command = {
   name: 'run',
-  summary: 'run the pipeline (collectors and processors) until SIGTERM',
   help: `Usage: stackwatch run [--config FILE] [--role all|collector|processor]
 
 Runs stackwatch until SIGINT/SIGTERM: the OpenStack log collector tails collectors.openstack_logs.paths into

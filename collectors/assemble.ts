@@ -40,6 +40,8 @@ interface Pending {
   bytes: number;
   envelope?: Envelope;
   truncated?: true;
+  /** Cut at the cap: the rest of the event's lines are dropped. */
+  full?: true;
 }
 
 /** Folds lines into events. Events come out one behind: an event is complete when the next one starts, or on flush(). */
@@ -61,7 +63,7 @@ export class EventAssembler {
 
   push(offset: number, line: string, lineTruncated = false): void {
     const u = unwrap(line);
-    let text = u.text;
+    let text = lineTruncated ? dropCutToken(u.text) : u.text;
     let raw = line;
     if (u.envelope?.partial) {
       // CRI splits long lines into "P" pieces; the "F" piece ends the line.
@@ -86,7 +88,7 @@ export class EventAssembler {
       if (text.length > this.opts.maxEventBytes) this.cut(this.pending);
       return;
     }
-    if (p.truncated && p.bytes >= this.opts.maxEventBytes) return; // already full: the rest of the event is dropped
+    if (p.full) return; // cut at the cap: the rest of the event is dropped
     p.parts.push(text);
     p.raw?.push(raw);
     p.bytes += text.length + 1;
@@ -95,10 +97,13 @@ export class EventAssembler {
   }
 
   private cut(p: Pending): void {
-    const joined = p.parts.join('\n').slice(0, this.opts.maxEventBytes);
+    const full = p.parts.join('\n');
+    const max = this.opts.maxEventBytes;
+    const joined = /\s/.test(full.charAt(max)) ? full.slice(0, max) : dropCutToken(full.slice(0, max));
     p.parts = [joined];
     p.bytes = joined.length;
     p.truncated = true;
+    p.full = true;
   }
 
   flush(): void {
@@ -112,6 +117,12 @@ export class EventAssembler {
     if (p.raw) event.original = redact(p.raw.join('\n'));
     this.emit(event);
   }
+}
+
+/** Drops the token a cut went through: half a secret would no longer be recognised by the masking. */
+function dropCutToken(text: string): string {
+  const ws = Math.max(text.lastIndexOf(' '), text.lastIndexOf('\n'), text.lastIndexOf('\t'));
+  return ws >= 0 && text.length - ws <= 4096 ? text.slice(0, ws + 1) : text.slice(0, Math.max(0, text.length - 4096));
 }
 
 /** Splits a byte stream into lines with their byte offsets. Lines longer than the cap are cut (the rest up to

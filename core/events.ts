@@ -114,17 +114,15 @@ export function stableId(...parts: (string | number)[]): string {
   return h.digest('base64url').slice(0, 27);
 }
 
-const fileKeys = new Map<string, string>();
+let last = { host: '', fileId: '', prefix: '' };
 
-/** The id of a log event: a hash of host + file identity (computed once per file), then the byte offset. */
+/** The id of a log event: a hash of host + file identity (computed once per run of events of one file), then
+ * the byte offset. */
 export function logEventId(e: Pick<RawLogEvent, 'host' | 'file_id' | 'offset'>): string {
-  const k = `${e.host}\0${e.file_id}`;
-  let prefix = fileKeys.get(k);
-  if (prefix === undefined) {
-    if (fileKeys.size > 100_000) fileKeys.clear();
-    fileKeys.set(k, (prefix = stableId(e.host, e.file_id).slice(0, 20)));
+  if (e.file_id !== last.fileId || e.host !== last.host) {
+    last = { host: e.host, fileId: e.file_id, prefix: stableId(e.host, e.file_id).slice(0, 20) };
   }
-  return `${prefix}.${e.offset.toString(36)}`;
+  return `${last.prefix}.${e.offset.toString(36)}`;
 }
 
 export const DEAD_LETTER_PAYLOAD_MAX = 64 * 1024;

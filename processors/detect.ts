@@ -1,7 +1,7 @@
 // The detection engine. Rules are data: one YAML file per rule in rules/, validated at start-up (errors name the
 // file and the field). A rule names the detector that evaluates it; a stateful detector is one file in
 // processors/ that exports `createDetector`, so adding a detector means adding a file.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -20,7 +20,10 @@ export const Rule = z.strictObject({
   /** Detector-specific settings, validated by the detector's own schema. */
   params: z.record(z.string(), z.unknown()).default({}),
 });
-export type Rule = z.infer<typeof Rule>;
+export type Rule = z.infer<typeof Rule> & {
+  /** The rule's file, for error messages. */
+  file?: string;
+};
 
 export interface Detector {
   /** Events arrive in order per file; time is the events' own time, never the wall clock. */
@@ -39,10 +42,7 @@ export function loadRules(dir: string = DEFAULT_RULES_DIR): Rule[] {
       const issue = result.error.issues[0];
       throw new ConfigError(`${path}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
     }
-    if (!existsSync(new URL(`./${result.data.detector}.ts`, import.meta.url))) {
-      throw new ConfigError(`${path}: detector: no detector named ${result.data.detector} (processors/${result.data.detector}.ts)`);
-    }
-    return result.data;
+    return { ...result.data, file: path };
   });
 }
 
@@ -52,8 +52,16 @@ export class DetectionEngine {
   static async create(rules: Rule[]): Promise<DetectionEngine> {
     const detectors: Detector[] = [];
     for (const rule of rules) {
-      const file = new URL(`./${rule.detector}.ts`, import.meta.url).href;
-      const mod = (await import(/* @vite-ignore */ file)) as { createDetector: DetectorFactory };
+      let mod: { createDetector?: DetectorFactory };
+      try {
+        // A template with the file pattern, so the bundler (esbuild) includes every detector as a chunk.
+        mod = await import(/* @vite-ignore */ `./${rule.detector}.ts`);
+      } catch {
+        throw new ConfigError(`${rule.file ?? rule.id}: detector: no detector named ${rule.detector} (processors/${rule.detector}.ts)`);
+      }
+      if (typeof mod.createDetector !== 'function') {
+        throw new ConfigError(`${rule.file ?? rule.id}: detector: processors/${rule.detector}.ts exports no createDetector`);
+      }
       detectors.push(mod.createDetector(rule));
     }
     return new DetectionEngine(detectors);

@@ -55,11 +55,13 @@ export function parseOsloHeader(line: string, timezone = 'UTC'): OsloHeader | un
     const close = rest.indexOf(']');
     if (close > 0) {
       applyContext(header, rest.slice(1, close));
-      header.message = rest.slice(close + 1).replace(/^ /, '');
+      header.message = rest.slice(rest.charCodeAt(close + 1) === 32 ? close + 2 : close + 1);
     }
   }
-  const inst = INSTANCE.exec(header.message);
-  if (inst) header.instanceId = inst[1];
+  if (header.message.startsWith('[instance: ')) {
+    const inst = INSTANCE.exec(header.message);
+    if (inst) header.instanceId = inst[1];
+  }
   return header;
 }
 
