@@ -62,8 +62,8 @@ Options:
       for (const [i, path] of positionals.entries()) {
         const key = `${host}:${path}`;
         const readAt = new Date().toISOString();
-        const batches = readLogFile(path, { maxEventBytes, keepOriginal: collector?.keep_original, onBytes: (n) => progress.update(done + n, events) });
-        for await (const batch of batches) {
+        const reading = readLogFile(path, { maxEventBytes, keepOriginal: collector?.keep_original, onBytes: (n) => progress.update(done + n, events) });
+        for await (const batch of reading) {
           if (batch.unusable.length > 0) {
             const letters = batch.unusable.map((u) => deadLetter('replay', `${u.reason} (${path} at byte ${u.offset})`, u.bytes.toString('base64')));
             await producer.send(deadTopic, letters.map((d) => ({ key, value: JSON.stringify(d) })));

@@ -54,7 +54,9 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
     configFile,
     es,
     async cleanup() {
-      await es.indices.delete({ index: `swtest-${run}-*`, ignore_unavailable: true, allow_no_indices: true }).catch(() => {});
+      // By name: Elasticsearch 8 refuses wildcard deletes (action.destructive_requires_name).
+      const names = Object.keys(await es.indices.get({ index: `swtest-${run}-*`, allow_no_indices: true, ignore_unavailable: true }).catch(() => ({})));
+      if (names.length > 0) await es.indices.delete({ index: names }).catch(() => {});
       await es.close();
       await deleteTopics(cfg.kafka, Object.values(cfg.kafka.topics)).catch(() => {});
     },

@@ -1,6 +1,7 @@
 // The command line as an operator meets it: help on every command, one-line config errors with exit code 2.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,7 +18,7 @@ describe('stackwatch CLI', () => {
     expect(r.stdout).toMatch(/^ {2}demo +replay bundled real OpenStack logs/m);
   });
 
-  it.each(['run', 'demo'])('has --help for %s', (command) => {
+  it.each(['run', 'parse', 'replay', 'demo'])('has --help for %s', (command) => {
     const r = cli(command, '--help');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^Usage: stackwatch ${command}`));
@@ -52,5 +53,31 @@ describe('stackwatch CLI', () => {
     const r = cli('run', '--role', 'everything', '--config', '/dev/null');
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('stackwatch: --role: expected one of all, collector, processor, got "everything"\n');
+  });
+});
+
+describe('stackwatch parse', () => {
+  it('prints one ECS document per event of a gzip file, tracebacks folded', () => {
+    const sample = new URL('../../samples/hotsos-2022/nova-compute.log.1.gz', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, [BIN, 'parse', '--host', 'compute-9', sample], { encoding: 'utf8', maxBuffer: 1 << 28 });
+    expect(r.status).toBe(0);
+    const docs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = gunzipSync(readFileSync(sample)).toString('utf8').split('\n');
+    const starts = lines.filter((l) => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} \d+ [A-Z]+ \S+ \[/.test(l));
+    expect(docs).toHaveLength(starts.length);
+    expect(docs[0]).toMatchObject({ '@timestamp': '2022-02-04T09:37:50.031Z', host: { name: 'compute-9' }, service: { name: 'nova-compute' }, log: { level: 'INFO', logger: 'os_vif' } });
+    const traced = docs.filter((d) => d.error?.stack_trace?.startsWith('Traceback (most recent call last):'));
+    expect(traced.length).toBeGreaterThan(50);
+    expect(traced[0].error.stack_trace).not.toMatch(/^\d{4}-\d{2}-\d{2} /m); // exception prefixes taken off
+  });
+
+  it('reports lines that are not text on stderr and keeps going', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stackwatch-parse-'));
+    const file = join(dir, 'nova-api.log');
+    writeFileSync(file, Buffer.concat([Buffer.from('2022-02-04 09:37:50.031 1 INFO nova.api [-] one\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from('2022-02-04 09:37:51.031 1 INFO nova.api [-] two\n')]));
+    const r = cli('parse', file);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split('\n').map((l) => JSON.parse(l).message)).toEqual(['one', 'two']);
+    expect(r.stderr).toContain('"reason":"invalid UTF-8 in line"');
   });
 });
