@@ -8,7 +8,7 @@
 // its inode: after a rotation by rename the old file is read to its end before it is let go; a file truncated
 // in place (copytruncate) is read again from its start.
 import { createHash } from 'node:crypto';
-import { createReadStream, statSync, type Stats } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { globSync } from 'tinyglobby';
@@ -93,28 +93,30 @@ export class OpenstackLogCollector {
 
   /** One pass over every configured file; returns the number of events acknowledged by Kafka. */
   async pollOnce(signal?: AbortSignal): Promise<number> {
-    const seen = new Set<string>();
-    let sent = 0;
+    const current = new Map<string, string>(); // dev:ino → path
     for (const path of globSync(this.cfg.paths, { absolute: true, onlyFiles: true, expandDirectories: false })) {
-      let st: Stats;
       try {
-        st = statSync(path);
+        const st = statSync(path);
+        current.set(`${st.dev}:${st.ino}`, path);
       } catch {
-        continue; // vanished between glob and stat: rotation in progress
+        // vanished between glob and stat: rotation in progress
       }
-      const key = `${st.dev}:${st.ino}`;
-      seen.add(key);
-      let f = this.files.get(key);
-      if (!f) this.files.set(key, (f = new Followed(path, path.endsWith('.gz'))));
-      f.path = path;
-      if (!f.done) sent += await this.guard(f, () => (f.gz ? this.readGzip(f, signal) : this.readPlain(f, signal)), signal);
     }
-    // Files renamed away from the globs (rotated) or deleted: read to their end through the open handle, then let go.
+    let sent = 0;
+    // First the files renamed away from the globs (rotated) or deleted: their last lines come before what their
+    // successors hold. Read to the end through the open handle, then let go.
     for (const [key, f] of this.files) {
-      if (seen.has(key)) continue;
+      if (current.has(key)) continue;
       if (f.fd && !f.done) sent += await this.guard(f, () => this.readPlain(f, signal, true), signal);
       await f.fd?.close();
       this.files.delete(key);
+    }
+    for (const [key, path] of current) {
+      let f = this.files.get(key);
+      if (!f) this.files.set(key, (f = new Followed(path, path.endsWith('.gz'))));
+      f.path = path;
+      const followed = f;
+      if (!f.done) sent += await this.guard(f, () => (followed.gz ? this.readGzip(followed, signal) : this.readPlain(followed, signal)), signal);
     }
     return sent;
   }

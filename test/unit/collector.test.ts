@@ -98,6 +98,29 @@ describe('OpenstackLogCollector', () => {
     expect(s.producer.events.map((e) => e.text)).toEqual([...real.slice(0, 5), real[6]]);
   });
 
+  it('reads the rest of a file rotated away from the globs (rename + create) before letting it go', async () => {
+    const s = setup();
+    const c = s.collector();
+    writeFileSync(s.file('nova-compute.log'), real.slice(0, 4).join('\n') + '\n');
+    await c.pollOnce();
+    // The service writes two more lines, then logrotate renames the file out of the glob and a new one starts.
+    appendFileSync(s.file('nova-compute.log'), real.slice(4, 6).join('\n') + '\n');
+    renameSync(s.file('nova-compute.log'), join(s.dir, 'logs', 'rotated-old'));
+    writeFileSync(s.file('nova-compute.log'), real.slice(6, 8).join('\n') + '\n');
+    await c.pollOnce();
+    expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 8));
+  });
+
+  it('sends lines that are not text to the dead-letter topic with the reason, and goes on', async () => {
+    const s = setup();
+    writeFileSync(s.file('nova-compute.log'), Buffer.concat([Buffer.from(real[0] + '\n'), Buffer.from([0xc3, 0x28, 0x0a]), Buffer.from(real[1] + '\n')]));
+    await s.collector().pollOnce();
+    expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 2));
+    expect(s.producer.dead).toHaveLength(1);
+    expect(s.producer.dead[0].reason).toMatch(/^invalid UTF-8 in line \(.*nova-compute\.log at byte \d+\)$/);
+    expect(Buffer.from(s.producer.dead[0].payload, 'base64')).toEqual(Buffer.from([0xc3, 0x28]));
+  });
+
   it('reads a gzip file once, with offsets in the decompressed text', async () => {
     const s = setup();
     writeFileSync(s.file('nova-compute.log.2.gz'), gzipSync(real.join('\n') + '\n'));
