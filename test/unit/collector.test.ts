@@ -121,6 +121,18 @@ describe('OpenstackLogCollector', () => {
     expect(Buffer.from(s.producer.dead[0].payload, 'base64')).toEqual(Buffer.from([0xc3, 0x28]));
   });
 
+  it('masks every seeded secret before anything is produced (test/fixtures/secrets/corpus.txt)', async () => {
+    const s = setup();
+    const corpus = readFileSync(new URL('../fixtures/secrets/corpus.txt', import.meta.url), 'utf8');
+    const markers = [...new Set(corpus.match(/S3CRET-\d+-x/g))];
+    expect(markers.length).toBeGreaterThan(40);
+    writeFileSync(s.file('keystone.log'), corpus);
+    await s.collector().pollOnce();
+    const produced = JSON.stringify(s.producer.events);
+    expect(s.producer.events.length).toBeGreaterThan(40);
+    expect(markers.filter((m) => produced.includes(m))).toEqual([]);
+  });
+
   it('reads a gzip file once, with offsets in the decompressed text', async () => {
     const s = setup();
     writeFileSync(s.file('nova-compute.log.2.gz'), gzipSync(real.join('\n') + '\n'));

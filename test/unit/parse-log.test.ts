@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { logEventId } from '../../core/events.ts';
+import { unwrap } from '../../core/log-formats.ts';
 import { parseLogEvent, parseOsloHeader, serviceFromPath, toUtcIso } from '../../processors/parse-log.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8').split('\n');
@@ -110,5 +111,38 @@ describe('ECS document', () => {
     expect(serviceFromPath('nova-api.log.1.2017-05-16_13:53:08')).toBe('nova-api');
     expect(serviceFromPath('/var/log/neutron/neutron-l3-agent.log')).toBe('neutron-l3-agent');
     expect(serviceFromPath('/var/log/syslog')).toBe('syslog');
+  });
+});
+
+describe('other formats through the same parse', () => {
+  const base = { v: 1 as const, host: 'ctl-1', path: '/var/log/containers/x.log', file_id: 'f', offset: 0, read_at: '2030-01-01T00:00:00.000Z' };
+  const doc = (line: string) => {
+    const u = unwrap(line);
+    return parseLogEvent({ ...base, text: u.text, ...(u.envelope ? { envelope: u.envelope } : {}) }, { timezone: 'UTC' });
+  };
+  const oslo = fixture('hotsos-2022/nova-compute-head.log')[1];
+
+  it('takes the service from a syslog envelope and the time from the oslo line inside it', () => {
+    const d = doc(`Feb  4 09:37:51 compute-1 nova-compute[21562]: ${oslo}`);
+    expect(d).toMatchObject({ '@timestamp': '2022-02-04T09:37:50.159Z', service: { name: 'nova-compute' }, log: { level: 'ERROR' }, process: { pid: 21562 } });
+    expect(d.message).toMatch(/^Connection failed: /);
+  });
+
+  it('unwraps a CRI line and keeps the service from the file', () => {
+    const d = doc(`2022-02-04T09:37:50.160123456Z stdout F ${oslo}`);
+    expect(d).toMatchObject({ '@timestamp': '2022-02-04T09:37:50.159Z', service: { name: 'x' }, openstack: { request_id: 'req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca' } });
+  });
+
+  it('reads RabbitMQ and MariaDB (Galera) server lines', () => {
+    const rabbit = doc('2022-02-04 09:37:50.123456+00:00 [error] <0.1234.0> closing AMQP connection <0.1234.0> (10.0.0.5:41234 -> 10.0.0.9:5672): missed heartbeats from client, timeout: 60s');
+    expect(rabbit).toMatchObject({ '@timestamp': '2022-02-04T09:37:50.123Z', log: { level: 'ERROR' } });
+    expect(rabbit.message).toMatch(/^closing AMQP connection/);
+    const galera = doc('2022-02-04  9:37:50 0 [Note] WSREP: Shifting JOINED -> SYNCED (TO: 1234)');
+    expect(galera).toMatchObject({ '@timestamp': '2022-02-04T09:37:50.000Z', log: { level: 'INFO', logger: 'WSREP' }, message: 'Shifting JOINED -> SYNCED (TO: 1234)' });
+  });
+
+  it('keeps a line in no known format, timed by any recognisable prefix or else when read', () => {
+    expect(doc('Feb  4 09:37:50 something happened')['@timestamp']).toMatch(/-02-04T09:37:50\.000Z$/);
+    expect(doc('something happened')).toMatchObject({ '@timestamp': base.read_at, message: 'something happened' });
   });
 });
