@@ -639,7 +639,7 @@ const pad2 = (n: number) => (n < 10 ? '0' + n : String(n));
 
 /** Wall-clock parts → ISO 8601 UTC with milliseconds (fraction truncated). `zone` ("Z", "+01:00", "-0500") wins
  * over `timezone` (IANA name, for zone-less times). undefined for an impossible date or time. */
-function partsToUtc(y: number, mo: number, d: number, h: number, mi: number, s: number, frac: string | undefined, zone: string | undefined, timezone: string): string | undefined {
+export function partsToUtc(y: number, mo: number, d: number, h: number, mi: number, s: number, frac: string | undefined, zone: string | undefined, timezone: string): string | undefined {
   if (!(mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && s <= 60)) return undefined;
   const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
   if (d > (mo === 2 && leap ? 29 : DAYS_IN_MONTH[mo - 1])) return undefined;

@@ -11,7 +11,7 @@
 // its message is the whole line and its time the time it was read.
 import { basename } from 'node:path';
 import { logEventId, type LogDocument, type RawLogEvent } from '../core/events.ts';
-import { parseOtherHeader } from '../core/log-formats.ts';
+import { parseOtherHeader, partsToUtc } from '../core/log-formats.ts';
 
 export interface ParseOptions {
   /** IANA zone the oslo timestamps were written in. */
@@ -80,41 +80,13 @@ function applyContext(h: OsloHeader, context: string): void {
   h.projectId = absent(parts[i + 2]);
 }
 
-const offsetCache = new Map<string, number>();
-
-/** Converts a wall-clock time in `timezone` to ISO 8601 UTC with milliseconds. */
+/** Converts a wall-clock time in `timezone` to ISO 8601 UTC with milliseconds (UTC, the usual case, by hand). */
 export function toUtcIso(date: string, time: string, frac: string, timezone: string): string {
-  const ms = (frac + '00').slice(0, 3);
-  if (timezone === 'UTC' || timezone === 'Etc/UTC') return `${date}T${time}.${ms}Z`;
-  const naive = Date.parse(`${date}T${time}.${ms}Z`);
-  const hourKey = `${timezone}|${date}T${time.slice(0, 2)}`;
-  let offset = offsetCache.get(hourKey);
-  if (offset === undefined) {
-    offset = zoneOffsetMs(naive - (naive % 1000), timezone);
-    if (offsetCache.size > 10_000) offsetCache.clear();
-    offsetCache.set(hourKey, offset);
-  }
-  return new Date(naive - offset).toISOString();
-}
-
-function zoneOffsetMs(naiveUtc: number, timezone: string): number {
-  const fmt = new Intl.DateTimeFormat('en-US', {
-    timeZone: timezone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  });
-  const wall = (t: number) => {
-    const p = Object.fromEntries(fmt.formatToParts(t).map((x) => [x.type, x.value]));
-    return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
-  };
-  // The offset at the instant the wall time denotes (two passes settle DST edges).
-  const first = wall(naiveUtc) - naiveUtc;
-  return wall(naiveUtc - first) - (naiveUtc - first);
+  if (timezone === 'UTC' || timezone === 'Etc/UTC') return `${date}T${time}.${(frac + '00').slice(0, 3)}Z`;
+  const [y, mo, d] = date.split('-').map(Number);
+  const [h, mi, sec] = time.split(':').map(Number);
+  // The header's pattern already checked the shape; an impossible date (2022-02-30) falls back to the UTC reading.
+  return partsToUtc(y, mo, d, h, mi, sec, frac, undefined, timezone) ?? `${date}T${time}.${(frac + '00').slice(0, 3)}Z`;
 }
 
 /** nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08 → nova-api. */
