@@ -2,7 +2,7 @@
 // One firing alert per outage and (host, service); the matching "Reconnected" line resolves it.
 import { z } from 'zod';
 import type { Alert, LogDocument } from '../core/events.ts';
-import { alertTransition, type Detector, type Rule } from './detect.ts';
+import { alertTransition, ruleParams, type Detector, type Rule } from './detect.ts';
 
 const Params = z.strictObject({ evidence_max: z.number().int().positive().default(20) });
 
@@ -19,10 +19,8 @@ const LOSS = [
 // logs the same words, and is ignored because no outage is open).
 const RECONNECTED = /(?:Reconnected|Connected) to AMQP server on (\S+?)(?: via|\.? |$)/;
 
-/** Only the rabbit driver's loggers can carry these lines: a cheap test before any regex. */
-function fromDriver(logger: string | undefined): boolean {
-  return logger !== undefined && (logger.startsWith('oslo.messaging._drivers') || logger.startsWith('oslo_messaging._drivers'));
-}
+/** Only oslo.messaging's drivers log these lines (the logger was renamed from "oslo.messaging" in 2016). */
+const LOGGERS = ['oslo.messaging._drivers', 'oslo_messaging._drivers'];
 
 interface Outage {
   startedAt: string;
@@ -32,12 +30,12 @@ interface Outage {
 }
 
 export function createDetector(rule: Rule): Detector {
-  const params = Params.parse(rule.params);
+  const params = ruleParams(rule, Params);
   const open = new Map<string, Outage>();
 
   return {
+    loggers: LOGGERS,
     onLog(doc: LogDocument): Alert[] {
-      if (!fromDriver(doc.log.logger)) return [];
       const host = doc.host.name;
       const service = doc.service.name;
       const key = `${host}\0${service}`;

@@ -17,6 +17,9 @@ export const Rule = z.strictObject({
   detector: z.string().regex(/^[a-z0-9-]+$/, { error: 'expected a detector file name like amqp-connection-lost' }),
   severity: Severity,
   runbook: z.string().min(1),
+  /** Fields of an event that make one alert (one group): `host.name`, `service.name`, or a detector's own
+   * capture (`code`, `broker`, …). */
+  match_by: z.array(z.string().min(1)).min(1).default(['host.name', 'service.name']),
   /** Detector-specific settings, validated by the detector's own schema. */
   params: z.record(z.string(), z.unknown()).default({}),
 });
@@ -26,10 +29,34 @@ export type Rule = z.infer<typeof Rule> & {
 };
 
 export interface Detector {
+  /** Logger prefixes this detector reads (`oslo.messaging._drivers`); absent: every event. The engine hands an
+   * event only to the detectors that read its logger, so rules cost nothing on lines they do not care about. */
+  loggers?: string[];
+  /** Literal texts, one of which an event's message must contain to matter to this detector (for detectors that
+   * read every logger). The engine tests all detectors' literals in one scan. */
+  literals?: string[];
   /** Events arrive in order per file; time is the events' own time, never the wall clock. */
   onLog(doc: LogDocument): Alert[];
 }
 export type DetectorFactory = (rule: Rule) => Detector;
+
+/** Validates a rule's `params` with the detector's schema; errors name the rule file and the field. */
+export function ruleParams<S extends z.ZodType>(rule: Rule, schema: S): z.infer<S> {
+  const r = schema.safeParse(rule.params);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  throw new ConfigError(`${rule.file ?? rule.id}: params.${issue.path.join('.') || '(all)'}: ${issue.message}`);
+}
+
+/** The value of a dotted field path of an event (`host.name`), as text. */
+export function fieldValue(doc: LogDocument, path: string): string | undefined {
+  let v: unknown = doc;
+  for (const key of path.split('.')) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string, unknown>)[key];
+  }
+  return v === undefined || v === null ? undefined : String(v);
+}
 
 export function loadRules(dir: string = DEFAULT_RULES_DIR): Rule[] {
   const files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && !f.endsWith('.test.yaml')).sort();
@@ -46,8 +73,37 @@ export function loadRules(dir: string = DEFAULT_RULES_DIR): Rule[] {
   });
 }
 
+/** First segment of a logger name, the routing key: "oslo.messaging._drivers.impl_rabbit" → "oslo". */
+function loggerRoot(logger: string): string {
+  const dot = logger.indexOf('.');
+  return dot < 0 ? logger : logger.slice(0, dot);
+}
+
 export class DetectionEngine {
-  private constructor(private readonly detectors: Detector[]) {}
+  /** Detectors by the first segment of the logger prefixes they read. */
+  private readonly byLogger = new Map<string, { prefixes: string[]; detector: Detector }[]>();
+  /** Detectors that read every event. */
+  private readonly everything: Detector[] = [];
+  /** Detectors that read every logger but only events with one of their literals, and one scan for them all. */
+  private readonly byLiteral: { literals: string[]; detector: Detector }[] = [];
+  private readonly anyLiteral?: RegExp;
+
+  private constructor(detectors: Detector[]) {
+    for (const d of detectors) {
+      if (!d.loggers) {
+        if (d.literals) this.byLiteral.push({ literals: d.literals, detector: d });
+        else this.everything.push(d);
+        continue;
+      }
+      for (const root of new Set(d.loggers.map(loggerRoot))) {
+        const list = this.byLogger.get(root) ?? [];
+        list.push({ prefixes: d.loggers.filter((p) => loggerRoot(p) === root), detector: d });
+        this.byLogger.set(root, list);
+      }
+    }
+    const all = this.byLiteral.flatMap((x) => x.literals);
+    if (all.length > 0) this.anyLiteral = new RegExp(all.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
+  }
 
   static async create(rules: Rule[]): Promise<DetectionEngine> {
     const detectors: Detector[] = [];
@@ -69,7 +125,18 @@ export class DetectionEngine {
 
   onLog(doc: LogDocument): Alert[] {
     const out: Alert[] = [];
-    for (const d of this.detectors) out.push(...d.onLog(doc));
+    for (const d of this.everything) out.push(...d.onLog(doc));
+    if (this.anyLiteral?.test(doc.message)) {
+      for (const { literals, detector } of this.byLiteral) if (literals.some((l) => doc.message.includes(l))) out.push(...detector.onLog(doc));
+    }
+    const logger = doc.log.logger;
+    if (logger === undefined) return out;
+    const candidates = this.byLogger.get(loggerRoot(logger));
+    if (candidates) {
+      for (const { prefixes, detector } of candidates) {
+        if (prefixes.some((p) => logger.startsWith(p))) out.push(...detector.onLog(doc));
+      }
+    }
     return out;
   }
 }

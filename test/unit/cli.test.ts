@@ -18,7 +18,7 @@ describe('stackwatch CLI', () => {
     expect(r.stdout).toMatch(/^ {2}demo +replay bundled real OpenStack logs/m);
   });
 
-  it.each(['run', 'parse', 'replay', 'demo'])('has --help for %s', (command) => {
+  it.each(['run', 'parse', 'replay', 'detect', 'rules', 'demo'])('has --help for %s', (command) => {
     const r = cli(command, '--help');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^Usage: stackwatch ${command}`));
@@ -79,5 +79,37 @@ describe('stackwatch parse', () => {
     expect(r.status).toBe(0);
     expect(r.stdout.trim().split('\n').map((l) => JSON.parse(l).message)).toEqual(['one', 'two']);
     expect(r.stderr).toContain('"reason":"invalid UTF-8 in line"');
+  });
+});
+
+describe('stackwatch detect and rules test', () => {
+  it('finds the 2022 AMQP outage in the bundled sosreport logs: one alert per service', () => {
+    const dir = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
+    const files = ['nova-compute.log.1.gz', 'neutron-dhcp-agent.log.1', 'neutron-l3-agent.log.1', 'neutron-metadata-agent.log.1'].map((f) => dir + f);
+    const r = spawnSync(process.execPath, [BIN, 'detect', '--host', 'compute4', ...files], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const alerts = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(alerts.map((a) => `${a.rule.id} ${a.alert.status} ${a.service.name}`).sort()).toEqual([
+      'amqp-connection-lost firing neutron-dhcp-agent',
+      'amqp-connection-lost firing neutron-l3-agent',
+      'amqp-connection-lost firing neutron-metadata-agent',
+      'amqp-connection-lost firing nova-compute',
+    ]);
+    expect(r.stderr).toMatch(/19950 events from 4 file\(s\), 4 alert transition\(s\)/);
+  });
+
+  it('runs the rules\' own tests and fails on a broken expectation', () => {
+    const ok = cli('rules', 'test');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/^PASS {2}amqp-connection-lost: /m);
+    expect(ok.stdout).toMatch(/^\d+ passed, 0 failed$/m);
+    const dir = mkdtempSync(join(tmpdir(), 'stackwatch-rules-'));
+    const rules = new URL('../../rules/', import.meta.url).pathname;
+    for (const f of ['ceph-health.yaml', 'ceph-health.test.yaml']) {
+      writeFileSync(join(dir, f), readFileSync(rules + f, 'utf8').replace("severity: critical, group: { code: OSD_FULL }", "severity: warning, group: { code: OSD_FULL }"));
+    }
+    const bad = cli('rules', 'test', '--rules-dir', dir);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toContain('alert 1: severity is "critical", expected "warning"');
   });
 });

@@ -1,0 +1,109 @@
+// Rule tests, like `promtool test rules`: next to each rule, `rules/<id>.test.yaml` gives log lines and the
+// alert transitions they must cause. Run by `stackwatch rules test` and by the test suite.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { EventAssembler } from '../collectors/assemble.ts';
+import { toRawEvent } from '../collectors/openstack-logs.ts';
+import { ConfigError } from '../core/config.ts';
+import type { Alert } from '../core/events.ts';
+import { DetectionEngine, DEFAULT_RULES_DIR, loadRules } from './detect.ts';
+import { parseLogEvent } from './parse-log.ts';
+
+const Expected = z.strictObject({
+  status: z.enum(['firing', 'resolved']),
+  severity: z.string().optional(),
+  host: z.string().optional(),
+  service: z.string().optional(),
+  group: z.record(z.string(), z.string()).optional(),
+  started_at: z.string().optional(),
+  ended_at: z.string().optional(),
+  duration_s: z.number().optional(),
+  message_contains: z.string().optional(),
+});
+
+const RuleTestFile = z.strictObject({
+  rule: z.string(),
+  tests: z
+    .array(
+      z.strictObject({
+        name: z.string(),
+        host: z.string().default('test-host'),
+        timezone: z.string().default('UTC'),
+        logs: z.array(z.strictObject({ file: z.string(), lines: z.string() })).min(1),
+        alerts: z.array(Expected),
+      }),
+    )
+    .min(1),
+});
+
+export interface RuleTestResult {
+  file: string;
+  rule: string;
+  name: string;
+  problems: string[];
+}
+
+/** Turns log lines into alert transitions with the pipeline's own assembly, parse and engine. */
+export function alertsFor(engine: DetectionEngine, host: string, file: string, lines: string, timezone = 'UTC'): Alert[] {
+  const alerts: Alert[] = [];
+  const assembler = new EventAssembler({ maxEventBytes: 1 << 20 }, (e) => {
+    alerts.push(...engine.onLog(parseLogEvent(toRawEvent(e, host, file, `test:${file}`, '2000-01-01T00:00:00.000Z'), { timezone })));
+  });
+  let offset = 0;
+  for (const line of lines.split('\n')) {
+    if (line !== '') assembler.push(offset, line);
+    offset += Buffer.byteLength(line) + 1;
+  }
+  assembler.flush();
+  return alerts;
+}
+
+function compare(actual: Alert[], expected: z.infer<typeof Expected>[]): string[] {
+  const problems: string[] = [];
+  const show = (a: Alert) => `${a.alert.status} ${JSON.stringify(a.alert.group)} at ${a['@timestamp']}`;
+  if (actual.length !== expected.length) {
+    problems.push(`expected ${expected.length} alert transition(s), got ${actual.length}: ${actual.map(show).join('; ') || 'none'}`);
+  }
+  expected.forEach((e, i) => {
+    const a = actual[i];
+    if (!a) return;
+    const check = (what: string, got: unknown, want: unknown) => {
+      if (want !== undefined && JSON.stringify(got) !== JSON.stringify(want)) problems.push(`alert ${i + 1}: ${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+    };
+    check('status', a.alert.status, e.status);
+    check('severity', a.alert.severity, e.severity);
+    check('host', a.host.name, e.host);
+    check('service', a.service.name, e.service);
+    check('group', a.alert.group, e.group);
+    check('started_at', a.alert.started_at, e.started_at);
+    check('ended_at', a.alert.ended_at, e.ended_at);
+    check('duration_s', a.alert.duration_s, e.duration_s);
+    if (e.message_contains !== undefined && !a.message.includes(e.message_contains)) {
+      problems.push(`alert ${i + 1}: message ${JSON.stringify(a.message)} does not contain ${JSON.stringify(e.message_contains)}`);
+    }
+  });
+  return problems;
+}
+
+export async function runRuleTests(dir: string = DEFAULT_RULES_DIR): Promise<RuleTestResult[]> {
+  const rules = loadRules(dir);
+  const results: RuleTestResult[] = [];
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.test.yaml')).sort()) {
+    const path = join(dir, f);
+    const parsed = RuleTestFile.safeParse(parseDocument(readFileSync(path, 'utf8')).toJS());
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ConfigError(`${path}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+    }
+    const rule = rules.find((r) => r.id === parsed.data.rule);
+    if (!rule) throw new ConfigError(`${path}: rule: no rule with id ${parsed.data.rule} in ${dir}`);
+    for (const t of parsed.data.tests) {
+      const engine = await DetectionEngine.create([rule]);
+      const actual = t.logs.flatMap((l) => alertsFor(engine, t.host, l.file, l.lines, t.timezone));
+      results.push({ file: path, rule: rule.id, name: t.name, problems: compare(actual, t.alerts) });
+    }
+  }
+  return results;
+}
