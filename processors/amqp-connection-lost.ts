@@ -2,7 +2,7 @@
 // One firing alert per outage and (host, service); the matching "Reconnected" line resolves it.
 import { z } from 'zod';
 import type { Alert, LogDocument } from '../core/events.ts';
-import { alertTransition, ruleParams, type Detector, type Rule } from './detect.ts';
+import { alertTransition, fieldValue, ruleParams, type Detector, type Rule } from './detect.ts';
 
 const Params = z.strictObject({ evidence_max: z.number().int().positive().default(20) });
 
@@ -38,8 +38,8 @@ export function createDetector(rule: Rule): Detector {
     onLog(doc: LogDocument): Alert[] {
       const host = doc.host.name;
       const service = doc.service.name;
-      const key = `${host}\0${service}`;
-      const group = { host, service };
+      const group = Object.fromEntries(rule.match_by.map((k) => [k, fieldValue(doc, k) ?? '']));
+      const key = JSON.stringify(group);
       const msg = doc.message;
 
       const reconnect = RECONNECTED.exec(msg);

@@ -83,7 +83,7 @@ describe('stackwatch parse', () => {
 });
 
 describe('stackwatch detect and rules test', () => {
-  it('finds the 2022 AMQP outage in the bundled sosreport logs: one alert per service', () => {
+  it('finds the 2022 AMQP outage (one alert per service) and the missing compute host in the bundled sosreport logs', () => {
     const dir = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
     const files = ['nova-compute.log.1.gz', 'neutron-dhcp-agent.log.1', 'neutron-l3-agent.log.1', 'neutron-metadata-agent.log.1'].map((f) => dir + f);
     const r = spawnSync(process.execPath, [BIN, 'detect', '--host', 'compute4', ...files], { encoding: 'utf8' });
@@ -94,8 +94,10 @@ describe('stackwatch detect and rules test', () => {
       'amqp-connection-lost firing neutron-l3-agent',
       'amqp-connection-lost firing neutron-metadata-agent',
       'amqp-connection-lost firing nova-compute',
+      'compute-host-drift firing nova-compute',
+      'compute-host-drift resolved nova-compute',
     ]);
-    expect(r.stderr).toMatch(/19950 events from 4 file\(s\), 4 alert transition\(s\)/);
+    expect(r.stderr).toMatch(/19950 events from 4 file\(s\), 6 alert transition\(s\)/);
   });
 
   it('runs the rules\' own tests and fails on a broken expectation', () => {
