@@ -1,89 +1,168 @@
 // amqp-connection-lost: a service lost its RabbitMQ connection, read from oslo.messaging's own log lines.
-// One firing alert per outage and (host, service); the matching "Reconnected" line resolves it.
+//
+// Outage: one firing alert per outage and match_by group (host, service); it resolves when every connection
+// that reported a loss has logged "Reconnected" (connections are told apart by the [uuid] newer releases put
+// before the message), or — because a connection the heartbeat thread revives logs no "Reconnected" — after
+// `quiet_resolve_s` without loss evidence while the service keeps logging. The resolved alert carries the
+// outage's duration.
+//
+// Dead reply path (the broken-VNC-console story): RPC reply timeouts, "reply_… doesn't exist" and friends piling
+// up in a service that logged no loss at all mean its reply consumer died silently. That is its own alert
+// (kind reply-path-dead), severity page; a reconnect or a quiet period ends it.
 import { z } from 'zod';
-import type { Alert, LogDocument } from '../core/events.ts';
+import { Severity, type Alert, type LogDocument } from '../core/events.ts';
 import { alertTransition, fieldValue, ruleParams, type Detector, type Rule } from './detect.ts';
 
-const Params = z.strictObject({ evidence_max: z.number().int().positive().default(20) });
+const Params = z.strictObject({
+  evidence_max: z.number().int().positive().default(20),
+  /** Resolve an outage after this long without loss evidence while the service keeps logging. */
+  quiet_resolve_s: z.number().positive().default(300),
+  /** Reply-path symptoms within window_s that make the dead-reply-path alert fire. */
+  reply_timeouts: z
+    .strictObject({ count: z.number().int().positive(), window_s: z.number().positive(), severity: Severity })
+    .default({ count: 5, window_s: 300, severity: 'page' }),
+});
 
-/** Loss messages of oslo.messaging's rabbit driver across releases; group 1 is the broker when named. */
+/** Loss messages of oslo.messaging's rabbit driver across releases; `broker` when the line names it. */
 const LOSS = [
-  /AMQP server on (\S+?) is unreachable/,
+  /AMQP server on (?<broker>\S+?) is unreachable/,
   /^Connection failed: /,
-  /AMQP server (\S+?) closed the connection/,
+  /AMQP server (?<broker>\S+?) closed the connection/,
   /A recoverable connection\/channel error occurred/,
   /Too many heartbeats missed/,
   /[Cc]onnection reset by peer/,
 ];
 // "Reconnected … via [amqp] client" since Liberty; "Connected to AMQP server on" before it (a first connect
 // logs the same words, and is ignored because no outage is open).
-const RECONNECTED = /(?:Reconnected|Connected) to AMQP server on (\S+?)(?: via|\.? |$)/;
+const RECONNECTED = /(?:Reconnected|Connected) to AMQP server on (?<broker>\S+?)(?: via|\.? |$)/;
+/** The connection id newer releases log first: "[2b8d…-…] AMQP server on … is unreachable". */
+const CONNECTION_ID = /^\[([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\] /;
+/** Symptoms of a dead reply path, whichever logger reports them (the caller logs the MessagingTimeout). */
+const REPLY_PATH = ['Timed out waiting for a reply to message ID', "doesn't exist", 'MessageUndeliverable', 'No calling threads waiting for msg_id'];
+const REPLY_EXCHANGE_GONE = /exchange '?reply_[0-9a-f]+'? (?:in vhost '[^']*' )?doesn't exist|NOT_FOUND - no exchange 'reply_/;
 
-/** Only oslo.messaging's drivers log these lines (the logger was renamed from "oslo.messaging" in 2016). */
+/** Only oslo.messaging's drivers log losses (the logger was renamed from "oslo.messaging" in 2016). */
 const LOGGERS = ['oslo.messaging._drivers', 'oslo_messaging._drivers'];
 
 interface Outage {
   startedAt: string;
+  lastLoss: number;
   broker?: string;
-  firstMessage: string;
+  /** Connections that reported a loss and have not reconnected. */
+  lost: Set<string>;
   evidence: string[];
 }
 
+interface ReplyPath {
+  times: number[];
+  firing?: { startedAt: string; last: number; evidence: string[] };
+}
+
+function isReplySymptom(msg: string): boolean {
+  if (msg.includes(REPLY_PATH[0]) || msg.includes(REPLY_PATH[2]) || msg.includes(REPLY_PATH[3])) return true;
+  return msg.includes(REPLY_PATH[1]) && REPLY_EXCHANGE_GONE.test(msg);
+}
+
 export function createDetector(rule: Rule): Detector {
-  const params = ruleParams(rule, Params);
-  const open = new Map<string, Outage>();
+  const p = ruleParams(rule, Params);
+  const outages = new Map<string, Outage>();
+  const replies = new Map<string, ReplyPath>();
+
+  const groupOf = (doc: LogDocument) => Object.fromEntries(rule.match_by.map((k) => [k, fieldValue(doc, k) ?? '']));
+
+  function transition(doc: LogDocument, status: 'firing' | 'resolved', group: Record<string, string>, at: string, startedAt: string, message: string, evidence: string[]): Alert {
+    return alertTransition(rule, { status, group, at, startedAt, host: doc.host.name, service: doc.service.name, message, evidence });
+  }
+
+  function resolveOutage(doc: LogDocument, key: string, o: Outage, how: string): Alert {
+    outages.delete(key);
+    const seconds = (Date.parse(doc['@timestamp']) - Date.parse(o.startedAt)) / 1000;
+    return transition(doc, 'resolved', groupOf(doc), doc['@timestamp'], o.startedAt,
+      `${doc.service.name} on ${doc.host.name} ${how} after ${seconds.toFixed(0)}s`, [...o.evidence, doc.event.id].slice(-p.evidence_max));
+  }
+
+  function resolveReplyPath(doc: LogDocument, key: string, r: ReplyPath, how: string): Alert {
+    const f = r.firing!;
+    replies.delete(key);
+    const a = transition(doc, 'resolved', { ...groupOf(doc), kind: 'reply-path-dead' }, doc['@timestamp'], f.startedAt,
+      `${doc.service.name} on ${doc.host.name}: RPC replies arrive again (${how})`, f.evidence);
+    a.alert.severity = p.reply_timeouts.severity;
+    return a;
+  }
 
   return {
     loggers: LOGGERS,
-    onLog(doc: LogDocument): Alert[] {
-      const host = doc.host.name;
-      const service = doc.service.name;
-      const group = Object.fromEntries(rule.match_by.map((k) => [k, fieldValue(doc, k) ?? '']));
-      const key = JSON.stringify(group);
+    literals: REPLY_PATH,
+    /** Every line of a service with an open problem: its silence is evidence of recovery. */
+    onAny(doc) {
+      if (outages.size === 0 && replies.size === 0) return [];
+      const key = JSON.stringify(groupOf(doc));
+      const now = Date.parse(doc['@timestamp']);
+      const out: Alert[] = [];
+      const o = outages.get(key);
+      if (o && now - o.lastLoss >= p.quiet_resolve_s * 1000) {
+        out.push(resolveOutage(doc, key, o, `has logged no AMQP loss for ${p.quiet_resolve_s}s while working (recovery inferred; a revived connection logs no "Reconnected")`));
+      }
+      const r = replies.get(key);
+      if (r?.firing && now - r.firing.last >= p.quiet_resolve_s * 1000) out.push(resolveReplyPath(doc, key, r, `no reply timeouts for ${p.quiet_resolve_s}s`));
+      return out;
+    },
+    onLog(doc) {
       const msg = doc.message;
+      const group = groupOf(doc);
+      const key = JSON.stringify(group);
+      const now = Date.parse(doc['@timestamp']);
+      const out: Alert[] = [];
 
+      if (isReplySymptom(msg)) {
+        if (outages.has(key)) return out; // explained by the known outage
+        let r = replies.get(key);
+        if (!r) replies.set(key, (r = { times: [] }));
+        if (r.firing) {
+          r.firing.last = now;
+          if (r.firing.evidence.length < p.evidence_max) r.firing.evidence.push(doc.event.id);
+          return out;
+        }
+        r.times = [...r.times.filter((t) => now - t < p.reply_timeouts.window_s * 1000), now];
+        if (r.times.length >= p.reply_timeouts.count) {
+          r.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
+          const a = transition(doc, 'firing', { ...group, kind: 'reply-path-dead' }, doc['@timestamp'], doc['@timestamp'],
+            `${doc.service.name} on ${doc.host.name}: ${r.times.length} RPC reply timeouts in ${p.reply_timeouts.window_s}s and no AMQP loss logged: its reply consumer is dead (restart the service)`, [doc.event.id]);
+          a.alert.severity = p.reply_timeouts.severity;
+          out.push(a);
+        }
+        return out;
+      }
+
+      const id = CONNECTION_ID.exec(msg)?.[1] ?? 'connection';
       const reconnect = RECONNECTED.exec(msg);
       if (reconnect) {
-        const outage = open.get(key);
-        if (!outage) return [];
-        open.delete(key);
-        const seconds = (Date.parse(doc['@timestamp']) - Date.parse(outage.startedAt)) / 1000;
-        return [
-          alertTransition(rule, {
-            status: 'resolved',
-            group,
-            at: doc['@timestamp'],
-            startedAt: outage.startedAt,
-            host,
-            service,
-            message: `${service} on ${host} reconnected to AMQP server ${reconnect[1]} after ${seconds.toFixed(0)}s`,
-            evidence: [...outage.evidence, doc.event.id].slice(-params.evidence_max),
-          }),
-        ];
+        const r = replies.get(key);
+        if (r?.firing) out.push(resolveReplyPath(doc, key, r, `reconnected to ${reconnect.groups!.broker}`));
+        const o = outages.get(key);
+        if (!o) return out;
+        o.lost.delete(id);
+        if (id === 'connection') o.lost.clear(); // a line without an id speaks for the service
+        if (o.lost.size > 0) return out;
+        out.push(resolveOutage(doc, key, o, `reconnected to AMQP server ${reconnect.groups!.broker}`));
+        return out;
       }
 
       let loss: RegExpExecArray | null = null;
       for (const re of LOSS) if ((loss = re.exec(msg))) break;
-      if (!loss) return [];
-      const outage = open.get(key);
-      if (outage) {
-        if (outage.evidence.length < params.evidence_max) outage.evidence.push(doc.event.id);
-        return [];
+      if (!loss) return out;
+      const o = outages.get(key);
+      if (o) {
+        o.lastLoss = now;
+        o.lost.add(id);
+        if (o.evidence.length < p.evidence_max) o.evidence.push(doc.event.id);
+        return out;
       }
-      const broker = loss[1];
-      open.set(key, { startedAt: doc['@timestamp'], broker, firstMessage: msg, evidence: [doc.event.id] });
-      return [
-        alertTransition(rule, {
-          status: 'firing',
-          group,
-          at: doc['@timestamp'],
-          startedAt: doc['@timestamp'],
-          host,
-          service,
-          message: `${service} on ${host} lost its AMQP connection${broker ? ` to ${broker}` : ''}: ${msg.slice(0, 300)}`,
-          evidence: [doc.event.id],
-        }),
-      ];
+      const broker = loss.groups?.broker;
+      outages.set(key, { startedAt: doc['@timestamp'], lastLoss: now, broker, lost: new Set([id]), evidence: [doc.event.id] });
+      out.push(transition(doc, 'firing', group, doc['@timestamp'], doc['@timestamp'],
+        `${doc.service.name} on ${doc.host.name} lost its AMQP connection${broker ? ` to ${broker}` : ''}: ${msg.slice(0, 300)}`, [doc.event.id]));
+      return out;
     },
   };
 }

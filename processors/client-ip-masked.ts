@@ -66,7 +66,12 @@ export function createDetector(rule: Rule): Detector {
     if (w.total < p.min_requests) return [];
     let peer = '';
     let most = 0;
-    for (const [addr, n] of w.byPeer) if (n > most) [peer, most] = [addr, n];
+    for (const [addr, n] of w.byPeer) {
+      if (n > most) {
+        peer = addr;
+        most = n;
+      }
+    }
     const masked = most / w.total >= p.share && isGateway(peer) && w.forwarded / w.total < 1 - p.share;
     const group = { 'host.name': doc.host.name, 'service.name': doc.service.name };
     const common = { group, at, host: doc.host.name, service: doc.service.name };
@@ -105,7 +110,7 @@ export function createDetector(rule: Rule): Detector {
         out.push(...close(s.window, s, doc, new Date(s.window.start + windowMs).toISOString()));
         s.window = undefined;
       }
-      const w = (s.window ??= { start: now - (now % windowMs), total: 0, forwarded: 0, byPeer: new Map(), evidence: [] });
+      const w = (s.window ??= { start: now - (now % windowMs), total: 0, forwarded: 0, byPeer: new Map(), evidence: [] as string[] });
       const chain = m.groups!.chain.split(',');
       const peer = chain[chain.length - 1].trim();
       w.total++;

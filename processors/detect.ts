@@ -32,9 +32,11 @@ export interface Detector {
   /** Logger prefixes this detector reads (`oslo.messaging._drivers`); absent: every event. The engine hands an
    * event only to the detectors that read its logger, so rules cost nothing on lines they do not care about. */
   loggers?: string[];
-  /** Literal texts, one of which an event's message must contain to matter to this detector (for detectors that
-   * read every logger). The engine tests all detectors' literals in one scan. */
+  /** Literal texts: an event whose message contains one of them reaches the detector whatever its logger. The
+   * engine tests all detectors' literals in one scan. */
   literals?: string[];
+  /** Called with every event (keep it cheap): for detectors that infer recovery from a service's other lines. */
+  onAny?(doc: LogDocument): Alert[];
   /** Events arrive in order per file; time is the events' own time, never the wall clock. */
   onLog(doc: LogDocument): Alert[];
 }
@@ -82,17 +84,19 @@ function loggerRoot(logger: string): string {
 export class DetectionEngine {
   /** Detectors by the first segment of the logger prefixes they read. */
   private readonly byLogger = new Map<string, { prefixes: string[]; detector: Detector }[]>();
-  /** Detectors that read every event. */
+  /** Detectors that read every event, and those that want to hear of every event besides. */
   private readonly everything: Detector[] = [];
+  private readonly watchers: Detector[] = [];
   /** Detectors that read every logger but only events with one of their literals, and one scan for them all. */
   private readonly byLiteral: { literals: string[]; detector: Detector }[] = [];
   private readonly anyLiteral?: RegExp;
 
   private constructor(detectors: Detector[]) {
     for (const d of detectors) {
+      if (d.onAny) this.watchers.push(d);
+      if (d.literals) this.byLiteral.push({ literals: d.literals, detector: d });
       if (!d.loggers) {
-        if (d.literals) this.byLiteral.push({ literals: d.literals, detector: d });
-        else this.everything.push(d);
+        if (!d.literals) this.everything.push(d);
         continue;
       }
       for (const root of new Set(d.loggers.map(loggerRoot))) {
@@ -125,16 +129,22 @@ export class DetectionEngine {
 
   onLog(doc: LogDocument): Alert[] {
     const out: Alert[] = [];
+    for (const d of this.watchers) out.push(...d.onAny!(doc));
     for (const d of this.everything) out.push(...d.onLog(doc));
-    if (this.anyLiteral?.test(doc.message)) {
-      for (const { literals, detector } of this.byLiteral) if (literals.some((l) => doc.message.includes(l))) out.push(...detector.onLog(doc));
-    }
     const logger = doc.log.logger;
-    if (logger === undefined) return out;
-    const candidates = this.byLogger.get(loggerRoot(logger));
-    if (candidates) {
-      for (const { prefixes, detector } of candidates) {
-        if (prefixes.some((p) => logger.startsWith(p))) out.push(...detector.onLog(doc));
+    const byLogger = logger === undefined ? undefined : this.byLogger.get(loggerRoot(logger));
+    const reached = new Set<Detector>();
+    if (byLogger) {
+      for (const { prefixes, detector } of byLogger) {
+        if (prefixes.some((p) => logger!.startsWith(p))) {
+          reached.add(detector);
+          out.push(...detector.onLog(doc));
+        }
+      }
+    }
+    if (this.anyLiteral?.test(doc.message)) {
+      for (const { literals, detector } of this.byLiteral) {
+        if (!reached.has(detector) && literals.some((l) => doc.message.includes(l))) out.push(...detector.onLog(doc));
       }
     }
     return out;
