@@ -67,7 +67,11 @@ Options:
     cpSync(SAMPLES, logsDir, { recursive: true });
     const cfg: Config = validateConfig(
       {
-        kafka: { brokers: ['127.0.0.1:29092'], topics: { logs: `stackwatch.demo-${run}.logs` }, consumer_group: `stackwatch-demo-${run}` },
+        kafka: {
+          brokers: ['127.0.0.1:29092'],
+          topics: { logs: `stackwatch.demo-${run}.logs`, notify_retry: `stackwatch.demo-${run}.notify-retry` },
+          consumer_group: `stackwatch-demo-${run}`,
+        },
         elasticsearch: { url: 'http://127.0.0.1:29200' },
         alertmanager: { url: 'http://127.0.0.1:29094' },
         collectors: { openstack_logs: { paths: [join(logsDir, '*')], checkpoint_dir: join(work, 'checkpoints'), host_name: DEMO_HOST } },
@@ -108,7 +112,7 @@ Options:
     }
     const seconds = (Date.now() - started) / 1000;
     await processor.stop();
-    if (!values['keep-topic']) await deleteTopics(cfg.kafka, [cfg.kafka.topics.logs]).catch(() => {});
+    if (!values['keep-topic']) await deleteTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.notify_retry]).catch(() => {});
 
     const es = esClient(cfg.elasticsearch);
     const logsPattern = `${cfg.elasticsearch.indices.logs}-*`;

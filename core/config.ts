@@ -18,6 +18,8 @@ const KafkaSection = z.strictObject({
     .strictObject({
       logs: z.string().min(1).default('stackwatch.logs'),
       dead_letter: z.string().min(1).default('stackwatch.dead-letter'),
+      /** Notifications a notifier could not take yet, retried with backoff until delivered. */
+      notify_retry: z.string().min(1).default('stackwatch.notify-retry'),
     })
     .prefault({}),
   consumer_group: z.string().min(1).default('stackwatch-processor'),
@@ -48,6 +50,38 @@ const AlertmanagerSection = z.strictObject({
   resend_interval_s: positiveInt.default(60),
 });
 
+const NotifySection = z.strictObject({
+  pagerduty: z
+    .strictObject({
+      routing_key: z.string().min(1, { error: 'expected the integration key of a PagerDuty Events API v2 service' }),
+      url: httpUrl.default('https://events.pagerduty.com/v2/enqueue'),
+    })
+    .optional(),
+  webhooks: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(/^[a-z0-9-]+$/, { error: 'expected a short name like chatops' }),
+        url: httpUrl,
+        headers: z.record(z.string(), z.string()).default({}),
+      }),
+    )
+    .default([]),
+  /** Maintenance windows: alerts that match every matcher, with a timestamp inside the window, are indexed
+   * but not sent. Matchers: rule.id, host.name, service.name, severity; a value ending in * matches a prefix. */
+  silences: z
+    .array(
+      z.strictObject({
+        matchers: z.partialRecord(z.enum(['rule.id', 'host.name', 'service.name', 'severity']), z.string().min(1)),
+        starts_at: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time like 2026-11-25T22:00:00Z' }),
+        ends_at: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time like 2026-11-25T23:00:00Z' }),
+        comment: z.string().optional(),
+      }),
+    )
+    .default([]),
+  /** Firing alerts are sent to the webhooks again this often. */
+  renotify_interval_s: positiveInt.default(3600),
+});
+
 const OpenstackLogsCollector = z.strictObject({
   paths: z.array(z.string().min(1), { error: 'expected an array of file paths or globs' }).min(1, { error: 'expected at least one path or glob' }),
   poll_interval_ms: positiveInt.default(250),
@@ -69,6 +103,7 @@ export const ConfigSchema = z.strictObject({
   kafka: KafkaSection,
   elasticsearch: ElasticsearchSection,
   alertmanager: AlertmanagerSection.optional(),
+  notify: NotifySection.prefault({}),
   collectors: z
     .strictObject({
       openstack_logs: OpenstackLogsCollector.optional(),
@@ -96,6 +131,7 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   STACKWATCH_ES_PASSWORD: ['elasticsearch', 'password'],
   STACKWATCH_ES_API_KEY: ['elasticsearch', 'api_key'],
   STACKWATCH_ALERTMANAGER_URL: ['alertmanager', 'url'],
+  STACKWATCH_PAGERDUTY_ROUTING_KEY: ['notify', 'pagerduty', 'routing_key'],
 };
 
 function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {

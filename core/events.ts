@@ -96,6 +96,17 @@ export const Alert = z.object({
 });
 export type Alert = z.infer<typeof Alert>;
 
+/** Alert transitions a notifier could not take yet (topic `kafka.topics.notify_retry`). */
+export const NotificationRetry = z.object({
+  notifier: z.string(),
+  alerts: z.array(Alert),
+  attempt: z.number().int().positive(),
+  /** Not to be tried again before this time (ISO 8601). */
+  not_before: z.string(),
+  last_error: z.string(),
+});
+export type NotificationRetry = z.infer<typeof NotificationRetry>;
+
 /** Something that could not be processed, kept with the reason (topic `kafka.topics.dead_letter`). */
 export const DeadLetter = z.object({
   '@timestamp': z.string(),

@@ -10,7 +10,7 @@ import { logger } from '../core/log.ts';
 import { componentMetrics } from '../core/metrics.ts';
 import { alertDocumentId, DetectionEngine, loadRules } from './detect.ts';
 import { ElasticsearchSink, type IndexRequest } from './elasticsearch-sink.ts';
-import { AlertmanagerNotifier } from './notify-alertmanager.ts';
+import { NotificationDispatcher, notifiersFromConfig } from './notify.ts';
 import { parseLogEvent } from './parse-log.ts';
 
 const COMPONENT = 'log-processor';
@@ -31,14 +31,14 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
   const es = esClient(cfg.elasticsearch);
   await waitForElasticsearch(es, cfg.elasticsearch, opts.signal);
   await installIndexTemplates(es, cfg.elasticsearch);
-  const { logs: logsTopic, dead_letter: deadTopic } = cfg.kafka.topics;
-  await ensureTopics(cfg.kafka, [logsTopic, deadTopic], opts.signal);
+  const { logs: logsTopic, dead_letter: deadTopic, notify_retry: retryTopic } = cfg.kafka.topics;
+  await ensureTopics(cfg.kafka, [logsTopic, deadTopic, retryTopic], opts.signal);
 
   const engine = await DetectionEngine.create(loadRules(cfg.rules_dir));
   const sink = new ElasticsearchSink(es, 'elasticsearch-sink', cfg.elasticsearch.bulk_max_docs);
-  const deadLetters = await TopicProducer.connect(cfg.kafka, 'dead-letter', opts.signal);
-  const notifier = cfg.alertmanager ? new AlertmanagerNotifier(cfg.alertmanager.url, cfg.alertmanager.resend_interval_s, opts.signal) : undefined;
-  notifier?.start();
+  const producer = await TopicProducer.connect(cfg.kafka, 'log-processor', opts.signal);
+  const notify = new NotificationDispatcher(cfg, notifiersFromConfig(cfg), producer, opts.signal);
+  await notify.start();
 
   async function onBatch(batch: InBatch): Promise<void> {
     metrics.received(batch.messages.length);
@@ -70,11 +70,11 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
     for (const r of await sink.write(alertRequests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
 
     if (dead.length > 0) {
-      await deadLetters.send(deadTopic, dead.map((d) => ({ key: d.component, value: JSON.stringify(d) })));
+      await producer.send(deadTopic, dead.map((d) => ({ key: d.component, value: JSON.stringify(d) })));
       metrics.error('dead_letter', dead.length);
       log.warn(`${dead.length} event(s) sent to the dead-letter topic ${deadTopic}`, { first_reason: dead[0].reason });
     }
-    await notifier?.notify(alerts);
+    await notify.dispatch(alerts);
     failpoint('processor.before-commit');
     metrics.sent(requests.length);
     opts.onProcessed?.({ indexed: requests.length, deadLettered: dead.length, alerts });
@@ -90,9 +90,9 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
 
   return {
     async stop() {
-      notifier?.stop();
       await consumer.stop();
-      await deadLetters.disconnect();
+      await notify.stop();
+      await producer.disconnect();
       await es.close();
     },
   };

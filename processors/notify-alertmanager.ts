@@ -1,9 +1,7 @@
 // Sends alert transitions to Alertmanager's v2 API. Firing alerts are posted again every resend interval
 // (like Prometheus does), because Alertmanager resolves an alert it has not heard of for resolve_timeout.
 import type { Alert } from '../core/events.ts';
-import { errorText, logger } from '../core/log.ts';
-import { componentMetrics } from '../core/metrics.ts';
-import { retry } from '../core/retry.ts';
+import { postJson, type Notifier } from './notify.ts';
 
 export interface AlertmanagerPayload {
   labels: Record<string, string>;
@@ -27,16 +25,14 @@ export function toAlertmanager(a: Alert): AlertmanagerPayload {
   };
 }
 
-export class AlertmanagerNotifier {
-  private readonly log = logger('notify-alertmanager');
-  private readonly metrics = componentMetrics('notify-alertmanager');
+export class AlertmanagerNotifier implements Notifier {
+  readonly name = 'alertmanager';
   private readonly firing = new Map<string, AlertmanagerPayload>();
   private timer?: NodeJS.Timeout;
 
   constructor(
     private readonly url: string,
     private readonly resendIntervalS = 60,
-    private readonly signal?: AbortSignal,
   ) {}
 
   start(): void {
@@ -50,37 +46,17 @@ export class AlertmanagerNotifier {
     clearInterval(this.timer);
   }
 
-  async notify(alerts: Alert[]): Promise<void> {
-    if (alerts.length === 0) return;
+  async send(alerts: Alert[]): Promise<void> {
     const payloads = alerts.map((a) => {
       const p = toAlertmanager(a);
       if (a.alert.status === 'firing') this.firing.set(a.alert.id, p);
       else this.firing.delete(a.alert.id);
       return p;
     });
-    this.metrics.received(payloads.length);
-    try {
-      await retry(() => this.post(payloads), {
-        what: `post ${payloads.length} alert(s) to Alertmanager ${this.url}`,
-        log: this.log,
-        hint: 'check alertmanager.url (or STACKWATCH_ALERTMANAGER_URL); the alerts are in the alerts index meanwhile',
-        maxAttempts: 5,
-        signal: this.signal,
-      });
-      this.metrics.sent(payloads.length);
-    } catch (err) {
-      this.metrics.error('post', payloads.length);
-      this.log.error(`gave up posting alerts to Alertmanager: ${errorText(err)}`, { alerts: payloads.map((p) => p.labels.alert_id) });
-    }
+    await this.post(payloads);
   }
 
-  private async post(payloads: AlertmanagerPayload[]): Promise<void> {
-    const res = await fetch(new URL('/api/v2/alerts', this.url), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(payloads),
-      signal: AbortSignal.timeout(10_000),
-    });
-    if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+  private post(payloads: AlertmanagerPayload[]): Promise<void> {
+    return postJson(new URL('/api/v2/alerts', this.url).href, payloads);
   }
 }

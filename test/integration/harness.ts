@@ -33,7 +33,7 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
   const raw: Record<string, any> = {
     kafka: {
       brokers: [env.STACKWATCH_KAFKA_BROKERS],
-      topics: { logs: `swtest.${run}.logs`, dead_letter: `swtest.${run}.dead-letter` },
+      topics: { logs: `swtest.${run}.logs`, dead_letter: `swtest.${run}.dead-letter`, notify_retry: `swtest.${run}.notify-retry` },
       consumer_group: `swtest-${run}`,
     },
     elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swtest-${run}-logs`, alerts: `swtest-${run}-alerts` } },

@@ -38,7 +38,7 @@ describe('config', () => {
 
   it('fills defaults for what a minimal file leaves out', () => {
     const cfg = validateConfig(structuredClone(good), 'x.yaml', noEnv);
-    expect(cfg.kafka.topics).toEqual({ logs: 'stackwatch.logs', dead_letter: 'stackwatch.dead-letter' });
+    expect(cfg.kafka.topics).toEqual({ logs: 'stackwatch.logs', dead_letter: 'stackwatch.dead-letter', notify_retry: 'stackwatch.notify-retry' });
     expect(cfg.elasticsearch.indices.logs).toBe('stackwatch-logs');
     expect(cfg.processor.timezone).toBe('UTC');
     expect(cfg.collectors.openstack_logs?.poll_interval_ms).toBe(250);
