@@ -3,9 +3,10 @@
 // tool could not be run. A new benchmark is one module exporting a `Benchmark`, added to BENCHMARKS.
 import { parseArgs } from 'node:util';
 import { type Benchmark, progress } from './measure.ts';
+import { alertLatencyBench } from './alert-latency.ts';
 import { parseBench } from './parse.ts';
 
-const BENCHMARKS: Benchmark[] = [parseBench];
+const BENCHMARKS: Benchmark[] = [parseBench, alertLatencyBench];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -84,7 +84,7 @@ const NotifySection = z.strictObject({
 
 const OpenstackLogsCollector = z.strictObject({
   paths: z.array(z.string().min(1), { error: 'expected an array of file paths or globs' }).min(1, { error: 'expected at least one path or glob' }),
-  poll_interval_ms: positiveInt.default(250),
+  poll_interval_ms: positiveInt.default(200),
   /** Where checkpoints (file identity + offset acknowledged by Kafka) are kept. */
   checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
   /** host.name of the events; defaults to this machine's name. */
@@ -94,7 +94,7 @@ const OpenstackLogsCollector = z.strictObject({
   /** An event (with all its continuation lines) is cut at this size and marked truncated. */
   max_event_bytes: positiveInt.default(1024 * 1024),
   /** A multi-line event still open after this long without new lines is sent as it is. */
-  multiline_flush_ms: positiveInt.default(1000),
+  multiline_flush_ms: positiveInt.default(500),
   /** Keep the raw lines (envelopes included) in event.original. */
   keep_original: z.boolean().default(false),
 });

@@ -41,7 +41,7 @@ describe('config', () => {
     expect(cfg.kafka.topics).toEqual({ logs: 'stackwatch.logs', dead_letter: 'stackwatch.dead-letter', notify_retry: 'stackwatch.notify-retry' });
     expect(cfg.elasticsearch.indices.logs).toBe('stackwatch-logs');
     expect(cfg.processor.timezone).toBe('UTC');
-    expect(cfg.collectors.openstack_logs?.poll_interval_ms).toBe(250);
+    expect(cfg.collectors.openstack_logs?.poll_interval_ms).toBe(200);
   });
 
   it('names the field when brokers is not a list of host:port', () => {
