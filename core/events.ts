@@ -70,6 +70,31 @@ export const LogDocument = z.object({
 });
 export type LogDocument = z.infer<typeof LogDocument>;
 
+/** A metric sample (topic `kafka.topics.metrics`, from the Zabbix collector): one item's value at one time. The
+ * detectors read `db.*` and `wsrep.*` names for db-sync-lag; capacity trends read the usage names. */
+export const MetricEvent = z.object({
+  v: z.literal(1),
+  '@timestamp': z.string(),
+  host: z.object({ name: z.string() }),
+  /** Dotted, source-independent: db.replication.seconds_behind_master, db.wsrep.local_recv_queue,
+   * compute.vcpu.used, ceph.pool.percent_used, … */
+  metric: z.object({ name: z.string(), value: z.number(), unit: z.string().optional() }),
+  /** Where it came from: the Zabbix item key and host, or the Ceph pool. */
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type MetricEvent = z.infer<typeof MetricEvent>;
+
+/** Ceph health as the Ceph collector reads it from `ceph health detail -f json` (topic `kafka.topics.ceph`). */
+export const CephHealthEvent = z.object({
+  v: z.literal(1),
+  '@timestamp': z.string(),
+  cluster: z.object({ fsid: z.string().optional(), name: z.string() }),
+  status: z.enum(['HEALTH_OK', 'HEALTH_WARN', 'HEALTH_ERR']),
+  /** The checks standing now; a code absent here has cleared. */
+  checks: z.array(z.object({ code: z.string(), severity: z.enum(['HEALTH_WARN', 'HEALTH_ERR']), summary: z.string(), detail: z.array(z.string()).default([]) })),
+});
+export type CephHealthEvent = z.infer<typeof CephHealthEvent>;
+
 export const AlertStatus = z.enum(['firing', 'resolved']);
 export const Severity = z.enum(['info', 'warning', 'critical', 'page']);
 
