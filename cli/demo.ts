@@ -40,8 +40,8 @@ function stackEnvironment(): Record<string, string> {
 }
 
 function formatAlert(a: Alert): string {
-  const dur = a.alert.duration_s !== undefined ? ` after ${a.alert.duration_s}s` : '';
-  return `  ${a.alert.status.toUpperCase().padEnd(8)} ${a.rule.id}  ${a.service.name} on ${a.host.name}  since ${a.alert.started_at}${dur}\n           ${a.message.slice(0, 160)}`;
+  const dur = a.alert.duration_s !== undefined ? ` after ${Math.round(a.alert.duration_s)}s` : '';
+  return `  ${a['@timestamp'].slice(0, 19)}  ${a.alert.status.toUpperCase().padEnd(8)} ${a.alert.severity.padEnd(8)} ${a.rule.id.padEnd(20)} ${a.message.slice(0, 110)}${dur}`;
 }
 
 export const demoCommand: Command = {
@@ -133,16 +133,19 @@ Options:
     for (const b of buckets) say(`  ${b.key.padEnd(24)} ${b.doc_count}`);
 
     say(`\nAlerts raised (${alerts.length}):`);
-    for (const a of alerts) say(formatAlert(a));
+    for (const a of [...alerts].sort((x, y) => x['@timestamp'].localeCompare(y['@timestamp']))) say(formatAlert(a));
     if (alerts.length === 0) say('  none');
 
     const am = cfg.alertmanager!.url;
     const amAlerts = (await (await fetch(`${am}/api/v2/alerts`)).json()) as { labels: Record<string, string> }[];
-    const ours = amAlerts.filter((a) => alerts.some((x) => x.alert.id === a.labels.alert_id));
-    say(`\nAlertmanager (${am}) holds ${ours.length} of them; its receivers page from there.`);
+    const stillFiring = amAlerts.filter((a) => a.labels.host === DEMO_HOST).length;
+    say(`\nAlertmanager (${am}) took every transition; ${stillFiring} alert(s) of this host are active there now.`);
     if (env.STACKWATCH_WEBHOOK_URL) {
-      const got = (await (await fetch(`${env.STACKWATCH_WEBHOOK_URL}/received`)).json()) as { count: number };
-      say(`The local pager webhook (${env.STACKWATCH_WEBHOOK_URL}/received) has received ${got.count} notification(s) so far.`);
+      const got = (await (await fetch(`${env.STACKWATCH_WEBHOOK_URL}/received`)).json()) as { items: { body: { alerts?: { labels: Record<string, string> }[] } }[] };
+      const ours = got.items.filter((i) => i.body.alerts?.some((a) => a.labels.host === DEMO_HOST));
+      const ids = new Set(ours.flatMap((i) => i.body.alerts!.map((a) => a.labels.alert_id)));
+      say(`The pager webhook (${env.STACKWATCH_WEBHOOK_URL}/received) got ${ours.length} notification(s) from Alertmanager about ${ids.size} of these alerts`);
+      say('(Alertmanager pages for what is still firing when it looks: replayed 2022 outages mostly arrive already resolved).');
     }
 
     const url = cfg.elasticsearch.url;
