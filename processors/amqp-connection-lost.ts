@@ -2,9 +2,9 @@
 //
 // Outage: one firing alert per outage and match_by group (host, service); it resolves when every connection
 // that reported a loss has logged "Reconnected" (connections are told apart by the [uuid] newer releases put
-// before the message), or — because a connection the heartbeat thread revives logs no "Reconnected" — after
-// `quiet_resolve_s` without loss evidence while the service keeps logging. The resolved alert carries the
-// outage's duration.
+// before the message) and stayed up for `settle_s` (flapping connections are one outage), or — because a
+// connection the heartbeat thread revives logs no "Reconnected" — after `quiet_resolve_s` without loss evidence
+// while the service keeps logging. The resolved alert carries the outage's duration, up to the reconnect.
 //
 // Dead reply path (the broken-VNC-console story): RPC reply timeouts, "reply_… doesn't exist" and friends piling
 // up in a service that logged no loss at all mean its reply consumer died silently. That is its own alert
@@ -17,10 +17,19 @@ const Params = z.strictObject({
   evidence_max: z.number().int().positive().default(20),
   /** Resolve an outage after this long without loss evidence while the service keeps logging. */
   quiet_resolve_s: z.number().positive().default(300),
+  /** An outage whose connections are all back resolves once they stayed up this long: connections that flap
+   * (closed, reconnected, closed again within seconds) are one outage, not a page each. */
+  settle_s: z.number().nonnegative().default(5),
   /** Reply-path symptoms within window_s that make the dead-reply-path alert fire. */
   reply_timeouts: z
-    .strictObject({ count: z.number().int().positive(), window_s: z.number().positive(), severity: Severity })
-    .default({ count: 5, window_s: 300, severity: 'page' }),
+    .strictObject({
+      count: z.number().int().positive(),
+      window_s: z.number().positive(),
+      severity: Severity,
+      /** After a reconnect or an outage's end, the calls sent during it time out: not a dead reply path. */
+      grace_s: z.number().nonnegative(),
+    })
+    .default({ count: 5, window_s: 300, severity: 'page', grace_s: 60 }),
 });
 
 /** Loss messages of oslo.messaging's rabbit driver across releases; `broker` when the line names it. */
@@ -50,11 +59,15 @@ interface Outage {
   broker?: string;
   /** Connections that reported a loss and have not reconnected. */
   lost: Set<string>;
+  /** When every connection was back (ms), and the broker named by the reconnect. */
+  recovered?: { at: number; broker: string };
   evidence: string[];
 }
 
 interface ReplyPath {
   times: number[];
+  /** Timeouts before this time (ms) belong to the calls of an outage that just ended. */
+  graceUntil?: number;
   firing?: { startedAt: string; last: number; evidence: string[] };
 }
 
@@ -74,10 +87,22 @@ export function createDetector(rule: Rule): Detector {
     return alertTransition(rule, { status, group, at, startedAt, host: doc.host.name, service: doc.service.name, message, evidence });
   }
 
-  function resolveOutage(doc: LogDocument, key: string, o: Outage, how: string): Alert {
+  /** The calls sent while the connection was down time out in the next minute: not a dead reply path. */
+  function startGrace(key: string, now: number): void {
+    const r = replies.get(key) ?? { times: [] };
+    if (!r.firing) {
+      r.times = [];
+      r.graceUntil = now + p.reply_timeouts.grace_s * 1000;
+    }
+    replies.set(key, r);
+  }
+
+  /** Ends an outage at `endedAt` (ms). */
+  function resolveOutage(doc: LogDocument, key: string, o: Outage, endedAt: number, how: string): Alert {
     outages.delete(key);
-    const seconds = (Date.parse(doc['@timestamp']) - Date.parse(o.startedAt)) / 1000;
-    return transition(doc, 'resolved', groupOf(doc), doc['@timestamp'], o.startedAt,
+    startGrace(key, endedAt);
+    const seconds = (endedAt - Date.parse(o.startedAt)) / 1000;
+    return transition(doc, 'resolved', groupOf(doc), new Date(endedAt).toISOString(), o.startedAt,
       `${doc.service.name} on ${doc.host.name} ${how} after ${seconds.toFixed(0)}s`, [...o.evidence, doc.event.id].slice(-p.evidence_max));
   }
 
@@ -100,8 +125,10 @@ export function createDetector(rule: Rule): Detector {
       const now = Date.parse(doc['@timestamp']);
       const out: Alert[] = [];
       const o = outages.get(key);
-      if (o && now - o.lastLoss >= p.quiet_resolve_s * 1000) {
-        out.push(resolveOutage(doc, key, o, `has logged no AMQP loss for ${p.quiet_resolve_s}s while working (recovery inferred; a revived connection logs no "Reconnected")`));
+      if (o?.recovered && now - o.recovered.at >= p.settle_s * 1000) {
+        out.push(resolveOutage(doc, key, o, o.recovered.at, `reconnected to AMQP server ${o.recovered.broker}`));
+      } else if (o && now - o.lastLoss >= p.quiet_resolve_s * 1000) {
+        out.push(resolveOutage(doc, key, o, now, `has logged no AMQP loss for ${p.quiet_resolve_s}s while working (recovery inferred; a revived connection logs no "Reconnected")`));
       }
       const r = replies.get(key);
       if (r?.firing && now - r.firing.last >= p.quiet_resolve_s * 1000) out.push(resolveReplyPath(doc, key, r, `no reply timeouts for ${p.quiet_resolve_s}s`));
@@ -123,6 +150,7 @@ export function createDetector(rule: Rule): Detector {
           if (r.firing.evidence.length < p.evidence_max) r.firing.evidence.push(doc.event.id);
           return out;
         }
+        if (r.graceUntil !== undefined && now < r.graceUntil) return out;
         r.times = [...r.times.filter((t) => now - t < p.reply_timeouts.window_s * 1000), now];
         if (r.times.length >= p.reply_timeouts.count) {
           r.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
@@ -134,17 +162,20 @@ export function createDetector(rule: Rule): Detector {
         return out;
       }
 
-      const id = CONNECTION_ID.exec(msg)?.[1] ?? 'connection';
+      // Newer releases tag each connection's loss and reconnect lines with its [uuid]; lines without one (older
+      // releases, the heartbeat thread, "Connection failed" retries) speak for the service as a whole.
+      const id = CONNECTION_ID.exec(msg)?.[1];
       const reconnect = RECONNECTED.exec(msg);
       if (reconnect) {
         const r = replies.get(key);
         if (r?.firing) out.push(resolveReplyPath(doc, key, r, `reconnected to ${reconnect.groups!.broker}`));
+        startGrace(key, now);
         const o = outages.get(key);
         if (!o) return out;
-        o.lost.delete(id);
-        if (id === 'connection') o.lost.clear(); // a line without an id speaks for the service
-        if (o.lost.size > 0) return out;
-        out.push(resolveOutage(doc, key, o, `reconnected to AMQP server ${reconnect.groups!.broker}`));
+        if (id) o.lost.delete(id);
+        else o.lost.clear();
+        // Every connection is back: the outage ends here unless a connection drops again within settle_s.
+        if (o.lost.size === 0) o.recovered ??= { at: now, broker: reconnect.groups!.broker };
         return out;
       }
 
@@ -154,12 +185,13 @@ export function createDetector(rule: Rule): Detector {
       const o = outages.get(key);
       if (o) {
         o.lastLoss = now;
-        o.lost.add(id);
+        o.recovered = undefined;
+        if (id) o.lost.add(id);
         if (o.evidence.length < p.evidence_max) o.evidence.push(doc.event.id);
         return out;
       }
       const broker = loss.groups?.broker;
-      outages.set(key, { startedAt: doc['@timestamp'], lastLoss: now, broker, lost: new Set([id]), evidence: [doc.event.id] });
+      outages.set(key, { startedAt: doc['@timestamp'], lastLoss: now, broker, lost: new Set(id ? [id] : []), evidence: [doc.event.id] });
       out.push(transition(doc, 'firing', group, doc['@timestamp'], doc['@timestamp'],
         `${doc.service.name} on ${doc.host.name} lost its AMQP connection${broker ? ` to ${broker}` : ''}: ${msg.slice(0, 300)}`, [doc.event.id]));
       return out;
