@@ -155,7 +155,7 @@ export function createDetector(rule: Rule): Detector {
         if (r.times.length >= p.reply_timeouts.count) {
           r.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
           const a = transition(doc, 'firing', { ...group, kind: 'reply-path-dead' }, doc['@timestamp'], doc['@timestamp'],
-            `${doc.service.name} on ${doc.host.name}: ${r.times.length} RPC reply timeouts in ${p.reply_timeouts.window_s}s and no AMQP loss logged: its reply consumer is dead (restart the service)`, [doc.event.id]);
+            `${doc.service.name} on ${doc.host.name}: ${r.times.length} RPC reply timeouts in ${p.reply_timeouts.window_s}s with no AMQP outage to explain them: its reply consumer is dead (restart the service)`, [doc.event.id]);
           a.alert.severity = p.reply_timeouts.severity;
           out.push(a);
         }
