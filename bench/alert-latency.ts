@@ -1,17 +1,16 @@
 // Time from a line appended to a tailed log file to the alert arriving at the pager (Alertmanager's webhook
 // receiver), on the real local stack: collector → Kafka → processor → Elasticsearch → Alertmanager → webhook.
 // Each trial appends a real oslo.messaging loss line to a new service's file, so each is a new alert.
-import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
 import { validateConfig } from '../core/config.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
+import { startLocalStack } from '../core/local-stack.ts';
 import { startLogProcessor } from '../processors/log-processor.ts';
 import { fmt, machine, progress, table, type Benchmark } from './measure.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
 const TRIALS = 100;
 const LOSS = 'ERROR oslo.messaging._drivers.impl_rabbit [req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca - - - - -] Connection failed: [Errno 111] ECONNREFUSED (retrying in 2.0 seconds): ConnectionRefusedError: [Errno 111] ECONNREFUSED';
 
@@ -27,14 +26,7 @@ export const alertLatencyBench: Benchmark = {
   name: 'alert-latency',
   summary: `line appended to a tailed file → alert at the pager webhook, ${TRIALS} trials on the real stack (p50/p99)`,
   async run() {
-    execFileSync(join(ROOT, 'scripts/stack.sh'), ['start'], { stdio: ['ignore', 'ignore', 'inherit'] });
-    const env = Object.fromEntries(
-      execFileSync(join(ROOT, 'scripts/stack.sh'), ['env'], { encoding: 'utf8' })
-        .split('\n')
-        .map((l) => /^(\w+)=(.*)$/.exec(l.trim()))
-        .filter((m): m is RegExpExecArray => m !== null)
-        .map((m) => [m[1], m[2]]),
-    );
+    const env = startLocalStack('ignore');
     const run = `bench-${Date.now().toString(36)}`;
     const dir = mkdtempSync(join(tmpdir(), 'stackwatch-latency-'));
     mkdirSync(join(dir, 'logs'));

@@ -1,11 +1,11 @@
 // `stackwatch demo`: the whole pipeline on bundled real logs, on a locally started stack (or the Kafka and
 // Elasticsearch named by the environment), ending with what it found and where to look.
-import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateConfig, type Config } from '../core/config.ts';
 import { esClient } from '../core/elastic.ts';
+import { startLocalStack } from '../core/local-stack.ts';
 import type { Alert } from '../core/events.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
@@ -29,14 +29,7 @@ function stackEnvironment(): Record<string, string> {
     return {};
   }
   say('Starting the local stack (Kafka, Elasticsearch, Alertmanager, a pager webhook) with scripts/stack.sh ...');
-  const stack = join(REPO, 'scripts', 'stack.sh');
-  execFileSync(stack, ['start'], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const env: Record<string, string> = {};
-  for (const line of execFileSync(stack, ['env'], { encoding: 'utf8' }).split('\n')) {
-    const m = /^(\w+)=(.*)$/.exec(line.trim());
-    if (m) env[m[1]] = m[2];
-  }
-  return env;
+  return startLocalStack();
 }
 
 function formatAlert(a: Alert): string {

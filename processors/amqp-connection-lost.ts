@@ -11,7 +11,7 @@
 // (kind reply-path-dead), severity page; a reconnect or a quiet period ends it.
 import { z } from 'zod';
 import { Severity, type Alert, type LogDocument } from '../core/events.ts';
-import { alertTransition, fieldValue, ruleParams, type Detector, type Rule } from './detect.ts';
+import { alertTransition, fieldValue, ruleParams, slide, type Detector, type Rule } from './detect.ts';
 
 const Params = z.strictObject({
   evidence_max: z.number().int().positive().default(20),
@@ -151,7 +151,7 @@ export function createDetector(rule: Rule): Detector {
           return out;
         }
         if (r.graceUntil !== undefined && now < r.graceUntil) return out;
-        r.times = [...r.times.filter((t) => now - t < p.reply_timeouts.window_s * 1000), now];
+        r.times = slide(r.times, now, p.reply_timeouts.window_s);
         if (r.times.length >= p.reply_timeouts.count) {
           r.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
           const a = transition(doc, 'firing', { ...group, kind: 'reply-path-dead' }, doc['@timestamp'], doc['@timestamp'],

@@ -9,7 +9,7 @@
 // Every alert names the old and the new name where there are two.
 import { z } from 'zod';
 import type { Alert, LogDocument } from '../core/events.ts';
-import { alertTransition, ruleParams, type Detector, type Rule } from './detect.ts';
+import { alertTransition, ruleParams, slide, type Detector, type Rule } from './detect.ts';
 
 const Params = z.strictObject({
   /** "Not found" lines within this window that make the missing-host alert fire. */
@@ -124,7 +124,7 @@ export function createDetector(rule: Rule): Detector {
           if (state.firing.evidence.length < p.evidence_max) state.firing.evidence.push(doc.event.id);
           return out;
         }
-        state.times = [...state.times.filter((t) => now - t < p.missing.window_s * 1000), now];
+        state.times = slide(state.times, now, p.missing.window_s);
         if (state.times.length >= p.missing.count) {
           state.firing = { startedAt: at, evidence: [doc.event.id] };
           out.push(alert(doc, 'firing', 'missing', name, at, `compute host ${name} (nova-compute on ${doc.host.name}) is missing from nova's database: ComputeHostNotFound`, [doc.event.id]));

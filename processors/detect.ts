@@ -50,6 +50,12 @@ export function ruleParams<S extends z.ZodType>(rule: Rule, schema: S): z.infer<
   throw new ConfigError(`${rule.file ?? rule.id}: params.${issue.path.join('.') || '(all)'}: ${issue.message}`);
 }
 
+/** The evidence times (ms) still inside a sliding window of `windowS` seconds ending at `now`, with `now` added:
+ * its length is the count a threshold compares against. */
+export function slide(times: number[], now: number, windowS: number): number[] {
+  return [...times.filter((t) => now - t < windowS * 1000), now];
+}
+
 /** The value of a dotted field path of an event (`host.name`), as text. */
 export function fieldValue(doc: LogDocument, path: string): string | undefined {
   let v: unknown = doc;

@@ -3,7 +3,7 @@
 // A crash at any point replays the uncommitted batch; deterministic ids make the replay overwrite, not add.
 import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, installIndexTemplates, waitForElasticsearch } from '../core/elastic.ts';
-import { deadLetter, RawLogEvent, type Alert, type DeadLetter } from '../core/events.ts';
+import { deadLetter, RawLogEvent, type Alert, type DeadLetter, type LogDocument } from '../core/events.ts';
 import { ensureTopics, GroupConsumer, TopicProducer, type InBatch } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
@@ -44,6 +44,7 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
     metrics.received(batch.messages.length);
     const dead: DeadLetter[] = [];
     const requests: IndexRequest[] = [];
+    const docs: LogDocument[] = [];
     const source = (offset: string) => ({ topic: batch.topic, partition: batch.partition, offset });
 
     for (const m of batch.messages) {
@@ -58,6 +59,7 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
         continue;
       }
       const doc = parseLogEvent(raw, { timezone: cfg.processor.timezone });
+      docs.push(doc);
       requests.push({ index: dailyIndex(cfg.elasticsearch.indices.logs, doc['@timestamp']), id: doc.event.id, doc });
     }
 
@@ -65,7 +67,7 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
     for (const r of await sink.write(requests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
 
     const alerts: Alert[] = [];
-    for (const r of requests) alerts.push(...engine.onLog(r.doc as Parameters<DetectionEngine['onLog']>[0]));
+    for (const doc of docs) alerts.push(...engine.onLog(doc));
     const alertRequests = alerts.map((a) => ({ index: dailyIndex(cfg.elasticsearch.indices.alerts, a['@timestamp']), id: alertDocumentId(a), doc: a }));
     for (const r of await sink.write(alertRequests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
 

@@ -4,7 +4,7 @@
 // `match_by`, in the message and for the severity (Ceph's [WRN]/[ERR], say).
 import { z } from 'zod';
 import { Severity, type Alert, type LogDocument } from '../core/events.ts';
-import { alertTransition, fieldValue, ruleParams, type Detector, type Rule } from './detect.ts';
+import { alertTransition, fieldValue, ruleParams, slide, type Detector, type Rule } from './detect.ts';
 
 const regex = z.string().transform((src, ctx) => {
   try {
@@ -126,8 +126,7 @@ export function createDetector(rule: Rule): Detector {
         if (g.firing.evidence.length < p.evidence_max) g.firing.evidence.push(doc.event.id);
         return out;
       }
-      g.recent = g.recent.filter((t) => now - t < p.threshold.window_s * 1000);
-      g.recent.push(now);
+      g.recent = slide(g.recent, now, p.threshold.window_s);
       if (g.recent.length < p.threshold.count) return out;
       g.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
       g.recent = [];
