@@ -8,7 +8,7 @@ import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
 import { validateConfig } from '../core/config.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { startLocalStack } from '../core/local-stack.ts';
-import { startLogProcessor } from '../processors/log-processor.ts';
+import { startProcessor } from '../processors/processor.ts';
 import { fmt, machine, progress, table, type Benchmark } from './measure.ts';
 
 const TRIALS = 100;
@@ -42,7 +42,7 @@ export const alertLatencyBench: Benchmark = {
       env,
     );
     const ctl = new AbortController();
-    const processor = await startLogProcessor(cfg, { signal: ctl.signal });
+    const processor = await startProcessor(cfg, { signal: ctl.signal });
     await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs]);
     const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs');
     const collector = new OpenstackLogCollector(cfg.collectors.openstack_logs!, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });

@@ -10,7 +10,7 @@ import type { Alert } from '../core/events.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
-import { startLogProcessor } from '../processors/log-processor.ts';
+import { startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
 import { parseOptions, shutdownSignal } from './options.ts';
 
@@ -78,7 +78,7 @@ Options:
     const alerts: Alert[] = [];
     let indexed = 0;
     let deadLettered = 0;
-    const processor = await startLogProcessor(cfg, {
+    const processor = await startProcessor(cfg, {
       signal,
       onProcessed(info) {
         indexed += info.indexed;

@@ -11,7 +11,7 @@ import { deadLetter } from '../core/events.ts';
 import { ensureTopics, groupProgress, TopicProducer } from '../core/kafka.ts';
 import { Progress } from '../core/progress.ts';
 import { sleep } from '../core/retry.ts';
-import { startLogProcessor } from '../processors/log-processor.ts';
+import { startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig, shutdownSignal } from './options.ts';
 
@@ -52,7 +52,7 @@ Options:
     const { signal } = shutdownSignal();
 
     await ensureTopics(cfg.kafka, [topic, deadTopic], signal);
-    const processor = values['no-process'] ? undefined : await startLogProcessor(cfg, { signal });
+    const processor = values['no-process'] ? undefined : await startProcessor(cfg, { signal });
     const producer = await TopicProducer.connect(cfg.kafka, 'replay', signal);
     const progress = new Progress({ label: 'replay', totalBytes: sizes.reduce((a, b) => a + b, 0) });
     let done = 0;

@@ -3,7 +3,8 @@ import { ConfigError } from '../core/config.ts';
 import { ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
-import { startLogProcessor } from '../processors/log-processor.ts';
+import { ZabbixCollector } from '../collectors/zabbix.ts';
+import { startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig, shutdownSignal } from './options.ts';
 
@@ -13,9 +14,11 @@ export const runCommand: Command = {
   name: 'run',
   help: `Usage: stackwatch run [--config FILE] [--role all|collector|processor]
 
-Runs stackwatch until SIGINT/SIGTERM: the OpenStack log collector tails collectors.openstack_logs.paths into
-Kafka; the processor consumes them, indexes ECS documents into Elasticsearch, detects known failures and sends
-alerts to Alertmanager. On SIGTERM in-flight work finishes and offsets are committed before exit.
+Runs stackwatch until SIGINT/SIGTERM. The collectors configured under collectors: feed Kafka — openstack_logs
+tails service logs, zabbix polls the Zabbix API (inventory, item values, problems), ceph polls the ceph CLI
+(health, usage). The processor consumes them, indexes logs and metrics into Elasticsearch, detects known
+failures and sends alerts to Alertmanager and the pagers. On SIGTERM in-flight work finishes and offsets and
+checkpoints are committed before exit.
 
 Options:
   --config FILE   configuration file (default: $STACKWATCH_CONFIG or /etc/stackwatch/stackwatch.yaml)
@@ -27,7 +30,10 @@ Options:
     if (!ROLES.includes(role)) throw new ConfigError(`--role: expected one of ${ROLES.join(', ')}, got ${JSON.stringify(values.role)}`);
     const cfg = readConfig(values.config);
     const collectorCfg = cfg.collectors.openstack_logs;
-    if (role === 'collector' && !collectorCfg) throw new ConfigError('collectors.openstack_logs: required for --role collector');
+    const zabbixCfg = cfg.collectors.zabbix;
+    if (role === 'collector' && !collectorCfg && !zabbixCfg && !cfg.collectors.ceph) {
+      throw new ConfigError('collectors: configure at least one of openstack_logs, zabbix, ceph for --role collector');
+    }
 
     const log = logger('run');
     const { signal, stopped } = shutdownSignal();
@@ -35,7 +41,7 @@ Options:
     const tasks: Promise<unknown>[] = [];
 
     if (role !== 'collector') {
-      const processor = await startLogProcessor(cfg, { signal });
+      const processor = await startProcessor(cfg, { signal });
       stops.push(() => processor.stop());
     }
     if (role !== 'processor' && collectorCfg) {
@@ -43,6 +49,13 @@ Options:
       const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
       const collector = new OpenstackLogCollector(collectorCfg, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
       tasks.push(collector.run(signal).finally(() => producer.disconnect()));
+    }
+    if (role !== 'processor' && zabbixCfg) {
+      const { topics } = cfg.kafka;
+      await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
+      const producer = await TopicProducer.connect(cfg.kafka, 'zabbix-collector', signal);
+      const zabbix = new ZabbixCollector(zabbixCfg, { producer, topics });
+      tasks.push(zabbix.run(signal).finally(() => producer.disconnect()));
     }
     log.info('running', { role });
     const sig = await stopped;

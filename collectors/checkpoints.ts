@@ -39,3 +39,34 @@ export class CheckpointStore {
     renameSync(tmp, this.path);
   }
 }
+
+/** A collector's state other than file offsets (the Zabbix collector's per-item clocks), in one JSON file
+ * validated by its schema and written atomically. */
+export class StateFile<S extends z.ZodType> {
+  readonly path: string;
+
+  constructor(dir: string, name: string, private readonly schema: S) {
+    mkdirSync(dir, { recursive: true });
+    this.path = join(dir, `${name}.state.json`);
+  }
+
+  /** The saved state, or undefined when there is none yet. */
+  load(): z.infer<S> | undefined {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const parsed = this.schema.safeParse(JSON.parse(text));
+    if (!parsed.success) throw new Error(`${this.path}: unreadable state file (${parsed.error.issues[0].message}); move it away to start over`);
+    return parsed.data;
+  }
+
+  save(state: z.infer<S>): void {
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state));
+    renameSync(tmp, this.path);
+  }
+}

@@ -2,6 +2,7 @@
 // Environment variables override URLs and secrets, so a config file can be shared without them.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import cron from 'node-cron';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 
@@ -20,6 +21,10 @@ const KafkaSection = z.strictObject({
       dead_letter: z.string().min(1).default('stackwatch.dead-letter'),
       /** Notifications a notifier could not take yet, retried with backoff until delivered. */
       notify_retry: z.string().min(1).default('stackwatch.notify-retry'),
+      /** Metric samples from the Zabbix and Ceph collectors (MetricEvent). */
+      metrics: z.string().min(1).default('stackwatch.metrics'),
+      /** Ceph health (CephHealthEvent), Zabbix problems and host inventory: state, not samples. */
+      health: z.string().min(1).default('stackwatch.health'),
     })
     .prefault({}),
   consumer_group: z.string().min(1).default('stackwatch-processor'),
@@ -38,6 +43,8 @@ const ElasticsearchSection = z.strictObject({
       /** Daily indices `<prefix>-YYYY.MM.DD`, chosen by the event's own timestamp. */
       logs: z.string().min(1).default('stackwatch-logs'),
       alerts: z.string().min(1).default('stackwatch-alerts'),
+      /** Daily indices of metric samples (capacity, replication lag, Ceph usage): what `stackwatch trends` reads. */
+      metrics: z.string().min(1).default('stackwatch-metrics'),
     })
     .prefault({}),
   bulk_max_docs: positiveInt.default(2000),
@@ -99,6 +106,56 @@ const OpenstackLogsCollector = z.strictObject({
   keep_original: z.boolean().default(false),
 });
 
+/** A node-cron schedule (seconds field first when there are six fields): refused at start-up if invalid. */
+const cronSchedule = z.string().refine((v) => cron.validate(v), { error: 'expected a cron expression like "*/30 * * * * *" (every 30 s)' });
+
+/** How a Zabbix item key becomes a metric: `key` is a glob over item keys (`*` any text); the first mapping
+ * that matches an item wins. */
+const ItemMapping = z.strictObject({
+  key: z.string().min(1),
+  /** The metric name; `{key}` keeps the item key itself (for items created under stackwatch's names). */
+  metric: z.string().regex(/^(?:\{key\}|[a-z0-9_]+(?:\.[a-z0-9_]+)+)$/, { error: 'expected a dotted metric name like db.replication.seconds_behind_master, or {key}' }),
+  unit: z.string().optional(),
+  /** Multiply the value (e.g. 1024 for KiB → bytes). */
+  scale: z.number().positive().default(1),
+  /** Labels of the samples, with `{1}`, `{2}` … for the key's parameters: { fs: "{1}" }. */
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type ItemMapping = z.infer<typeof ItemMapping>;
+
+const ZabbixCollector = z.strictObject({
+  /** The frontend's JSON-RPC endpoint, …/api_jsonrpc.php. */
+  url: httpUrl,
+  /** user.login; or an API token (Zabbix 5.4+), better: it needs no session. */
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  token: z.string().min(1).optional(),
+  schedule: cronSchedule.default('*/30 * * * * *'),
+  /** Only hosts in these host groups (names); absent: every monitored host. */
+  host_groups: z.array(z.string().min(1)).optional(),
+  /** Item keys to collect and their metric names; the defaults cover replica lag, Galera and capacity. */
+  items: z.array(ItemMapping).optional(),
+  /** On the first poll, read this far back (seconds); older than `trends_after_s` is read from trends. */
+  backfill_s: positiveInt.default(600),
+  /** Ranges older than this (seconds) are read from trends (hourly averages) instead of history. */
+  trends_after_s: positiveInt.default(86_400),
+  /** Item ids per history.get call. */
+  batch_items: positiveInt.default(1000),
+  request_timeout_ms: positiveInt.default(30_000),
+  checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
+});
+
+const CephCollector = z.strictObject({
+  /** The ceph command and its connection options, as an argv: e.g. [ceph, --connect-timeout, "5"], or
+   * [ssh, mon-1, ceph], or [cephadm, shell, --, ceph]. `status -f json` etc. are appended. */
+  command: z.array(z.string().min(1)).min(1).default(['ceph', '--connect-timeout', '10']),
+  /** The cluster's name in events and alerts (host.name). */
+  cluster_name: z.string().min(1).default('ceph'),
+  schedule: cronSchedule.default('*/15 * * * * *'),
+  /** A command that has not answered after this long is killed and counted as a failed poll. */
+  timeout_ms: positiveInt.default(20_000),
+});
+
 export const ConfigSchema = z.strictObject({
   kafka: KafkaSection,
   elasticsearch: ElasticsearchSection,
@@ -107,6 +164,8 @@ export const ConfigSchema = z.strictObject({
   collectors: z
     .strictObject({
       openstack_logs: OpenstackLogsCollector.optional(),
+      zabbix: ZabbixCollector.optional(),
+      ceph: CephCollector.optional(),
     })
     .prefault({}),
   processor: z
@@ -123,7 +182,8 @@ export type Config = z.infer<typeof ConfigSchema>;
 /** A configuration problem, reported as one line that names the file and the field. */
 export class ConfigError extends Error {}
 
-/** Environment variables that override the file. Lists are comma-separated. */
+/** Environment variables that override the file. Lists are comma-separated. The collectors' variables apply
+ * to a collector the file configures (so one can keep its secrets out of the file). */
 export const ENV_OVERRIDES: Record<string, string[]> = {
   STACKWATCH_KAFKA_BROKERS: ['kafka', 'brokers'],
   STACKWATCH_ES_URL: ['elasticsearch', 'url'],
@@ -132,12 +192,18 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   STACKWATCH_ES_API_KEY: ['elasticsearch', 'api_key'],
   STACKWATCH_ALERTMANAGER_URL: ['alertmanager', 'url'],
   STACKWATCH_PAGERDUTY_ROUTING_KEY: ['notify', 'pagerduty', 'routing_key'],
+  STACKWATCH_ZABBIX_URL: ['collectors', 'zabbix', 'url'],
+  STACKWATCH_ZABBIX_USER: ['collectors', 'zabbix', 'username'],
+  STACKWATCH_ZABBIX_PASSWORD: ['collectors', 'zabbix', 'password'],
+  STACKWATCH_ZABBIX_TOKEN: ['collectors', 'zabbix', 'token'],
 };
 
 function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
   for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
+    // A collector's overrides fill in a collector the file configures; they never switch one on.
+    if (path[0] === 'collectors' && (raw.collectors as Record<string, unknown> | undefined)?.[path[1]] === undefined) continue;
     let node = raw;
     for (const key of path.slice(0, -1)) {
       if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};

@@ -70,33 +70,108 @@ export const LogDocument = z.object({
 });
 export type LogDocument = z.infer<typeof LogDocument>;
 
-/** A metric sample (topic `kafka.topics.metrics`, from the Zabbix collector): one item's value at one time. The
- * detectors read `db.*` and `wsrep.*` names for db-sync-lag; capacity trends read the usage names. */
+/** A metric sample (topic `kafka.topics.metrics`, from the Zabbix and Ceph collectors): one value at one time.
+ * The detectors read `db.*` names for db-sync-lag; `stackwatch trends` reads the capacity names, which come in
+ * pairs `<resource>.used` / `<resource>.total` in one unit (compute.vcpu, compute.memory, compute.disk,
+ * ceph.pool, ceph.cluster). */
 export const MetricEvent = z.object({
   v: z.literal(1),
   '@timestamp': z.string(),
+  /** The collector that read it: zabbix, ceph. */
+  source: z.string().min(1),
   host: z.object({ name: z.string() }),
-  /** Dotted, source-independent: db.replication.seconds_behind_master, db.wsrep.local_recv_queue,
-   * compute.vcpu.used, ceph.pool.percent_used, … */
-  metric: z.object({ name: z.string(), value: z.number(), unit: z.string().optional() }),
-  /** Where it came from: the Zabbix item key and host, or the Ceph pool. */
+  /** Dotted, source-independent: db.replication.seconds_behind_master, db.wsrep.local_state,
+   * compute.vcpu.used, ceph.pool.used, … */
+  metric: z.object({ name: z.string().min(1), value: z.number(), unit: z.string().optional() }),
+  /** Where it came from: the Zabbix item key, the Ceph pool. Part of the sample's identity. */
   labels: z.record(z.string(), z.string()).default({}),
 });
 export type MetricEvent = z.infer<typeof MetricEvent>;
 
-/** Ceph health as the Ceph collector reads it from `ceph health detail -f json` (topic `kafka.topics.ceph`). */
+/** A metric sample in the metrics index (`<indices.metrics>-YYYY.MM.DD`). */
+export interface MetricDocument {
+  '@timestamp': string;
+  host: { name: string };
+  metric: { name: string; value: number; unit?: string };
+  labels: Record<string, string>;
+  event: { id: string; dataset: string; ingested?: string };
+}
+
+/** The identity of a sample: the same sample read twice (a replay, an overlapping poll) is one document. */
+export function metricId(m: Pick<MetricEvent, '@timestamp' | 'host' | 'metric' | 'labels'>): string {
+  const labels = Object.keys(m.labels).sort().map((k) => `${k}=${m.labels[k]}`);
+  return stableId(m.host.name, m.metric.name, m['@timestamp'], ...labels);
+}
+
+export function metricDocument(m: MetricEvent, ingested?: string): MetricDocument {
+  return {
+    '@timestamp': m['@timestamp'],
+    host: m.host,
+    metric: m.metric,
+    labels: m.labels,
+    event: { id: metricId(m), dataset: m.source, ...(ingested ? { ingested } : {}) },
+  };
+}
+
+
+/** Ceph health as the Ceph collector reads it from `ceph health detail -f json` (topic `kafka.topics.health`). */
 export const CephHealthEvent = z.object({
   v: z.literal(1),
+  kind: z.literal('ceph-health'),
   '@timestamp': z.string(),
   cluster: z.object({ fsid: z.string().optional(), name: z.string() }),
   status: z.enum(['HEALTH_OK', 'HEALTH_WARN', 'HEALTH_ERR']),
   /** The checks standing now; a code absent here has cleared. */
-  checks: z.array(z.object({ code: z.string(), severity: z.enum(['HEALTH_WARN', 'HEALTH_ERR']), summary: z.string(), detail: z.array(z.string()).default([]) })),
+  checks: z.array(
+    z.object({
+      code: z.string(),
+      severity: z.enum(['HEALTH_WARN', 'HEALTH_ERR']),
+      summary: z.string(),
+      detail: z.array(z.string()).default([]),
+      /** The check is muted in Ceph (`ceph health mute`). */
+      muted: z.boolean().default(false),
+    }),
+  ),
 });
 export type CephHealthEvent = z.infer<typeof CephHealthEvent>;
 
+/** A Zabbix problem (problem.get / event.get), open or resolved (topic `kafka.topics.health`). */
+export const ZabbixProblemEvent = z.object({
+  v: z.literal(1),
+  kind: z.literal('zabbix-problem'),
+  '@timestamp': z.string(),
+  host: z.object({ name: z.string() }),
+  problem: z.object({
+    eventid: z.string(),
+    name: z.string(),
+    /** Zabbix severity 0 (not classified) … 5 (disaster). */
+    severity: z.number().int().min(0).max(5),
+    status: z.enum(['open', 'resolved']),
+    started_at: z.string(),
+    ended_at: z.string().optional(),
+    acknowledged: z.boolean().default(false),
+  }),
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type ZabbixProblemEvent = z.infer<typeof ZabbixProblemEvent>;
+
+/** A monitored host as the Zabbix inventory knows it (topic `kafka.topics.health`). */
+export const InventoryEvent = z.object({
+  v: z.literal(1),
+  kind: z.literal('inventory'),
+  '@timestamp': z.string(),
+  source: z.string().min(1),
+  host: z.object({ name: z.string(), id: z.string(), ip: z.array(z.string()).default([]), groups: z.array(z.string()).default([]), status: z.enum(['enabled', 'disabled']) }),
+});
+export type InventoryEvent = z.infer<typeof InventoryEvent>;
+
+/** What the health topic carries: state, not samples. */
+export const HealthEvent = z.discriminatedUnion('kind', [CephHealthEvent, ZabbixProblemEvent, InventoryEvent]);
+export type HealthEvent = z.infer<typeof HealthEvent>;
+
 export const AlertStatus = z.enum(['firing', 'resolved']);
 export const Severity = z.enum(['info', 'warning', 'critical', 'page']);
+export type Severity = z.infer<typeof Severity>;
 
 /** An alert transition: indexed into the alerts index and sent to the notifiers. */
 export const Alert = z.object({

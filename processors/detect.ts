@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../core/config.ts';
-import { Severity, stableId, type Alert, type LogDocument } from '../core/events.ts';
+import { Severity, stableId, type Alert, type CephHealthEvent, type LogDocument, type MetricEvent, type ZabbixProblemEvent } from '../core/events.ts';
 
 export const DEFAULT_RULES_DIR = new URL('../rules/', import.meta.url).pathname;
 
@@ -37,10 +37,30 @@ export interface Detector {
   literals?: string[];
   /** Called with every event (keep it cheap): for detectors that infer recovery from a service's other lines. */
   onAny?(doc: LogDocument): Alert[];
-  /** Events arrive in order per file; time is the events' own time, never the wall clock. */
-  onLog(doc: LogDocument): Alert[];
+  /** Events arrive in order per file; time is the events' own time, never the wall clock. Absent: the
+   * detector reads no logs. */
+  onLog?(doc: LogDocument): Alert[];
+  /** Metric names this detector reads (exact names); the engine hands it only those samples. */
+  metrics?: string[];
+  onMetric?(m: MetricEvent): Alert[];
+  /** Ceph health events (the whole standing set of checks at one time). */
+  onCephHealth?(e: CephHealthEvent): Alert[];
+  /** Problems from the Zabbix collector, opened and resolved. */
+  onZabbixProblem?(e: ZabbixProblemEvent): Alert[];
 }
 export type DetectorFactory = (rule: Rule) => Detector;
+
+/** A rule parameter that is a regular expression: invalid ones are refused at start-up with the reason. */
+export function regexParam(flags = '') {
+  return z.string().transform((src, ctx) => {
+    try {
+      return new RegExp(src, flags);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
+      return z.NEVER;
+    }
+  });
+}
 
 /** Validates a rule's `params` with the detector's schema; errors name the rule file and the field. */
 export function ruleParams<S extends z.ZodType>(rule: Rule, schema: S): z.infer<S> {
@@ -96,9 +116,17 @@ export class DetectionEngine {
   /** Detectors that read every logger but only events with one of their literals, and one scan for them all. */
   private readonly byLiteral: { literals: string[]; detector: Detector }[] = [];
   private readonly anyLiteral?: RegExp;
+  /** Detectors by the metric names they read. */
+  private readonly byMetric = new Map<string, Detector[]>();
+  private readonly health: Detector[] = [];
+  private readonly problems: Detector[] = [];
 
   private constructor(detectors: Detector[]) {
     for (const d of detectors) {
+      for (const name of d.onMetric ? (d.metrics ?? []) : []) this.byMetric.set(name, [...(this.byMetric.get(name) ?? []), d]);
+      if (d.onCephHealth) this.health.push(d);
+      if (d.onZabbixProblem) this.problems.push(d);
+      if (!d.onLog) continue;
       if (d.onAny) this.watchers.push(d);
       if (d.literals) this.byLiteral.push({ literals: d.literals, detector: d });
       if (!d.loggers) {
@@ -136,7 +164,7 @@ export class DetectionEngine {
   onLog(doc: LogDocument): Alert[] {
     const out: Alert[] = [];
     for (const d of this.watchers) out.push(...d.onAny!(doc));
-    for (const d of this.everything) out.push(...d.onLog(doc));
+    for (const d of this.everything) out.push(...d.onLog!(doc));
     const logger = doc.log.logger;
     const byLogger = logger === undefined ? undefined : this.byLogger.get(loggerRoot(logger));
     const reached = new Set<Detector>();
@@ -144,16 +172,29 @@ export class DetectionEngine {
       for (const { prefixes, detector } of byLogger) {
         if (prefixes.some((p) => logger!.startsWith(p))) {
           reached.add(detector);
-          out.push(...detector.onLog(doc));
+          out.push(...detector.onLog!(doc));
         }
       }
     }
     if (this.anyLiteral?.test(doc.message)) {
       for (const { literals, detector } of this.byLiteral) {
-        if (!reached.has(detector) && literals.some((l) => doc.message.includes(l))) out.push(...detector.onLog(doc));
+        if (!reached.has(detector) && literals.some((l) => doc.message.includes(l))) out.push(...detector.onLog!(doc));
       }
     }
     return out;
+  }
+
+  onMetric(m: MetricEvent): Alert[] {
+    const readers = this.byMetric.get(m.metric.name);
+    return readers ? readers.flatMap((d) => d.onMetric!(m)) : [];
+  }
+
+  onCephHealth(e: CephHealthEvent): Alert[] {
+    return this.health.flatMap((d) => d.onCephHealth!(e));
+  }
+
+  onZabbixProblem(e: ZabbixProblemEvent): Alert[] {
+    return this.problems.flatMap((d) => d.onZabbixProblem!(e));
   }
 }
 

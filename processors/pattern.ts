@@ -4,18 +4,11 @@
 // `match_by`, in the message and for the severity (Ceph's [WRN]/[ERR], say).
 import { z } from 'zod';
 import { Severity, type Alert, type LogDocument } from '../core/events.ts';
-import { alertTransition, fieldValue, ruleParams, slide, type Detector, type Rule } from './detect.ts';
+import { alertTransition, regexParam, fieldValue, ruleParams, slide, type Detector, type Rule } from './detect.ts';
 
-const regex = z.string().transform((src, ctx) => {
-  try {
-    return new RegExp(src);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
-    return z.NEVER;
-  }
-});
+const regex = regexParam();
 
-const Params = z.strictObject({
+export const PatternParams = z.strictObject({
   /** Logger prefixes whose lines can be evidence (the engine routes only those lines here); absent: all lines. */
   loggers: z.array(z.string().min(1)).min(1).optional(),
   /** Levels whose lines can be evidence; absent: any. */
@@ -49,7 +42,7 @@ function render(template: string, fields: Record<string, string>): string {
 }
 
 export function createDetector(rule: Rule): Detector {
-  const p = ruleParams(rule, Params);
+  const p = ruleParams(rule, PatternParams);
   const groups = new Map<string, Group>();
 
   function fields(doc: LogDocument, captures: Record<string, string> | undefined): Record<string, string> | undefined {

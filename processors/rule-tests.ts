@@ -1,5 +1,6 @@
-// Rule tests, like `promtool test rules`: next to each rule, `rules/<id>.test.yaml` gives log lines and the
-// alert transitions they must cause. Run by `stackwatch rules test` and by the test suite.
+// Rule tests, like `promtool test rules`: next to each rule, `rules/<id>.test.yaml` gives log lines (metric
+// samples, Ceph health events) and the alert transitions they must cause. Run by `stackwatch rules test` and by
+// the test suite.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -7,7 +8,7 @@ import { z } from 'zod';
 import { EventAssembler } from '../collectors/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError } from '../core/config.ts';
-import type { Alert } from '../core/events.ts';
+import { CephHealthEvent, type Alert } from '../core/events.ts';
 import { DetectionEngine, DEFAULT_RULES_DIR, loadRules } from './detect.ts';
 import { parseLogEvent } from './parse-log.ts';
 
@@ -31,7 +32,37 @@ const RuleTestFile = z.strictObject({
         name: z.string(),
         host: z.string().default('test-host'),
         timezone: z.string().default('UTC'),
-        logs: z.array(z.strictObject({ file: z.string(), lines: z.string() })).min(1),
+        logs: z.array(z.strictObject({ file: z.string(), lines: z.string() })).default([]),
+        /** Metric samples, after the logs, in order: `{ at, host, name, value, labels }`. */
+        metrics: z
+          .array(z.strictObject({ at: z.string(), host: z.string(), name: z.string(), value: z.number(), labels: z.record(z.string(), z.string()).default({}) }))
+          .default([]),
+        /** Ceph health events, after the metrics, in order: `{ at, cluster, status, checks }`. */
+        ceph_health: z
+          .array(
+            z.strictObject({
+              at: z.string(),
+              cluster: z.string().default('ceph'),
+              status: CephHealthEvent.shape.status,
+              checks: CephHealthEvent.shape.checks.default([]),
+            }),
+          )
+          .default([]),
+        /** Zabbix problems, after the Ceph health events, in order. */
+        zabbix_problems: z
+          .array(
+            z.strictObject({
+              at: z.string(),
+              host: z.string(),
+              eventid: z.string(),
+              name: z.string(),
+              severity: z.number().int().min(0).max(5),
+              status: z.enum(['open', 'resolved']),
+              started_at: z.string(),
+              ended_at: z.string().optional(),
+            }),
+          )
+          .default([]),
         alerts: z.array(Expected),
       }),
     )
@@ -102,6 +133,17 @@ export async function runRuleTests(dir: string = DEFAULT_RULES_DIR): Promise<Rul
     for (const t of parsed.data.tests) {
       const engine = await DetectionEngine.create([rule]);
       const actual = t.logs.flatMap((l) => alertsFor(engine, t.host, l.file, l.lines, t.timezone));
+      for (const m of t.metrics) {
+        actual.push(...engine.onMetric({ v: 1, '@timestamp': m.at, source: 'test', host: { name: m.host }, metric: { name: m.name, value: m.value }, labels: m.labels }));
+      }
+      for (const h of t.ceph_health) {
+        actual.push(...engine.onCephHealth({ v: 1, kind: 'ceph-health', '@timestamp': h.at, cluster: { name: h.cluster }, status: h.status, checks: h.checks }));
+      }
+      for (const z of t.zabbix_problems) {
+        const { at, host, ...problem } = z;
+        actual.push(...engine.onZabbixProblem({ v: 1, kind: 'zabbix-problem', '@timestamp': at, host: { name: host }, problem: { ...problem, acknowledged: false }, labels: {} }));
+      }
+      if (t.logs.length + t.metrics.length + t.ceph_health.length + t.zabbix_problems.length === 0) throw new ConfigError(`${path}: ${t.name}: no logs, metrics, ceph_health or zabbix_problems to test with`);
       results.push({ file: path, rule: rule.id, name: t.name, problems: compare(actual, t.alerts) });
     }
   }

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
 import { ensureTopics, TopicProducer } from '../../core/kafka.ts';
-import { startLogProcessor, type RunningProcessor } from '../../processors/log-processor.ts';
+import { startProcessor, type RunningProcessor } from '../../processors/processor.ts';
 import {
   acquireRabbitLock,
   blackholeProxy,
@@ -85,7 +85,7 @@ async function startPipeline(t: TestSetup): Promise<Pipeline> {
     },
   };
   pipelines.push(p);
-  processor = await startLogProcessor(t.cfg, { signal: ctl.signal });
+  processor = await startProcessor(t.cfg, { signal: ctl.signal });
   await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs]);
   producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
   const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, deadLetterTopic: t.cfg.kafka.topics.dead_letter, producer });

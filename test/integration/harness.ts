@@ -33,10 +33,16 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
   const raw: Record<string, any> = {
     kafka: {
       brokers: [env.STACKWATCH_KAFKA_BROKERS],
-      topics: { logs: `swtest.${run}.logs`, dead_letter: `swtest.${run}.dead-letter`, notify_retry: `swtest.${run}.notify-retry` },
+      topics: {
+        logs: `swtest.${run}.logs`,
+        dead_letter: `swtest.${run}.dead-letter`,
+        notify_retry: `swtest.${run}.notify-retry`,
+        metrics: `swtest.${run}.metrics`,
+        health: `swtest.${run}.health`,
+      },
       consumer_group: `swtest-${run}`,
     },
-    elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swtest-${run}-logs`, alerts: `swtest-${run}-alerts` } },
+    elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swtest-${run}-logs`, alerts: `swtest-${run}-alerts`, metrics: `swtest-${run}-metrics` } },
     alertmanager: { url: env.STACKWATCH_ALERTMANAGER_URL },
     collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, 'checkpoints'), host_name: host, poll_interval_ms: 100 } },
   };

@@ -9,7 +9,7 @@ import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
 import { DeadLetter } from '../../core/events.ts';
 import { ensureTopics, GroupConsumer, groupProgress, TopicProducer } from '../../core/kafka.ts';
 import { counterValue } from '../../core/metrics.ts';
-import { startLogProcessor } from '../../processors/log-processor.ts';
+import { startProcessor } from '../../processors/processor.ts';
 import { countDocs, testSetup, waitFor } from './harness.ts';
 
 const REAL = [
@@ -79,7 +79,7 @@ describe('100k hostile lines', () => {
     mkdirSync(logs);
     writeFileSync(join(logs, 'nova-compute.log'), corpus.data);
 
-    const processor = await startLogProcessor(t.cfg, { signal: ctl.signal });
+    const processor = await startProcessor(t.cfg, { signal: ctl.signal });
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs, t.cfg.kafka.topics.dead_letter]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
     const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, {

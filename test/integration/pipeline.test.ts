@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureTopics, TopicProducer } from '../../core/kafka.ts';
 import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
-import { startLogProcessor } from '../../processors/log-processor.ts';
+import { startProcessor } from '../../processors/processor.ts';
 import { countDocs, pagedAlerts, testSetup, waitFor } from './harness.ts';
 
 // neutron-server, Icehouse 2014: RabbitMQ refusing connections (two "is unreachable" lines, one outage).
@@ -25,7 +25,7 @@ describe('log line to Elasticsearch and Alertmanager', () => {
     const file = join(logs, 'neutron-server.log');
     appendFileSync(file, lines.slice(0, 2).join('\n') + '\n');
 
-    const processor = await startLogProcessor(t.cfg, { signal: ctl.signal });
+    const processor = await startProcessor(t.cfg, { signal: ctl.signal });
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
     const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, deadLetterTopic: t.cfg.kafka.topics.dead_letter, producer });

@@ -1,9 +1,11 @@
-// The log processor: consumes raw log events from Kafka in a consumer group, parses them into ECS documents,
-// bulk-indexes them, runs the detectors, indexes and sends the alerts, and only then commits the offsets.
-// A crash at any point replays the uncommitted batch; deterministic ids make the replay overwrite, not add.
+// The processor: consumes the collectors' topics from Kafka in a consumer group — raw log events (parsed into ECS
+// documents), metric samples and health events (Ceph health, Zabbix problems, inventory) — bulk-indexes what it
+// keeps, runs the detectors, indexes and sends the alerts, and only then commits the offsets. A crash at any
+// point replays the uncommitted batch; deterministic ids make the replay overwrite, not add.
+import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, installIndexTemplates, waitForElasticsearch } from '../core/elastic.ts';
-import { deadLetter, RawLogEvent, type Alert, type DeadLetter, type LogDocument } from '../core/events.ts';
+import { deadLetter, HealthEvent, metricDocument, MetricEvent, RawLogEvent, type Alert, type DeadLetter } from '../core/events.ts';
 import { ensureTopics, GroupConsumer, TopicProducer, type InBatch } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
@@ -13,9 +15,9 @@ import { ElasticsearchSink, type IndexRequest } from './elasticsearch-sink.ts';
 import { NotificationDispatcher, notifiersFromConfig } from './notify.ts';
 import { parseLogEvent } from './parse-log.ts';
 
-const COMPONENT = 'log-processor';
+const COMPONENT = 'processor';
 
-export interface LogProcessorOptions {
+export interface ProcessorOptions {
   signal?: AbortSignal;
   /** Called when a batch is in Elasticsearch (just before its offsets are committed), with the alerts it raised. */
   onProcessed?: (info: { indexed: number; deadLettered: number; alerts: Alert[] }) => void;
@@ -25,49 +27,61 @@ export interface RunningProcessor {
   stop(): Promise<void>;
 }
 
-export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions = {}): Promise<RunningProcessor> {
+export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): Promise<RunningProcessor> {
   const log = logger(COMPONENT);
   const metrics = componentMetrics(COMPONENT);
   const es = esClient(cfg.elasticsearch);
   await waitForElasticsearch(es, cfg.elasticsearch, opts.signal);
   await installIndexTemplates(es, cfg.elasticsearch);
-  const { logs: logsTopic, dead_letter: deadTopic, notify_retry: retryTopic } = cfg.kafka.topics;
-  await ensureTopics(cfg.kafka, [logsTopic, deadTopic, retryTopic], opts.signal);
+  const { logs: logsTopic, metrics: metricsTopic, health: healthTopic, dead_letter: deadTopic, notify_retry: retryTopic } = cfg.kafka.topics;
+  await ensureTopics(cfg.kafka, [logsTopic, metricsTopic, healthTopic, deadTopic, retryTopic], opts.signal);
 
   const engine = await DetectionEngine.create(loadRules(cfg.rules_dir));
   const sink = new ElasticsearchSink(es, 'elasticsearch-sink', cfg.elasticsearch.bulk_max_docs);
-  const producer = await TopicProducer.connect(cfg.kafka, 'log-processor', opts.signal);
+  const producer = await TopicProducer.connect(cfg.kafka, COMPONENT, opts.signal);
   const notify = new NotificationDispatcher(cfg, notifiersFromConfig(cfg), producer, opts.signal);
   await notify.start();
+
+  /** Decodes one message of the batch's topic: what to index, and the detectors' verdict on it (run after the
+   * batch is indexed). Throws for a message that is not what its topic carries. */
+  function decode(topic: string, value: unknown, ingested: string): { request?: IndexRequest; detect: () => Alert[] } {
+    if (topic === logsTopic) {
+      const doc = parseLogEvent(valid(RawLogEvent, value, 'a raw log event'), { timezone: cfg.processor.timezone });
+      return { request: { index: dailyIndex(cfg.elasticsearch.indices.logs, doc['@timestamp']), id: doc.event.id, doc }, detect: () => engine.onLog(doc) };
+    }
+    if (topic === metricsTopic) {
+      const m = valid(MetricEvent, value, 'a metric event');
+      const doc = metricDocument(m, ingested);
+      return { request: { index: dailyIndex(cfg.elasticsearch.indices.metrics, m['@timestamp']), id: doc.event.id, doc }, detect: () => engine.onMetric(m) };
+    }
+    const h = valid(HealthEvent, value, 'a health event');
+    return { detect: () => (h.kind === 'ceph-health' ? engine.onCephHealth(h) : h.kind === 'zabbix-problem' ? engine.onZabbixProblem(h) : []) };
+  }
 
   async function onBatch(batch: InBatch): Promise<void> {
     metrics.received(batch.messages.length);
     const dead: DeadLetter[] = [];
     const requests: IndexRequest[] = [];
-    const docs: LogDocument[] = [];
+    const verdicts: (() => Alert[])[] = [];
     const source = (offset: string) => ({ topic: batch.topic, partition: batch.partition, offset });
+    const ingested = new Date().toISOString();
 
     for (const m of batch.messages) {
       const text = m.value ?? '';
-      let raw: RawLogEvent;
       try {
-        const parsed = RawLogEvent.safeParse(JSON.parse(text));
-        if (!parsed.success) throw new Error(`not a raw log event: ${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message}`);
-        raw = parsed.data;
+        const { request, detect } = decode(batch.topic, JSON.parse(text), ingested);
+        if (request) requests.push(request);
+        verdicts.push(detect);
       } catch (err) {
         dead.push(deadLetter(COMPONENT, `undecodable message: ${(err as Error).message}`, text, source(m.offset)));
-        continue;
       }
-      const doc = parseLogEvent(raw, { timezone: cfg.processor.timezone });
-      docs.push(doc);
-      requests.push({ index: dailyIndex(cfg.elasticsearch.indices.logs, doc['@timestamp']), id: doc.event.id, doc });
     }
 
     const wait = { signal: opts.signal, onWait: batch.heartbeat };
     for (const r of await sink.write(requests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
 
     const alerts: Alert[] = [];
-    for (const doc of docs) alerts.push(...engine.onLog(doc));
+    for (const detect of verdicts) alerts.push(...detect());
     const alertRequests = alerts.map((a) => ({ index: dailyIndex(cfg.elasticsearch.indices.alerts, a['@timestamp']), id: alertDocumentId(a), doc: a }));
     for (const r of await sink.write(alertRequests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
 
@@ -84,7 +98,7 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
 
   const consumer = await GroupConsumer.start(cfg.kafka, {
     groupId: cfg.kafka.consumer_group,
-    topics: [logsTopic],
+    topics: [logsTopic, metricsTopic, healthTopic],
     component: COMPONENT,
     onBatch,
     signal: opts.signal,
@@ -98,4 +112,11 @@ export async function startLogProcessor(cfg: Config, opts: LogProcessorOptions =
       await es.close();
     },
   };
+}
+
+function valid<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new Error(`not ${what}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
 }
