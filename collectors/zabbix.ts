@@ -66,7 +66,7 @@ export function mapItem(item: ZItem, mappings: ItemMapping[]): MappedItem | unde
     const fill = (s: string) => s.replace(/\{(\d+)\}/g, (_, n: string) => params[Number(n) - 1] ?? '');
     const metric = m.metric === '{key}' ? item.key_ : m.metric;
     if (!/^[a-z0-9_]+(?:\.[a-z0-9_]+)+$/.test(metric)) return undefined; // a key that is no metric name (has brackets)
-    return { item, metric, unit: m.unit ?? (item.units || undefined), scale: m.scale, labels: { ...Object.fromEntries(Object.entries(m.labels).map(([k, v]) => [k, fill(v)])), item_key: item.key_ } };
+    return { item, metric, unit: m.unit ?? (item.units || undefined), scale: m.scale, labels: Object.fromEntries(Object.entries(m.labels).map(([k, v]) => [k, fill(v)])) };
   }
   return undefined;
 }

@@ -18,6 +18,12 @@ export function toAlertmanager(a: Alert): AlertmanagerPayload {
       severity: a.alert.severity,
       host: a.host.name,
       service: a.service.name,
+      // The rest of the alert's group (a Ceph check's code, a Zabbix event id), for routing and silences.
+      ...Object.fromEntries(
+        Object.entries(a.alert.group)
+          .filter(([k]) => k !== 'host.name' && k !== 'service.name')
+          .map(([k, v]) => [k.replace(/[^A-Za-z0-9_]/g, '_'), v]),
+      ),
     },
     annotations: { summary: a.message, runbook: a.alert.runbook, rule_name: a.rule.name },
     startsAt: a.alert.started_at,
@@ -47,11 +53,14 @@ export class AlertmanagerNotifier implements Notifier {
   }
 
   async send(alerts: Alert[]): Promise<void> {
-    const payloads = alerts.map((a) => {
+    const payloads = alerts.flatMap((a) => {
       const p = toAlertmanager(a);
+      const before = this.firing.get(a.alert.id);
       if (a.alert.status === 'firing') this.firing.set(a.alert.id, p);
       else this.firing.delete(a.alert.id);
-      return p;
+      // Alertmanager knows an alert by its labels: when the severity changed, the old label set ends now.
+      const relabelled = before && a.alert.status === 'firing' && before.labels.severity !== p.labels.severity;
+      return relabelled ? [{ ...before, endsAt: a['@timestamp'] }, p] : [p];
     });
     await this.post(payloads);
   }

@@ -38,10 +38,31 @@ describe('config', () => {
 
   it('fills defaults for what a minimal file leaves out', () => {
     const cfg = validateConfig(structuredClone(good), 'x.yaml', noEnv);
-    expect(cfg.kafka.topics).toEqual({ logs: 'stackwatch.logs', dead_letter: 'stackwatch.dead-letter', notify_retry: 'stackwatch.notify-retry' });
+    expect(cfg.kafka.topics).toEqual({ logs: 'stackwatch.logs', dead_letter: 'stackwatch.dead-letter', notify_retry: 'stackwatch.notify-retry', metrics: 'stackwatch.metrics', health: 'stackwatch.health' });
     expect(cfg.elasticsearch.indices.logs).toBe('stackwatch-logs');
     expect(cfg.processor.timezone).toBe('UTC');
     expect(cfg.collectors.openstack_logs?.poll_interval_ms).toBe(200);
+  });
+
+  it('names the field of a bad collector schedule or item mapping, and fills the Zabbix and Ceph defaults', () => {
+    const base = structuredClone(good) as Record<string, any>;
+    base.collectors = { zabbix: { url: 'http://zbx/api_jsonrpc.php', token: 't', schedule: 'every minute' } };
+    expect(errorOf(() => validateConfig(structuredClone(base), 'x.yaml', noEnv))).toMatch(/^x\.yaml: collectors\.zabbix\.schedule: expected a cron expression/);
+    base.collectors.zabbix.schedule = '*/10 * * * * *';
+    base.collectors.zabbix.items = [{ key: 'vfs.fs.size[*,used]', metric: 'Disk Used' }];
+    expect(errorOf(() => validateConfig(structuredClone(base), 'x.yaml', noEnv))).toMatch(/^x\.yaml: collectors\.zabbix\.items\[0\]\.metric: expected a dotted metric name/);
+    delete base.collectors.zabbix.items;
+    base.collectors.ceph = {};
+    const cfg = validateConfig(structuredClone(base), 'x.yaml', noEnv);
+    expect(cfg.collectors.zabbix).toMatchObject({ schedule: '*/10 * * * * *', backfill_s: 600, batch_items: 1000 });
+    expect(cfg.collectors.ceph).toMatchObject({ command: ['ceph', '--connect-timeout', '10'], cluster_name: 'ceph', schedule: '*/15 * * * * *' });
+  });
+
+  it('collector variables fill in a configured collector and never switch one on', () => {
+    const env = { STACKWATCH_ZABBIX_PASSWORD: 's3cret', STACKWATCH_ZABBIX_USER: 'monitor' };
+    expect(validateConfig(structuredClone(good), 'x.yaml', env).collectors.zabbix).toBeUndefined();
+    const withZabbix = { ...structuredClone(good), collectors: { zabbix: { url: 'http://zbx/api_jsonrpc.php' } } };
+    expect(validateConfig(withZabbix, 'x.yaml', env).collectors.zabbix).toMatchObject({ username: 'monitor', password: 's3cret' });
   });
 
   it('names the field when brokers is not a list of host:port', () => {
