@@ -5,8 +5,9 @@ import { parseArgs } from 'node:util';
 import { type Benchmark, progress } from './measure.ts';
 import { alertLatencyBench } from './alert-latency.ts';
 import { parseBench } from './parse.ts';
+import { zabbixPollBench } from './zabbix-poll.ts';
 
-const BENCHMARKS: Benchmark[] = [parseBench, alertLatencyBench];
+const BENCHMARKS: Benchmark[] = [parseBench, alertLatencyBench, zabbixPollBench];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

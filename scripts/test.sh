@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test stackwatch has: type check, unit tests, and integration tests against the real local stack
-# (Kafka, Elasticsearch, Alertmanager, the pager webhook), which it starts if needed and stops afterwards —
-# only the services it started itself. Extra arguments go to vitest (e.g. --project unit, a file name).
+# (Kafka, Elasticsearch, Alertmanager, the pager webhook, Zabbix with MariaDB replication, Ceph), which it starts
+# if needed and stops afterwards — only the services it started itself. Extra arguments go to vitest (e.g. --project unit, a file name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,9 +11,19 @@ started=()
 for svc in webhook alertmanager kafka elasticsearch; do
   scripts/stack.sh status "$svc" >/dev/null 2>&1 || started+=("$svc")
 done
-stop_started() { [ ${#started[@]} -eq 0 ] || scripts/stack.sh stop "${started[@]}"; }
+# The collectors' real servers, each with its own script: Zabbix 6.0 with a MariaDB primary/replica pair, and a
+# one-host Ceph cluster. Started here if down, stopped afterwards if started here.
+extra=()
+for svc in zabbix ceph; do
+  scripts/$svc.sh status >/dev/null 2>&1 || extra+=("$svc")
+done
+stop_started() {
+  for svc in ${extra[@]+"${extra[@]}"}; do scripts/$svc.sh stop || true; done
+  [ ${#started[@]} -eq 0 ] || scripts/stack.sh stop "${started[@]}"
+}
 trap stop_started EXIT
 [ ${#started[@]} -eq 0 ] || scripts/stack.sh start "${started[@]}"
+for svc in ${extra[@]+"${extra[@]}"}; do scripts/$svc.sh start; done
 
 echo "test: type check (tsc --noEmit)"
 npx tsc --noEmit
