@@ -45,6 +45,8 @@ const ElasticsearchSection = z.strictObject({
       alerts: z.string().min(1).default('stackwatch-alerts'),
       /** Daily indices of metric samples (capacity, replication lag, Ceph usage): what `stackwatch trends` reads. */
       metrics: z.string().min(1).default('stackwatch-metrics'),
+      /** Daily indices of the dead-letter topic's events (what could not be processed, and why), for Kibana. */
+      dead_letter: z.string().min(1).default('stackwatch-dead-letter'),
     })
     .prefault({}),
   bulk_max_docs: positiveInt.default(2000),

@@ -1,11 +1,11 @@
 // The processor: consumes the collectors' topics from Kafka in a consumer group — raw log events (parsed into ECS
-// documents), metric samples and health events (Ceph health, Zabbix problems, inventory) — bulk-indexes what it
-// keeps, runs the detectors, indexes and sends the alerts, and only then commits the offsets. A crash at any
+// documents), metric samples, health events (Ceph health, Zabbix problems, inventory) and the dead-letter topic
+// (indexed for Kibana) — bulk-indexes what it keeps, runs the detectors, indexes and sends the alerts, and only then commits the offsets. A crash at any
 // point replays the uncommitted batch; deterministic ids make the replay overwrite, not add.
 import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, installIndexTemplates, waitForElasticsearch } from '../core/elastic.ts';
-import { deadLetter, HealthEvent, metricDocument, MetricEvent, RawLogEvent, type Alert, type DeadLetter } from '../core/events.ts';
+import { DeadLetter, deadLetter, HealthEvent, metricDocument, MetricEvent, RawLogEvent, stableId, type Alert } from '../core/events.ts';
 import { ensureTopics, GroupConsumer, TopicProducer, type InBatch } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
@@ -44,7 +44,12 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
 
   /** Decodes one message of the batch's topic: what to index, and the detectors' verdict on it (run after the
    * batch is indexed). Throws for a message that is not what its topic carries. */
-  function decode(topic: string, value: unknown, ingested: string): { request?: IndexRequest; detect: () => Alert[] } {
+  function decode(topic: string, value: unknown, ingested: string, at: { partition: number; offset: string }): { request?: IndexRequest; detect: () => Alert[] } {
+    if (topic === deadTopic) {
+      // Into Kibana's reach: the dead letters of every component, under the id of their place in the topic.
+      const d = valid(DeadLetter, value, 'a dead letter');
+      return { request: { index: dailyIndex(cfg.elasticsearch.indices.dead_letter, d['@timestamp']), id: stableId(topic, at.partition, at.offset), doc: d }, detect: () => [] };
+    }
     if (topic === logsTopic) {
       const doc = parseLogEvent(valid(RawLogEvent, value, 'a raw log event'), { timezone: cfg.processor.timezone });
       return { request: { index: dailyIndex(cfg.elasticsearch.indices.logs, doc['@timestamp']), id: doc.event.id, doc }, detect: () => engine.onLog(doc) };
@@ -69,16 +74,25 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     for (const m of batch.messages) {
       const text = m.value ?? '';
       try {
-        const { request, detect } = decode(batch.topic, JSON.parse(text), ingested);
+        const { request, detect } = decode(batch.topic, JSON.parse(text), ingested, { partition: batch.partition, offset: m.offset });
         if (request) requests.push(request);
         verdicts.push(detect);
       } catch (err) {
+        if (batch.topic === deadTopic) {
+          // Never back into the topic it came from: counted and logged instead.
+          metrics.discarded('undecodable_dead_letter');
+          log.warn(`undecodable message in the dead-letter topic ${deadTopic} at ${batch.partition}/${m.offset}: ${(err as Error).message}`);
+          continue;
+        }
         dead.push(deadLetter(COMPONENT, `undecodable message: ${(err as Error).message}`, text, source(m.offset)));
       }
     }
 
     const wait = { signal: opts.signal, onWait: batch.heartbeat };
-    for (const r of await sink.write(requests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
+    for (const r of await sink.write(requests, wait)) {
+      if (batch.topic === deadTopic) metrics.discarded('dead_letter_rejected_by_elasticsearch');
+      else dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
+    }
 
     const alerts: Alert[] = [];
     for (const detect of verdicts) alerts.push(...detect());
@@ -98,7 +112,7 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
 
   const consumer = await GroupConsumer.start(cfg.kafka, {
     groupId: cfg.kafka.consumer_group,
-    topics: [logsTopic, metricsTopic, healthTopic],
+    topics: [logsTopic, metricsTopic, healthTopic, deadTopic],
     component: COMPONENT,
     onBatch,
     signal: opts.signal,

@@ -42,7 +42,7 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
       },
       consumer_group: `swtest-${run}`,
     },
-    elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swtest-${run}-logs`, alerts: `swtest-${run}-alerts`, metrics: `swtest-${run}-metrics` } },
+    elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swtest-${run}-logs`, alerts: `swtest-${run}-alerts`, metrics: `swtest-${run}-metrics`, dead_letter: `swtest-${run}-dead-letter` } },
     alertmanager: { url: env.STACKWATCH_ALERTMANAGER_URL },
     collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, 'checkpoints'), host_name: host, poll_interval_ms: 100 } },
   };

@@ -89,5 +89,10 @@ describe('metric and health events', () => {
     await consumer.stop();
     await producer.disconnect();
     expect(dead.sort()).toEqual([expect.stringMatching(/^undecodable message: .*is not valid JSON/), expect.stringMatching(/^undecodable message: not a metric event: @timestamp: /)]);
+    // …and in Elasticsearch, for Kibana, with the topic and offset they came from.
+    const dlIndex = `${t.cfg.elasticsearch.indices.dead_letter}-*`;
+    await waitFor('two dead letters in Elasticsearch', async () => (await countDocs(t.es, dlIndex)) === 2, 20_000);
+    const docs = (await t.es.search<{ component: string; source: { topic: string } }>({ index: dlIndex })).hits.hits.map((h) => h._source!);
+    expect(docs.every((d) => d.component === 'processor' && d.source.topic === topics.metrics)).toBe(true);
   });
 });
