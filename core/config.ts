@@ -177,6 +177,14 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   rules_dir: z.string().optional(),
+  /** The process's own HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (connected and working). */
+  status_server: z
+    .strictObject({
+      /** host:port to listen on; port 0 picks a free one (logged at info level). */
+      listen: z.string().regex(/^[A-Za-z0-9._\-[\]:]+:\d{1,5}$/, { error: 'expected host:port like 127.0.0.1:9465' }).default('127.0.0.1:9465'),
+      enabled: z.boolean().default(true),
+    })
+    .prefault({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
