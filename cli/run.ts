@@ -5,6 +5,7 @@ import { logger } from '../core/log.ts';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
 import { ZabbixCollector } from '../collectors/zabbix.ts';
 import { startProcessor } from '../processors/processor.ts';
+import { startStatusServer } from '../core/status-server.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig, shutdownSignal } from './options.ts';
 
@@ -57,11 +58,26 @@ Options:
       const zabbix = new ZabbixCollector(zabbixCfg, { producer, topics });
       tasks.push(zabbix.run(signal).finally(() => producer.disconnect()));
     }
-    log.info('running', { role });
+    const status = await startStatusServer(cfg.status_server);
+    log.info('running', { role, ...(status ? { metrics: `http://${cfg.status_server.listen.replace(/:\d+$/, '')}:${status.port}/metrics` } : {}) });
     const sig = await stopped;
-    log.info(`${sig}: draining and committing before exit`);
-    await Promise.allSettled(tasks);
-    for (const stop of stops) await stop();
+    log.info(`${sig}: draining and committing before exit`, { deadline_s: cfg.shutdown_timeout_s });
+    const drained = (async () => {
+      await Promise.allSettled(tasks);
+      for (const stop of stops) await stop();
+      await status?.close();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), cfg.shutdown_timeout_s * 1000)));
+    const outcome = await Promise.race([drained.then(() => 'drained' as const), deadline]);
+    clearTimeout(timer);
+    if (outcome === 'deadline') {
+      log.error(`in-flight work did not finish within shutdown_timeout_s (${cfg.shutdown_timeout_s} s); exiting anyway`, {
+        hint: 'nothing is lost: uncommitted Kafka offsets and unsaved checkpoints are read again at the next start',
+      });
+      // The stuck work still holds sockets and timers open: leave without waiting for them.
+      process.exit(1);
+    }
     return 0;
   },
 };

@@ -17,7 +17,7 @@ import type { Config } from '../core/config.ts';
 import { deadLetter, type RawLogEvent } from '../core/events.ts';
 import type { OutMessage, TopicProducer } from '../core/kafka.ts';
 import { errorText, logger } from '../core/log.ts';
-import { componentMetrics } from '../core/metrics.ts';
+import { checkpointSaved, componentMetrics } from '../core/metrics.ts';
 import { retry, sleep } from '../core/retry.ts';
 import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from './assemble.ts';
 import { CheckpointStore } from './checkpoints.ts';
@@ -245,6 +245,7 @@ export class OpenstackLogCollector {
     if (!previous || previous.offset !== offset || previous.path !== f.path || (previous.done ?? false) !== done) {
       this.store.set(f.fileId!, { path: f.path, offset, ...(done ? { done } : {}) });
       this.store.save();
+      checkpointSaved(COMPONENT);
     }
     return events.length;
   }

@@ -177,6 +177,9 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   rules_dir: z.string().optional(),
+  /** On SIGTERM, in-flight work is finished and committed within this many seconds; after that the process
+   * exits anyway (what was not committed is read again by the next start: nothing is lost). */
+  shutdown_timeout_s: positiveInt.default(30),
   /** The process's own HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (connected and working). */
   status_server: z
     .strictObject({

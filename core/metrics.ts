@@ -1,6 +1,6 @@
 // The same four counts for every component (received, sent, errors by stage, discarded), labelled with the
 // component's name, so a stuck stage shows on /metrics without reading code.
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'stackwatch_' });
@@ -53,4 +53,79 @@ export async function counterValue(name: 'received' | 'sent' | 'errors' | 'disca
   return values
     .filter((v) => Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want))
     .reduce((sum, v) => sum + v.value, 0);
+}
+
+// Stage-specific figures, in the same registry.
+
+export const bulkDuration = new Histogram({
+  name: 'stackwatch_elasticsearch_bulk_duration_seconds',
+  help: 'Time of one _bulk request to Elasticsearch, by component.',
+  labelNames: ['component'],
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+
+export const bulkRejections = new Counter({
+  name: 'stackwatch_elasticsearch_bulk_rejections_total',
+  help: 'Documents Elasticsearch did not take in a _bulk request, by component and HTTP status (429: pushed back, retried).',
+  labelNames: ['component', 'status'],
+  registers: [registry],
+});
+
+const lastCheckpoint = new Map<string, number>();
+new Gauge({
+  name: 'stackwatch_checkpoint_age_seconds',
+  help: 'Seconds since a collector last saved its checkpoint (everything before it is in Kafka).',
+  labelNames: ['component'],
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const [component, at] of lastCheckpoint) this.set({ component }, (Date.now() - at) / 1000);
+  },
+});
+
+/** A collector saved its checkpoint (Kafka acknowledged everything before it). */
+export function checkpointSaved(component: string): void {
+  lastCheckpoint.set(component, Date.now());
+}
+
+type Source<T> = () => T | Promise<T>;
+const firingSources: Source<Map<string, number>>[] = [];
+new Gauge({
+  name: 'stackwatch_alerts_firing',
+  help: 'Alerts firing now, by rule.',
+  labelNames: ['rule'],
+  registers: [registry],
+  async collect() {
+    this.reset();
+    for (const source of firingSources) for (const [rule, n] of await source()) this.inc({ rule }, n);
+  },
+});
+
+/** Registers where the firing alerts are counted (the processor's notification dispatcher). */
+export function countFiringAlerts(source: Source<Map<string, number>>): void {
+  firingSources.push(source);
+}
+
+const lagSources: Source<{ group: string; topic: string; partition: number; lag: number }[]>[] = [];
+new Gauge({
+  name: 'stackwatch_kafka_consumer_lag_messages',
+  help: 'Messages in a partition not yet committed by a stackwatch consumer group (end offset − committed offset).',
+  labelNames: ['group', 'topic', 'partition'],
+  registers: [registry],
+  async collect() {
+    this.reset();
+    for (const source of lagSources) {
+      try {
+        for (const l of await source()) this.set({ group: l.group, topic: l.topic, partition: String(l.partition) }, l.lag);
+      } catch {
+        // Kafka unreachable: no lag figures on this scrape (the errors counters say why).
+      }
+    }
+  },
+});
+
+/** Registers a consumer group whose lag /metrics reports. */
+export function reportConsumerLag(source: Source<{ group: string; topic: string; partition: number; lag: number }[]>): void {
+  lagSources.push(source);
 }

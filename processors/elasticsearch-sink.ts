@@ -5,7 +5,7 @@
 import { batches } from '../core/batch.ts';
 import type { Client } from '../core/elastic.ts';
 import { errorText, logger } from '../core/log.ts';
-import { componentMetrics } from '../core/metrics.ts';
+import { bulkDuration, bulkRejections, componentMetrics } from '../core/metrics.ts';
 import { backoffDelay, sleep } from '../core/retry.ts';
 
 export interface IndexRequest {
@@ -35,9 +35,12 @@ export class ElasticsearchSink {
   private readonly log;
   private readonly metrics;
 
+  /** Why the last bulk request failed, while Elasticsearch has not taken one since (for /readyz). */
+  lastError?: string;
+
   constructor(
     private readonly client: Client,
-    component: string,
+    private readonly component: string,
     private readonly maxDocs = 2000,
   ) {
     this.log = logger(component);
@@ -69,10 +72,14 @@ export class ElasticsearchSink {
         // Pre-serialised lines: the client passes strings through as they are, so each document is
         // serialised once (it was measured for the batch-size limit already).
         const operations = pending.flatMap(({ req, body }) => [JSON.stringify({ index: { _index: req.index, _id: req.id } }), body]);
+        const endTimer = bulkDuration.startTimer({ component: this.component });
         const res = await this.client.bulk<string>({ operations }, { signal: opts.signal });
+        endTimer();
+        this.lastError = undefined;
         res.items.forEach((item, i) => {
           const r = item.index!;
           if (!r.error) return;
+          bulkRejections.inc({ component: this.component, status: String(r.status) });
           if (retryable(r.status)) retry.push(pending[i]);
           else rejected.push({ request: pending[i].req, reason: `elasticsearch rejected the document (${r.status} ${r.error.type}): ${r.error.reason ?? ''}` });
         });
@@ -80,6 +87,7 @@ export class ElasticsearchSink {
         if (retry.length > 0) this.metrics.error('bulk_item_retry', retry.length);
       } catch (err) {
         if (opts.signal?.aborted) throw err;
+        this.lastError = errorText(err);
         this.metrics.error('bulk_request');
         this.log.error(`bulk request to Elasticsearch failed: ${errorText(err)}; retrying, the consumer waits`, {
           attempt,

@@ -94,6 +94,13 @@ export class NotificationDispatcher {
     });
   }
 
+  /** Alerts firing now, by rule id (for /metrics). */
+  firingByRule(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const a of this.firing.values()) out.set(a.rule.id, (out.get(a.rule.id) ?? 0) + 1);
+    return out;
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.timer);
     for (const n of this.notifiers) n.stop?.();

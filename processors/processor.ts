@@ -6,10 +6,11 @@ import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, installIndexTemplates, waitForElasticsearch } from '../core/elastic.ts';
 import { DeadLetter, deadLetter, HealthEvent, metricDocument, MetricEvent, RawLogEvent, stableId, type Alert } from '../core/events.ts';
-import { ensureTopics, GroupConsumer, TopicProducer, type InBatch } from '../core/kafka.ts';
+import { ensureTopics, GroupConsumer, groupProgress, TopicProducer, type InBatch } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
-import { componentMetrics } from '../core/metrics.ts';
+import { componentMetrics, countFiringAlerts, reportConsumerLag } from '../core/metrics.ts';
+import { registerReadiness } from '../core/status-server.ts';
 import { alertDocumentId, DetectionEngine, loadRules } from './detect.ts';
 import { ElasticsearchSink, type IndexRequest } from './elasticsearch-sink.ts';
 import { NotificationDispatcher, notifiersFromConfig } from './notify.ts';
@@ -41,6 +42,15 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   const producer = await TopicProducer.connect(cfg.kafka, COMPONENT, opts.signal);
   const notify = new NotificationDispatcher(cfg, notifiersFromConfig(cfg), producer, opts.signal);
   await notify.start();
+  countFiringAlerts(() => notify.firingByRule());
+  reportConsumerLag(async () => {
+    const out: { group: string; topic: string; partition: number; lag: number }[] = [];
+    for (const topic of [logsTopic, metricsTopic, healthTopic, deadTopic]) {
+      for (const p of await groupProgress(cfg.kafka, cfg.kafka.consumer_group, topic)) out.push({ group: cfg.kafka.consumer_group, topic, partition: p.partition, lag: p.end - p.committed });
+    }
+    return out;
+  });
+  registerReadiness(COMPONENT, () => (sink.lastError ? `Elasticsearch does not take bulk requests: ${sink.lastError}` : undefined));
 
   /** Decodes one message of the batch's topic: what to index, and the detectors' verdict on it (run after the
    * batch is indexed). Throws for a message that is not what its topic carries. */
