@@ -4,6 +4,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'stackwatch_' });
+// Gauges that prom-client names like counters (…_total): promtool's lint refuses them, and the handle counts
+// they give are noise for an operator. The rest of the process metrics (CPU, memory, event loop lag, GC) stay.
+for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`stackwatch_${name}`);
 
 const received = new Counter({
   name: 'stackwatch_component_received_events_total',

@@ -1,0 +1,78 @@
+// Self-observability of a real `stackwatch run` on the real stack: /metrics has every component's counters and
+// the stage figures and passes `promtool check metrics` (Debian's prometheus package) with nothing to report;
+// /healthz and /readyz answer; normal operation logs nothing; SIGTERM drains and exits 0.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { countDocs, stackwatch, testSetup, waitFor } from './harness.ts';
+
+const lines = readFileSync(new URL('../fixtures/oslo-messaging-icehouse-2014.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function promtool(): string {
+  try {
+    return execFileSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).trim();
+  } catch {
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'prometheus'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    return '/usr/bin/promtool';
+  }
+}
+
+const t = testSetup('status');
+afterAll(() => t.cleanup());
+
+describe('status server', () => {
+  it('serves lint-clean metrics of every component, health and readiness, logs nothing, drains on SIGTERM', async () => {
+    const port = await freePort();
+    const configFile = join(t.dir, 'status.yaml');
+    mkdirSync(join(t.dir, 'logs'), { recursive: true });
+    appendFileSync(join(t.dir, 'logs', 'neutron-server.log'), lines.join('\n') + '\n');
+    const raw = structuredClone(t.raw);
+    raw.status_server = { listen: `127.0.0.1:${port}` };
+    writeFileSync(configFile, stringify(raw));
+
+    const cli = stackwatch(['run', '--config', configFile]);
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(`${lines.length} documents`, async () => (await countDocs(t.es, `${t.cfg.elasticsearch.indices.logs}-*`)) === lines.length, 60_000, 300);
+
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const ready = await waitFor('ready', async () => {
+      const r = await fetch(`${base}/readyz`);
+      return r.status === 200 ? r : undefined;
+    });
+    expect(await ready.text()).toBe('ready\n');
+
+    const text = await waitFor('metrics with consumer lag', async () => {
+      const body = await (await fetch(`${base}/metrics`)).text();
+      return body.includes('stackwatch_kafka_consumer_lag_messages{') ? body : undefined;
+    });
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    expect(value(/^stackwatch_component_sent_events_total\{component="openstack-logs"\} (\d+)/m)).toBe(lines.length);
+    expect(value(/^stackwatch_component_sent_events_total\{component="processor"\} (\d+)/m)).toBe(lines.length);
+    expect(value(/^stackwatch_component_received_events_total\{component="elasticsearch-sink"\} (\d+)/m)).toBeGreaterThanOrEqual(lines.length);
+    expect(value(/^stackwatch_elasticsearch_bulk_duration_seconds_count\{component="elasticsearch-sink"\} (\d+)/m)).toBeGreaterThan(0);
+    expect(value(/^stackwatch_checkpoint_age_seconds\{component="openstack-logs"\} ([\d.]+)/m)).toBeLessThan(60);
+    expect(value(/^stackwatch_alerts_firing\{rule="amqp-connection-lost"\} (\d+)/m)).toBe(1);
+    expect(text).toMatch(/^stackwatch_kafka_consumer_lag_messages\{group="swtest-[^"]+",topic="swtest\.[^"]+\.logs",partition="\d"\} 0$/m);
+
+    const lint = spawnSync(promtool(), ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect({ status: lint.status, out: lint.stdout + lint.stderr }).toEqual({ status: 0, out: '' });
+
+    expect((await fetch(`${base}/nope`)).status).toBe(404);
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited).toEqual({ code: 0, signal: null });
+    // Normal operation (and a clean shutdown) logs nothing at the default level.
+    expect(cli.stderr()).toBe('');
+  }, 120_000);
+});
