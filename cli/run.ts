@@ -3,6 +3,7 @@ import { ConfigError } from '../core/config.ts';
 import { ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
+import { runCephCollector } from '../collectors/ceph.ts';
 import { ZabbixCollector } from '../collectors/zabbix.ts';
 import { startProcessor } from '../processors/processor.ts';
 import { startStatusServer } from '../core/status-server.ts';
@@ -32,7 +33,8 @@ Options:
     const cfg = readConfig(values.config);
     const collectorCfg = cfg.collectors.openstack_logs;
     const zabbixCfg = cfg.collectors.zabbix;
-    if (role === 'collector' && !collectorCfg && !zabbixCfg && !cfg.collectors.ceph) {
+    const cephCfg = cfg.collectors.ceph;
+    if (role === 'collector' && !collectorCfg && !zabbixCfg && !cephCfg) {
       throw new ConfigError('collectors: configure at least one of openstack_logs, zabbix, ceph for --role collector');
     }
 
@@ -57,6 +59,12 @@ Options:
       const producer = await TopicProducer.connect(cfg.kafka, 'zabbix-collector', signal);
       const zabbix = new ZabbixCollector(zabbixCfg, { producer, topics });
       tasks.push(zabbix.run(signal).finally(() => producer.disconnect()));
+    }
+    if (role !== 'processor' && cephCfg) {
+      const { topics } = cfg.kafka;
+      await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
+      const producer = await TopicProducer.connect(cfg.kafka, 'ceph-collector', signal);
+      tasks.push(runCephCollector(cephCfg, { producer, topics, signal }).finally(() => producer.disconnect()));
     }
     const status = await startStatusServer(cfg.status_server);
     log.info('running', { role, ...(status ? { metrics: `http://${cfg.status_server.listen.replace(/:\d+$/, '')}:${status.port}/metrics` } : {}) });
