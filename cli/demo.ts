@@ -9,6 +9,7 @@ import { startLocalStack } from '../core/local-stack.ts';
 import type { Alert } from '../core/events.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
+import { CephCollector } from '../collectors/ceph.ts';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
 import { startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
@@ -16,7 +17,9 @@ import { parseOptions, shutdownSignal } from './options.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const SAMPLES = join(REPO, 'samples', 'hotsos-2022');
+const CEPH_REPLAY = join(REPO, 'samples', 'ceph-octopus-2022', 'ceph-replay.mjs');
 const DEMO_HOST = 'hotsos-compute-2022';
+const DEMO_CLUSTER = 'hotsos-ceph-2022';
 
 function say(line = ''): void {
   process.stdout.write(line + '\n');
@@ -42,8 +45,9 @@ export const demoCommand: Command = {
   help: `Usage: stackwatch demo [--keep-topic]
 
 Replays the real logs bundled in samples/hotsos-2022 (a 2022 RabbitMQ outage seen by nova-compute and three
-neutron agents) through the collector, Kafka, the processor, Elasticsearch and Alertmanager, prints the alerts
-raised and where to look. Unless STACKWATCH_KAFKA_BROKERS and STACKWATCH_ES_URL are set, it first starts the
+neutron agents) through the collector, Kafka, the processor, Elasticsearch and Alertmanager, and polls the
+real Ceph JSON of the same cloud (samples/ceph-octopus-2022, through a stand-in for the ceph command) with the
+Ceph collector; prints the alerts raised and where to look. Unless STACKWATCH_KAFKA_BROKERS and STACKWATCH_ES_URL are set, it first starts the
 local stack with scripts/stack.sh (installing it on first use) and leaves it running for you to explore;
 stop it with scripts/stack.sh stop.
 
@@ -62,12 +66,21 @@ Options:
       {
         kafka: {
           brokers: ['127.0.0.1:29092'],
-          topics: { logs: `stackwatch.demo-${run}.logs`, notify_retry: `stackwatch.demo-${run}.notify-retry` },
+          topics: {
+            logs: `stackwatch.demo-${run}.logs`,
+            notify_retry: `stackwatch.demo-${run}.notify-retry`,
+            metrics: `stackwatch.demo-${run}.metrics`,
+            health: `stackwatch.demo-${run}.health`,
+          },
           consumer_group: `stackwatch-demo-${run}`,
         },
         elasticsearch: { url: 'http://127.0.0.1:29200' },
         alertmanager: { url: 'http://127.0.0.1:29094' },
-        collectors: { openstack_logs: { paths: [join(logsDir, '*')], checkpoint_dir: join(work, 'checkpoints'), host_name: DEMO_HOST } },
+        collectors: {
+          openstack_logs: { paths: [join(logsDir, '*')], checkpoint_dir: join(work, 'checkpoints'), host_name: DEMO_HOST },
+          ceph: { command: [process.execPath, CEPH_REPLAY], cluster_name: DEMO_CLUSTER },
+        },
+        status_server: { enabled: false },
       },
       'demo configuration',
       env,
@@ -94,8 +107,10 @@ Options:
     // The files are quiet now: after the multi-line flush interval their last events go out too.
     await sleep(cfg.collectors.openstack_logs!.multiline_flush_ms + 50, signal);
     sent += await collector.pollOnce(signal);
+    // Ceph: one poll of the real collector (health event + usage metrics).
+    const ceph = await new CephCollector(cfg.collectors.ceph!, { producer, topics: cfg.kafka.topics }).pollOnce(signal);
     await producer.disconnect();
-    const expected = sent;
+    const expected = sent + ceph.metrics.length; // health events go to the detectors, not to an index
     const deadline = Date.now() + 180_000;
     for (let last = 0; indexed + deadLettered < expected && Date.now() < deadline; await sleep(200, signal)) {
       if (Date.now() - last > 2000) {
@@ -105,12 +120,15 @@ Options:
     }
     const seconds = (Date.now() - started) / 1000;
     await processor.stop();
-    if (!values['keep-topic']) await deleteTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.notify_retry]).catch(() => {});
+    const { logs, notify_retry, metrics, health } = cfg.kafka.topics;
+    if (!values['keep-topic']) await deleteTopics(cfg.kafka, [logs, notify_retry, metrics, health]).catch(() => {});
 
     const es = esClient(cfg.elasticsearch);
     const logsPattern = `${cfg.elasticsearch.indices.logs}-*`;
     const alertsPattern = `${cfg.elasticsearch.indices.alerts}-*`;
-    await es.indices.refresh({ index: [logsPattern, alertsPattern] });
+    const metricsPattern = `${cfg.elasticsearch.indices.metrics}-*`;
+    await es.indices.refresh({ index: [logsPattern, alertsPattern, metricsPattern] });
+    const cephSamples = await es.count({ index: metricsPattern, query: { term: { 'host.name': DEMO_CLUSTER } } });
     const inEs = await es.count({ index: logsPattern, query: { term: { 'host.name': DEMO_HOST } } });
     const byService = await es.search({
       index: logsPattern,
@@ -124,6 +142,7 @@ Options:
     say(`Elasticsearch holds ${inEs.count} events of host ${DEMO_HOST} (replays overwrite by id, never add):`);
     const buckets = (byService.aggregations?.services as { buckets: { key: string; doc_count: number }[] }).buckets;
     for (const b of buckets) say(`  ${b.key.padEnd(24)} ${b.doc_count}`);
+    say(`Ceph ${DEMO_CLUSTER}: ${ceph.health ? `${ceph.health.status} (${ceph.health.checks.map((c) => c.code).join(', ') || 'no checks'})` : 'no health event'}, ${cephSamples.count} usage and health samples in ${metricsPattern}.`);
 
     say(`\nAlerts raised (${alerts.length}):`);
     for (const a of [...alerts].sort((x, y) => x['@timestamp'].localeCompare(y['@timestamp']))) say(formatAlert(a));
@@ -131,12 +150,12 @@ Options:
 
     const am = cfg.alertmanager!.url;
     const amAlerts = (await (await fetch(`${am}/api/v2/alerts`)).json()) as { labels: Record<string, string> }[];
-    const stillFiring = amAlerts.filter((a) => a.labels.host === DEMO_HOST).length;
+    const stillFiring = amAlerts.filter((a) => a.labels.host === DEMO_HOST || a.labels.host === DEMO_CLUSTER).length;
     say(`\nAlertmanager (${am}) took every transition; ${stillFiring} alert(s) of this host are active there now.`);
     if (env.STACKWATCH_WEBHOOK_URL) {
       const got = (await (await fetch(`${env.STACKWATCH_WEBHOOK_URL}/received`)).json()) as { items: { body: { alerts?: { labels: Record<string, string> }[] } }[] };
-      const ours = got.items.filter((i) => i.body.alerts?.some((a) => a.labels.host === DEMO_HOST));
-      const ids = new Set(ours.flatMap((i) => i.body.alerts!.map((a) => a.labels.alert_id)));
+      const ours = got.items.filter((i) => i.body.alerts?.some((a) => a.labels.host === DEMO_HOST || a.labels.host === DEMO_CLUSTER));
+      const ids = new Set(ours.flatMap((i) => i.body.alerts!.filter((a) => a.labels.host === DEMO_HOST || a.labels.host === DEMO_CLUSTER).map((a) => a.labels.alert_id)));
       say(`The pager webhook (${env.STACKWATCH_WEBHOOK_URL}/received) got ${ours.length} notification(s) from Alertmanager about ${ids.size} of these alerts`);
       say('(Alertmanager pages for what is still firing when it looks: replayed 2022 outages mostly arrive already resolved).');
     }
@@ -147,7 +166,9 @@ Where to look:
   Logs     ${url}/${logsPattern}/_search?q=host.name:${DEMO_HOST}%20AND%20log.level:ERROR
   AMQP     ${url}/${logsPattern}/_search?q=log.logger:oslo.messaging._drivers.impl_rabbit
   Alerts   ${url}/${alertsPattern}/_search?q=rule.id:amqp-connection-lost
-  Kibana   create data views "${logsPattern}" and "${alertsPattern}" (time field @timestamp); the logs are from February 2022
+  Ceph     ${url}/${metricsPattern}/_search?q=host.name:${DEMO_CLUSTER}%20AND%20metric.name:ceph.pool.*
+  Trends   npx stackwatch trends --config <your config>   (capacity per resource; the demo's one Ceph poll is too short a history)
+  Kibana   npx stackwatch setup --kibana http://<kibana>:5601 imports the dashboards; the logs are from February 2022
   Pager    ${am}/#/alerts (Alertmanager) ${env.STACKWATCH_WEBHOOK_URL ? `and ${env.STACKWATCH_WEBHOOK_URL}/received` : ''}
 The stack keeps running for you to explore; stop it with: scripts/stack.sh stop`);
     return indexed + deadLettered >= expected ? 0 : 1;
