@@ -21,6 +21,8 @@ export class ZabbixApiError extends Error {
     message: string,
     readonly code?: number,
     readonly data?: string,
+    /** The answer as received, when it was malformed (for the dead-letter topic). */
+    readonly payload?: string,
   ) {
     super(message);
   }
@@ -122,15 +124,15 @@ export class ZabbixApi {
       throw new ZabbixApiError(`${method}: cannot reach ${this.cfg.url}: ${(err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message}`);
     }
     const text = await res.text();
-    if (!res.ok) throw new ZabbixApiError(`${method}: HTTP ${res.status} from ${this.cfg.url}: ${text.slice(0, 200)}`);
+    if (!res.ok) throw new ZabbixApiError(`${method}: HTTP ${res.status} from ${this.cfg.url}: ${text.slice(0, 200)}`, undefined, undefined, text);
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
-      throw new ZabbixApiError(`${method}: the answer is not JSON (is ${this.cfg.url} the frontend's api_jsonrpc.php?): ${text.slice(0, 120)}`);
+      throw new ZabbixApiError(`${method}: the answer is not JSON (is ${this.cfg.url} the frontend's api_jsonrpc.php?): ${text.slice(0, 120)}`, undefined, undefined, text);
     }
     const envelope = RpcResponse.safeParse(json);
-    if (!envelope.success) throw new ZabbixApiError(`${method}: not a JSON-RPC 2.0 answer: ${text.slice(0, 200)}`);
+    if (!envelope.success) throw new ZabbixApiError(`${method}: not a JSON-RPC 2.0 answer: ${text.slice(0, 200)}`, undefined, undefined, text);
     if ('error' in envelope.data) {
       const e = envelope.data.error;
       throw new ZabbixApiError(`${method}: ${e.message}${e.data ? ` ${e.data}` : ''}`, e.code, e.data);
@@ -138,7 +140,7 @@ export class ZabbixApi {
     const result = schema.safeParse(envelope.data.result);
     if (!result.success) {
       const issue = result.error.issues[0];
-      throw new ZabbixApiError(`${method}: unexpected result at ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+      throw new ZabbixApiError(`${method}: unexpected result at ${issue.path.join('.') || '(top level)'}: ${issue.message}`, undefined, undefined, text);
     }
     return result.data;
   }

@@ -13,7 +13,7 @@ import { logger } from '../core/log.ts';
 import { componentMetrics } from '../core/metrics.ts';
 import { StateFile } from './checkpoints.ts';
 import { runScheduled } from './schedule.ts';
-import { atLeast, ZabbixApi, ZEvent, ZHistory, ZHost, ZItem, ZProblem, ZTrend, type ZabbixApiConfig } from './zabbix-api.ts';
+import { atLeast, ZabbixApi, ZabbixApiError, ZEvent, ZHistory, ZHost, ZItem, ZProblem, ZTrend, type ZabbixApiConfig } from './zabbix-api.ts';
 
 export const COMPONENT = 'zabbix-collector';
 export type ZabbixConfig = NonNullable<Config['collectors']['zabbix']>;
@@ -317,9 +317,21 @@ export class ZabbixCollector {
     return { hosts: hosts.length, items: mapped.length, samples: samples.length, problems: problems.length, deadLettered: dead.length, apiCalls };
   }
 
-  /** Polls on the schedule until the signal aborts. */
+  /** Polls on the schedule until the signal aborts. A malformed answer from Zabbix fails the poll (nothing is
+   * checkpointed, the next tick reads the range again) and is kept in the dead-letter topic with the reason. */
   async run(signal: AbortSignal): Promise<void> {
-    await runScheduled(async (s) => void (await this.pollOnce(s)), {
+    const poll = async (s: AbortSignal) => {
+      try {
+        await this.pollOnce(s);
+      } catch (err) {
+        if (err instanceof ZabbixApiError && err.payload !== undefined) {
+          await this.opts.producer.send(this.opts.topics.dead_letter, [{ key: COMPONENT, value: JSON.stringify(deadLetter(COMPONENT, err.message, err.payload)) }]).catch(() => {});
+          this.metrics.error('dead_letter');
+        }
+        throw err;
+      }
+    };
+    await runScheduled(poll, {
       schedule: this.cfg.schedule,
       name: COMPONENT,
       log: this.log,

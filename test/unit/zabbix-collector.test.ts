@@ -213,3 +213,57 @@ describe('ZabbixCollector.pollOnce', () => {
     expect(problems()[1]).toMatchObject({ problem: { eventid: '900', status: 'resolved', ended_at: new Date((clock.now - 610) * 1000).toISOString() } });
   });
 });
+
+describe('ZabbixCollector.run against a hostile or broken Zabbix', () => {
+  it('a malformed answer fails the poll without a crash: dead letter with the reason and the answer, counted; a later poll works', async () => {
+    const z = fakeZabbix();
+    const clock = { now: 1_800_000_000 };
+    z.db.history.push({ itemid: '5', clock: String(clock.now - 5), ns: '0', value: '1' });
+    const good = z.fetchImpl;
+    let answers = ['<html><body>502 Bad Gateway</body></html>', '{"jsonrpc":"2.0","result":{"not":"a list"},"id":3}', '{"jsonrpc":"2.0","res'];
+    const hostile = (async (url: string, init: RequestInit) => {
+      const body = JSON.parse(String(init.body)) as { method: string; id: number };
+      if (body.method === 'host.get' && answers.length > 0) {
+        const a = answers.shift()!;
+        return new Response(a.replace('"id":3', `"id":${body.id}`));
+      }
+      return good(url, init);
+    }) as typeof fetch;
+    const dir = mkdtempSync(join(tmpdir(), 'sw-zbx-'));
+    const sent: { topic: string; value: string }[] = [];
+    const producer = { send: async (topic: string, messages: { value: string | Buffer | null }[]) => void sent.push(...messages.map((m) => ({ topic, value: String(m.value) }))) };
+    const cfg: ZabbixConfig = { url: 'http://zabbix.test/api_jsonrpc.php', token: 't', schedule: '* * * * * *', backfill_s: 600, trends_after_s: 86_400, batch_items: 1000, request_timeout_ms: 1000, checkpoint_dir: dir };
+    const c = new ZabbixCollector(cfg, { producer, topics: { metrics: 'm', health: 'h', dead_letter: 'd' }, fetch: hostile, now: () => clock.now * 1000 });
+    const ctl = new AbortController();
+    const { counterValue } = await import('../../core/metrics.ts');
+    const { setLogSink } = await import('../../core/log.ts');
+    const logged: string[] = [];
+    const restore = setLogSink((l) => logged.push(l));
+    const before = await counterValue('errors', { component: 'zabbix-collector', stage: 'poll' });
+    const running = c.run(ctl.signal);
+    try {
+      // Three bad polls (one a second), then a good one.
+      await new Promise<void>((resolve, reject) => {
+        const deadline = Date.now() + 8000;
+        const t = setInterval(() => {
+          if (sent.some((s) => s.topic === 'm')) resolve(clearInterval(t));
+          else if (Date.now() > deadline) reject(new Error(`no good poll; sent: ${JSON.stringify(sent.map((s) => s.topic))}`));
+        }, 50);
+      });
+    } finally {
+      ctl.abort();
+      await running;
+      restore();
+    }
+    const dead = sent.filter((s) => s.topic === 'd').map((s) => DeadLetter.parse(JSON.parse(s.value)));
+    expect(dead.map((d) => d.reason)).toEqual([
+      expect.stringMatching(/^host\.get: the answer is not JSON/),
+      expect.stringMatching(/^host\.get: unexpected result at \(top level\): /),
+      expect.stringMatching(/^host\.get: the answer is not JSON/),
+    ]);
+    expect(dead[0].payload).toContain('502 Bad Gateway');
+    expect((await counterValue('errors', { component: 'zabbix-collector', stage: 'poll' })) - before).toBe(3);
+    expect(logged.filter((l) => l.includes('poll failed'))).toHaveLength(3);
+    expect(MetricEvent.parse(JSON.parse(sent.find((s) => s.topic === 'm')!.value)).metric.value).toBe(1);
+  }, 15_000);
+});
