@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { EventAssembler } from '../collectors/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError } from '../core/config.ts';
-import { CephHealthEvent, type Alert } from '../core/events.ts';
+import { CephHealthEvent, ZabbixProblemEvent, type Alert } from '../core/events.ts';
 import { DetectionEngine, DEFAULT_RULES_DIR, loadRules } from './detect.ts';
 import { parseLogEvent } from './parse-log.ts';
 
@@ -50,18 +50,7 @@ const RuleTestFile = z.strictObject({
           .default([]),
         /** Zabbix problems, after the Ceph health events, in order. */
         zabbix_problems: z
-          .array(
-            z.strictObject({
-              at: z.string(),
-              host: z.string(),
-              eventid: z.string(),
-              name: z.string(),
-              severity: z.number().int().min(0).max(5),
-              status: z.enum(['open', 'resolved']),
-              started_at: z.string(),
-              ended_at: z.string().optional(),
-            }),
-          )
+          .array(ZabbixProblemEvent.shape.problem.extend({ at: z.string(), host: z.string() }).strict())
           .default([]),
         alerts: z.array(Expected),
       }),
@@ -141,7 +130,7 @@ export async function runRuleTests(dir: string = DEFAULT_RULES_DIR): Promise<Rul
       }
       for (const z of t.zabbix_problems) {
         const { at, host, ...problem } = z;
-        actual.push(...engine.onZabbixProblem({ v: 1, kind: 'zabbix-problem', '@timestamp': at, host: { name: host }, problem: { ...problem, acknowledged: false }, labels: {} }));
+        actual.push(...engine.onZabbixProblem({ v: 1, kind: 'zabbix-problem', '@timestamp': at, host: { name: host }, problem, labels: {} }));
       }
       if (t.logs.length + t.metrics.length + t.ceph_health.length + t.zabbix_problems.length === 0) throw new ConfigError(`${path}: ${t.name}: no logs, metrics, ceph_health or zabbix_problems to test with`);
       results.push({ file: path, rule: rule.id, name: t.name, problems: compare(actual, t.alerts) });
