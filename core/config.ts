@@ -5,12 +5,91 @@ import { hostname } from 'node:os';
 import cron from 'node-cron';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { logger } from './log.ts';
+import { readPemFile, readSecretFile, registerSecret, splitUrlCredentials } from './secrets.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/stackwatch/stackwatch.yaml';
 
 const hostPort = z.string().regex(/^[A-Za-z0-9._\-[\]:]+:\d{1,5}$/, { error: 'expected host:port' });
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
 const positiveInt = z.number().int().positive();
+
+// ---- Secrets and TLS files. A `<name>_file` option names a file read once at start-up (contents trimmed), e.g. a
+// Docker or Kubernetes secret; an unreadable file fails like any bad field, naming the field and the file. The
+// value fields and their `_file` twins exclude each other; an environment variable overrides both.
+type Ctx = z.core.$RefinementCtx;
+const filePath = z.string().min(1, { error: 'expected a file path' });
+
+/** Reads `path` for `field` (a path under the section), or adds an issue naming the field and the file. */
+function readFor(ctx: Ctx, field: PropertyKey[], path: string, read: (p: string) => string): string | undefined {
+  try {
+    return read(path);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message, path: field, input: path });
+    return undefined;
+  }
+}
+
+/** `value` or the contents of `file` (not both); undefined when neither is set. */
+function secretOf(ctx: Ctx, name: string, value: string | undefined, file: string | undefined, at: PropertyKey[] = []): string | undefined {
+  if (value !== undefined && file !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `set ${name} or ${name}_file, not both`, path: [...at, `${name}_file`], input: file });
+    return undefined;
+  }
+  return file !== undefined ? readFor(ctx, [...at, `${name}_file`], file, readSecretFile) : value;
+}
+
+/** Kafka TLS: the section's presence switches TLS on (an empty `ssl: {}` trusts the system CAs). */
+const KafkaSsl = z
+  .strictObject({
+    /** PEM CA certificate(s) the brokers' certificates are checked against (default: the system CAs). */
+    ca_file: filePath.optional(),
+    /** PEM client certificate and its private key, for brokers that require TLS client authentication. */
+    cert_file: filePath.optional(),
+    key_file: filePath.optional(),
+    /** false only for a test setup: the brokers' certificates are not checked (logged as a warning). */
+    reject_unauthorized: z.boolean().default(true),
+  })
+  .transform((v, ctx) => {
+    if ((v.cert_file === undefined) !== (v.key_file === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'cert_file and key_file go together', path: [v.cert_file ? 'key_file' : 'cert_file'], input: v });
+    }
+    const ca = v.ca_file === undefined ? undefined : readFor(ctx, ['ca_file'], v.ca_file, (p) => readPemFile(p, 'certificate'));
+    const cert = v.cert_file === undefined ? undefined : readFor(ctx, ['cert_file'], v.cert_file, (p) => readPemFile(p, 'certificate'));
+    const key = v.key_file === undefined ? undefined : readFor(ctx, ['key_file'], v.key_file, (p) => readPemFile(p, 'private key'));
+    return { ...v, ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}) };
+  });
+
+/** Kafka SASL authentication (over TLS with kafka.ssl: SASL_SSL; without: SASL_PLAINTEXT). */
+const KafkaSasl = z
+  .strictObject({
+    mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512'], { error: 'expected plain, scram-sha-256 or scram-sha-512' }),
+    username: z.string().min(1),
+    password: z.string().optional(),
+    password_file: filePath.optional(),
+  })
+  .transform((v, ctx) => {
+    const password = secretOf(ctx, 'password', v.password, v.password_file);
+    if (password === undefined) {
+      if (v.password === undefined && v.password_file === undefined) ctx.addIssue({ code: 'custom', message: 'required (or password_file)', path: ['password'], input: v });
+      return z.NEVER;
+    }
+    return { ...v, password };
+  });
+
+/** Elasticsearch TLS (an https:// url): the CA to verify the cluster's certificate with. */
+const ElasticsearchTls = z
+  .strictObject({
+    /** PEM CA certificate(s) the cluster's HTTP certificate is checked against (default: the system CAs). */
+    ca_file: filePath.optional(),
+    /** false only for a test setup: the cluster's certificate is not checked (logged as a warning). */
+    reject_unauthorized: z.boolean().default(true),
+  })
+  .transform((v, ctx) => {
+    const ca = v.ca_file === undefined ? undefined : readFor(ctx, ['ca_file'], v.ca_file, (p) => readPemFile(p, 'certificate'));
+    return { ...v, ...(ca !== undefined ? { ca } : {}) };
+  });
+
 
 const KafkaSection = z.strictObject({
   brokers: z.array(hostPort, { error: 'expected an array of host:port' }).min(1, { error: 'expected at least one host:port' }),
@@ -31,13 +110,19 @@ const KafkaSection = z.strictObject({
   connection_timeout_ms: positiveInt.default(3000),
   /** A processor that dies is noticed by the group after this long, and its partitions move on. */
   session_timeout_ms: positiveInt.default(10_000),
+  ssl: KafkaSsl.optional(),
+  sasl: KafkaSasl.optional(),
 });
 
 const ElasticsearchSection = z.strictObject({
   url: httpUrl,
+  /** Basic authentication; or api_key (the "encoded" value of POST /_security/api_key), which wins. */
   username: z.string().optional(),
   password: z.string().optional(),
+  password_file: filePath.optional(),
   api_key: z.string().optional(),
+  api_key_file: filePath.optional(),
+  tls: ElasticsearchTls.optional(),
   indices: z
     .strictObject({
       /** Daily indices `<prefix>-YYYY.MM.DD`, chosen by the event's own timestamp. */
@@ -51,6 +136,31 @@ const ElasticsearchSection = z.strictObject({
     .prefault({}),
   bulk_max_docs: positiveInt.default(2000),
   request_timeout_ms: positiveInt.default(30_000),
+}).transform((v, ctx) => {
+  const password = secretOf(ctx, 'password', v.password, v.password_file);
+  const apiKey = secretOf(ctx, 'api_key', v.api_key, v.api_key_file);
+  // Credentials written into the URL move to username/password: the URL appears in log lines and errors.
+  const split = splitUrlCredentials(v.url);
+  let username = v.username || undefined;
+  let pass = password;
+  if (split.username !== undefined || split.password !== undefined) {
+    if (username !== undefined || pass !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'credentials both in the URL and in username/password: keep one (better: username and password_file)', path: ['url'], input: split.url });
+    }
+    username = split.username;
+    pass = split.password;
+  }
+  if (pass !== undefined && username === undefined && apiKey === undefined) {
+    ctx.addIssue({ code: 'custom', message: 'required with a password (or use api_key)', path: ['username'], input: v });
+  }
+  const { username: _u, password: _p, api_key: _k, ...rest } = v;
+  return {
+    ...rest,
+    url: split.url,
+    ...(username !== undefined ? { username } : {}),
+    ...(pass !== undefined ? { password: pass } : {}),
+    ...(apiKey !== undefined ? { api_key: apiKey } : {}),
+  };
 });
 
 const AlertmanagerSection = z.strictObject({
@@ -62,8 +172,17 @@ const AlertmanagerSection = z.strictObject({
 const NotifySection = z.strictObject({
   pagerduty: z
     .strictObject({
-      routing_key: z.string().min(1, { error: 'expected the integration key of a PagerDuty Events API v2 service' }),
+      routing_key: z.string().min(1, { error: 'expected the integration key of a PagerDuty Events API v2 service' }).optional(),
+      routing_key_file: filePath.optional(),
       url: httpUrl.default('https://events.pagerduty.com/v2/enqueue'),
+    })
+    .transform((v, ctx) => {
+      const routingKey = secretOf(ctx, 'routing_key', v.routing_key, v.routing_key_file);
+      if (routingKey === undefined) {
+        if (v.routing_key === undefined && v.routing_key_file === undefined) ctx.addIssue({ code: 'custom', message: 'required (or routing_key_file)', path: ['routing_key'], input: v });
+        return z.NEVER;
+      }
+      return { ...v, routing_key: routingKey };
     })
     .optional(),
   webhooks: z
@@ -131,7 +250,9 @@ const ZabbixCollector = z.strictObject({
   /** user.login; or an API token (Zabbix 5.4+), better: it needs no session. */
   username: z.string().min(1).optional(),
   password: z.string().optional(),
+  password_file: filePath.optional(),
   token: z.string().min(1).optional(),
+  token_file: filePath.optional(),
   schedule: cronSchedule.default('*/30 * * * * *'),
   /** Only hosts in these host groups (names); absent: every monitored host. */
   host_groups: z.array(z.string().min(1)).optional(),
@@ -145,6 +266,11 @@ const ZabbixCollector = z.strictObject({
   batch_items: positiveInt.default(1000),
   request_timeout_ms: positiveInt.default(30_000),
   checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
+}).transform((v, ctx) => {
+  const password = secretOf(ctx, 'password', v.password, v.password_file);
+  const token = secretOf(ctx, 'token', v.token, v.token_file);
+  const { password: _p, token: _t, ...rest } = v;
+  return { ...rest, ...(password !== undefined ? { password } : {}), ...(token !== undefined ? { token } : {}) };
 });
 
 const CephCollector = z.strictObject({
@@ -203,6 +329,17 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   STACKWATCH_ES_USERNAME: ['elasticsearch', 'username'],
   STACKWATCH_ES_PASSWORD: ['elasticsearch', 'password'],
   STACKWATCH_ES_API_KEY: ['elasticsearch', 'api_key'],
+  STACKWATCH_ES_PASSWORD_FILE: ['elasticsearch', 'password_file'],
+  STACKWATCH_ES_API_KEY_FILE: ['elasticsearch', 'api_key_file'],
+  STACKWATCH_ES_CA_FILE: ['elasticsearch', 'tls', 'ca_file'],
+  STACKWATCH_KAFKA_CA_FILE: ['kafka', 'ssl', 'ca_file'],
+  STACKWATCH_KAFKA_SASL_MECHANISM: ['kafka', 'sasl', 'mechanism'],
+  STACKWATCH_KAFKA_SASL_USERNAME: ['kafka', 'sasl', 'username'],
+  STACKWATCH_KAFKA_SASL_PASSWORD: ['kafka', 'sasl', 'password'],
+  STACKWATCH_KAFKA_SASL_PASSWORD_FILE: ['kafka', 'sasl', 'password_file'],
+  STACKWATCH_PAGERDUTY_ROUTING_KEY_FILE: ['notify', 'pagerduty', 'routing_key_file'],
+  STACKWATCH_ZABBIX_PASSWORD_FILE: ['collectors', 'zabbix', 'password_file'],
+  STACKWATCH_ZABBIX_TOKEN_FILE: ['collectors', 'zabbix', 'token_file'],
   STACKWATCH_ALERTMANAGER_URL: ['alertmanager', 'url'],
   STACKWATCH_PAGERDUTY_ROUTING_KEY: ['notify', 'pagerduty', 'routing_key'],
   STACKWATCH_ZABBIX_URL: ['collectors', 'zabbix', 'url'],
@@ -211,10 +348,13 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   STACKWATCH_ZABBIX_TOKEN: ['collectors', 'zabbix', 'token'],
 };
 
-function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, source: string): void {
   for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
+    if (name.endsWith('_FILE') && ENV_OVERRIDES[name.slice(0, -5)] && env[name.slice(0, -5)]) {
+      fail(source, fieldName(ENV_OVERRIDES[name.slice(0, -5)]), `set ${name.slice(0, -5)} or ${name}, not both`);
+    }
     // A collector's overrides fill in a collector the file configures; they never switch one on.
     if (path[0] === 'collectors' && (raw.collectors as Record<string, unknown> | undefined)?.[path[1]] === undefined) continue;
     let node = raw;
@@ -224,6 +364,9 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
     }
     const leaf = path[path.length - 1];
     node[leaf] = leaf === 'brokers' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+    // The variable overrides the file's value and its `_file` twin alike (they exclude each other).
+    if (leaf.endsWith('_file')) delete node[leaf.slice(0, -5)];
+    else delete node[`${leaf}_file`];
   }
 }
 
@@ -235,9 +378,13 @@ function fieldName(path: PropertyKey[]): string {
 export function validateConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
   const obj = raw === null || raw === undefined ? {} : raw;
   if (typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`${source}: expected a mapping at the top level`);
-  applyEnv(obj as Record<string, unknown>, env);
+  applyEnv(obj as Record<string, unknown>, env, source);
   const result = ConfigSchema.safeParse(obj);
-  if (result.success) return result.data;
+  if (result.success) {
+    registerConfigSecrets(result.data);
+    warnInsecure(result.data);
+    return result.data;
+  }
   const issue = result.error.issues[0];
   const field = fieldName(issue.path);
   let message = issue.message;
@@ -253,6 +400,62 @@ export function validateConfig(raw: unknown, source: string, env: NodeJS.Process
 
 function fail(source: string, field: string, message: string): never {
   throw new ConfigError(`${source}: ${field}: ${message}`);
+}
+
+/** Every secret of the configuration is masked in log lines and error texts from now on (core/secrets.ts). */
+function registerConfigSecrets(cfg: Config): void {
+  const es = cfg.elasticsearch;
+  registerSecret(es.password);
+  if (es.username && es.password) registerSecret(Buffer.from(`${es.username}:${es.password}`).toString('base64'));
+  if (es.api_key) {
+    registerSecret(es.api_key);
+    // The encoded key is base64 of "id:key": the key alone is a secret too (the id is not).
+    const decoded = Buffer.from(es.api_key, 'base64').toString('utf8');
+    if (/^[\x21-\x7e]+:[\x21-\x7e]+$/.test(decoded)) registerSecret(decoded.slice(decoded.indexOf(':') + 1));
+  }
+  registerSecret(cfg.kafka.sasl?.password);
+  registerSecret(cfg.collectors.zabbix?.password);
+  registerSecret(cfg.collectors.zabbix?.token);
+  registerSecret(cfg.notify.pagerduty?.routing_key);
+  for (const w of cfg.notify.webhooks) {
+    for (const [name, value] of Object.entries(w.headers)) {
+      if (/auth|token|key|secret|pass|cookie|signature/i.test(name)) {
+        registerSecret(value);
+        registerSecret(value.replace(/^(Bearer|Basic|Token|ApiKey)\s+/i, ''));
+      }
+    }
+  }
+}
+
+const isLoopback = (host: string) => /^(localhost|127(?:\.\d+){3}|\[::1\])$/i.test(host);
+
+/** Loud warnings for a configuration that works but is not safe: TLS not verified, credentials in clear text. */
+function warnInsecure(cfg: Config): void {
+  const log = logger('config');
+  const es = cfg.elasticsearch;
+  const esUrl = new URL(es.url);
+  if (es.tls && !es.tls.reject_unauthorized) {
+    log.warn(`elasticsearch.tls.reject_unauthorized is false: the certificate of ${es.url} is NOT verified; anyone on the network path can impersonate the cluster and read the credentials and the data`, {
+      hint: "set elasticsearch.tls.ca_file (or STACKWATCH_ES_CA_FILE) to the CA that signed the cluster's certificate, and remove reject_unauthorized",
+    });
+  }
+  if (es.tls && esUrl.protocol === 'http:') {
+    log.warn(`elasticsearch.tls is set but elasticsearch.url is ${es.url}: plain HTTP, TLS is not used`, { hint: 'use an https:// URL' });
+  }
+  if ((es.password || es.api_key) && esUrl.protocol === 'http:' && !isLoopback(esUrl.hostname)) {
+    log.warn(`the Elasticsearch credentials are sent to ${es.url} in clear text (plain HTTP)`, { hint: 'use an https:// URL (and elasticsearch.tls.ca_file)' });
+  }
+  const k = cfg.kafka;
+  if (k.ssl && !k.ssl.reject_unauthorized) {
+    log.warn(`kafka.ssl.reject_unauthorized is false: the certificates of the brokers ${k.brokers.join(',')} are NOT verified; anyone on the network path can impersonate them and read the events and the credentials`, {
+      hint: "set kafka.ssl.ca_file to the CA that signed the brokers' certificates, and remove reject_unauthorized",
+    });
+  }
+  if (k.sasl?.mechanism === 'plain' && !k.ssl && !k.brokers.every((b) => isLoopback(b.replace(/:\d+$/, '')))) {
+    log.warn(`kafka.sasl: the PLAIN password is sent to the brokers ${k.brokers.join(',')} in clear text (no kafka.ssl)`, {
+      hint: 'configure kafka.ssl (SASL_SSL), or use scram-sha-256/scram-sha-512',
+    });
+  }
 }
 
 export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {

@@ -1,6 +1,6 @@
 // The only file that imports kafkajs. kafkajs is unmaintained since 2023; keeping it behind this module means
 // a switch to @confluentinc/kafka-javascript (KafkaJS-compatible API) touches one file.
-import { Kafka, logLevel, type Admin, type Consumer, type Producer, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type Consumer, type Producer, type LogEntry, type KafkaConfig as KafkaJsConfig } from 'kafkajs';
 import type { Config } from './config.ts';
 import { logger, type Logger } from './log.ts';
 import { retry } from './retry.ts';
@@ -38,10 +38,22 @@ function logCreator() {
   };
 }
 
+/** kafkajs's `ssl` and `sasl` from kafka.ssl and kafka.sasl (their files were read when the config was loaded). */
+export function kafkaSecurityOptions(cfg: KafkaConfig): Pick<KafkaJsConfig, 'ssl' | 'sasl'> {
+  const out: Pick<KafkaJsConfig, 'ssl' | 'sasl'> = {};
+  if (cfg.ssl) {
+    const { ca, cert, key, reject_unauthorized } = cfg.ssl;
+    out.ssl = { rejectUnauthorized: reject_unauthorized, ...(ca ? { ca: [ca] } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+  }
+  if (cfg.sasl) out.sasl = { mechanism: cfg.sasl.mechanism, username: cfg.sasl.username, password: cfg.sasl.password } as KafkaJsConfig['sasl'];
+  return out;
+}
+
 export function kafkaClient(cfg: KafkaConfig, clientSuffix = ''): Kafka {
   return new Kafka({
     clientId: cfg.client_id + clientSuffix,
     brokers: cfg.brokers,
+    ...kafkaSecurityOptions(cfg),
     connectionTimeout: cfg.connection_timeout_ms,
     logLevel: logLevel.ERROR,
     logCreator,

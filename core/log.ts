@@ -1,5 +1,8 @@
 // Structured logs: one JSON object per line on stderr. Normal operation logs nothing at the default
 // level; a problem logs one line that says what happened and what to do.
+// Secrets never reach the log: every line and every error text goes through maskSecrets (core/secrets.ts): URL
+// credentials and the configured passwords, keys and tokens become ***.
+import { maskSecrets } from './secrets.ts';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -30,14 +33,18 @@ export interface Logger {
 export function logger(component: string): Logger {
   const emit = (level: Level) => (msg: string, fields: Record<string, unknown> = {}) => {
     if (ORDER[level] < threshold) return;
-    sink(JSON.stringify({ ts: new Date().toISOString(), level, component, msg, ...fields }));
+    sink(maskSecrets(JSON.stringify({ ts: new Date().toISOString(), level, component, msg, ...fields })));
   };
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
 }
 
-/** The message of anything thrown, without a stack trace. */
+/** The message of anything thrown, without a stack trace, and without secrets. */
 export function errorText(err: unknown): string {
-  if (err instanceof AggregateError && err.errors.length > 0) return errorText(err.errors[0]);
+  return maskSecrets(rawErrorText(err));
+}
+
+function rawErrorText(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) return rawErrorText(err.errors[0]);
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;

@@ -22,6 +22,11 @@ KAFKA_PORT=${SW_KAFKA_PORT:-29092}
 KAFKA_CONTROLLER_PORT=${SW_KAFKA_CONTROLLER_PORT:-29093}
 ES_PORT=${SW_ES_PORT:-29200}
 ES_TRANSPORT_PORT=${SW_ES_TRANSPORT_PORT:-29300}
+KAFKA_SECURE_PORT=${SW_KAFKA_SECURE_PORT:-29096}                       # kafka-secure: SASL_SSL
+KAFKA_SECURE_CONTROLLER_PORT=${SW_KAFKA_SECURE_CONTROLLER_PORT:-29097}
+KAFKA_SASL_PLAINTEXT_PORT=${SW_KAFKA_SASL_PLAINTEXT_PORT:-29098}       # kafka-secure: SASL_PLAINTEXT
+ES_SECURE_PORT=${SW_ES_SECURE_PORT:-29201}
+ES_SECURE_TRANSPORT_PORT=${SW_ES_SECURE_TRANSPORT_PORT:-29301}
 AM_PORT=${SW_ALERTMANAGER_PORT:-29094}
 WEBHOOK_PORT=${SW_WEBHOOK_PORT:-29095}
 
@@ -32,10 +37,25 @@ STOP_TIMEOUT=${SW_STOP_TIMEOUT:-30}
 KAFKA_DIR=$STACKWATCH_HOME/kafka
 ES_BASE=$STACKWATCH_HOME/elasticsearch # may move, see resolve_es_base
 ES_HOME=$ES_BASE/elasticsearch-$ES_VERSION
+# elasticsearch-secure: a second node from the same unpacked distribution, with its own config (ES_PATH_CONF),
+# data and logs under $ESS_BASE, security on (TLS on HTTP, user elastic).
+ESS_BASE=$ES_BASE/secure # follows ES_BASE, see resolve_es_base
+ESS_HOME=$ESS_BASE/elasticsearch-$ES_VERSION
+ESS_PLUGIN_SRC=$HELPERS/es-security-analysis
+ESS_USER=elastic
+# kafka-secure: a second single-node Kafka (own KRaft cluster) with SASL (PLAIN, SCRAM-SHA-256/512) over TLS and
+# over plain TCP, user stackwatch.
+KS_DIR=$STACKWATCH_HOME/kafka-secure
+KS_USER=stackwatch
+# The secure services' TLS material (a CA of our own, one certificate for 127.0.0.1/localhost) and passwords.
+TLS_DIR=$STACKWATCH_HOME/tls
 AM_DIR=$STACKWATCH_HOME/alertmanager
 WEBHOOK_SCRIPT=$REPO_DIR/scripts/webhook-receiver.mjs
 
 ALL_SERVICES=(webhook alertmanager kafka elasticsearch) # start order; stop is the reverse
+# Started only when named: JVMs of their own (512 MiB heap each) that only the security tests need.
+OPTIONAL_SERVICES=(kafka-secure elasticsearch-secure)
+KNOWN_SERVICES=("${ALL_SERVICES[@]}" "${OPTIONAL_SERVICES[@]}")
 
 usage() {
   cat <<EOF
@@ -43,7 +63,10 @@ usage: scripts/stack.sh COMMAND [SERVICE...]
 
 Installs (cached), starts, stops and reports the local stack used by stackwatch's
 integration tests and benchmarks. SERVICE: kafka, elasticsearch, alertmanager,
-webhook (default: all four).
+webhook (default: all four); and, only when named, for the security tests:
+elasticsearch-secure (a second Elasticsearch with security on: HTTPS with a CA of its
+own, user elastic) and kafka-secure (a second Kafka: SASL PLAIN/SCRAM over TLS and
+over TCP, user stackwatch). Their CA and passwords: scripts/stack.sh env.
 
 commands:
   install [SERVICE...]  download/install only (idempotent; cached in \$STACKWATCH_HOME)
@@ -60,6 +83,9 @@ environment (defaults):
   STACKWATCH_HOME=$STACKWATCH_HOME
   SW_KAFKA_PORT=29092 SW_KAFKA_CONTROLLER_PORT=29093 SW_ES_PORT=29200
   SW_ES_TRANSPORT_PORT=29300 SW_ALERTMANAGER_PORT=29094 SW_WEBHOOK_PORT=29095
+  SW_ES_SECURE_PORT=29201 SW_ES_SECURE_TRANSPORT_PORT=29301 (elasticsearch-secure)
+  SW_KAFKA_SECURE_PORT=29096 (SASL_SSL) SW_KAFKA_SASL_PLAINTEXT_PORT=29098
+  SW_KAFKA_SECURE_CONTROLLER_PORT=29097 (kafka-secure)
   SW_START_TIMEOUT  readiness timeout in seconds (kafka 120, elasticsearch 180,
                     alertmanager 30, webhook 15)
   SW_STOP_TIMEOUT=30  SW_ES_USER=stackwatch (Elasticsearch refuses to run as root)
@@ -82,7 +108,9 @@ since() { # since START_MS -> "7.2s"
 svc_port() {
   case $1 in
     kafka) echo "$KAFKA_PORT" ;;
+    kafka-secure) echo "$KAFKA_SECURE_PORT" ;;
     elasticsearch) echo "$ES_PORT" ;;
+    elasticsearch-secure) echo "$ES_SECURE_PORT" ;;
     alertmanager) echo "$AM_PORT" ;;
     webhook) echo "$WEBHOOK_PORT" ;;
   esac
@@ -90,20 +118,24 @@ svc_port() {
 svc_url() {
   case $1 in
     kafka) echo "127.0.0.1:$KAFKA_PORT" ;;
+    kafka-secure) echo "127.0.0.1:$KAFKA_SECURE_PORT (SASL_SSL), 127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT (SASL_PLAINTEXT)" ;;
+    elasticsearch-secure) echo "https://127.0.0.1:$ES_SECURE_PORT" ;;
     *) echo "http://127.0.0.1:$(svc_port "$1")" ;;
   esac
 }
 svc_ports() { # every port the service binds
   case $1 in
     kafka) echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT" ;;
+    kafka-secure) echo "$KAFKA_SECURE_PORT $KAFKA_SECURE_CONTROLLER_PORT $KAFKA_SASL_PLAINTEXT_PORT" ;;
     elasticsearch) echo "$ES_PORT $ES_TRANSPORT_PORT" ;;
+    elasticsearch-secure) echo "$ES_SECURE_PORT $ES_SECURE_TRANSPORT_PORT" ;;
     *) svc_port "$1" ;;
   esac
 }
 svc_timeout() {
   if [[ -n ${SW_START_TIMEOUT:-} ]]; then echo "$SW_START_TIMEOUT"; return; fi
   case $1 in
-    kafka) echo 120 ;; elasticsearch) echo 180 ;; alertmanager) echo 30 ;; webhook) echo 15 ;;
+    kafka|kafka-secure) echo 120 ;; elasticsearch|elasticsearch-secure) echo 180 ;; alertmanager) echo 30 ;; webhook) echo 15 ;;
   esac
 }
 # A string that must appear in the command line of a process we started; guards
@@ -111,7 +143,9 @@ svc_timeout() {
 svc_marker() {
   case $1 in
     kafka) echo "$KAFKA_DIR/server.properties" ;;
+    kafka-secure) echo "$KS_DIR/server.properties" ;;
     elasticsearch) echo "$ES_HOME" ;;
+    elasticsearch-secure) echo "$ESS_BASE/tmp" ;; # ES_TMPDIR: in the launcher's and the server's command line
     alertmanager) echo "$AM_DIR/alertmanager.yml" ;;
     webhook) echo "$WEBHOOK_SCRIPT" ;;
   esac
@@ -130,13 +164,35 @@ http_ok() { # URL [max seconds]
   fi
 }
 
+# https_es_ok PATH: the secure node answers PATH over HTTPS, verified with our CA, as user elastic. The
+# password goes to curl on stdin, not on its command line.
+https_es_ok() {
+  local url="https://127.0.0.1:$ES_SECURE_PORT$1" pw
+  [[ -s $TLS_DIR/ca.crt && -s $TLS_DIR/elastic.password ]] || return 1
+  pw=$(<"$TLS_DIR/elastic.password")
+  if command -v curl >/dev/null 2>&1; then
+    printf 'user = "%s:%s"\n' "$ESS_USER" "$pw" |
+      curl -fsS -o /dev/null --max-time 3 --cacert "$TLS_DIR/ca.crt" -K - "$url" 2>/dev/null
+  else
+    SW_AUTH="$ESS_USER:$pw" node -e 'const https=require("https"),fs=require("fs");
+      const r=https.get(process.argv[1],{ca:fs.readFileSync(process.argv[2]),auth:process.env.SW_AUTH,timeout:3000},
+        (res)=>process.exit(res.statusCode<300?0:1));r.on("error",()=>process.exit(1));r.on("timeout",()=>process.exit(1))' \
+      "$url" "$TLS_DIR/ca.crt"
+  fi
+}
+
 # svc_ready: what "start" waits for. svc_alive: what "status" calls up.
 # (The integ-test-zip has no rest-root module: GET / and HEAD / answer 405, so
 # Elasticsearch is probed on /_cluster/health.)
 svc_ready() {
   case $1 in
     kafka) port_open "$KAFKA_PORT" && node "$HELPERS/kafka-ping.mjs" 127.0.0.1 "$KAFKA_PORT" 2000 ;;
+    # ApiVersions is answered before authentication: over TLS (verified with our CA), and over plain TCP.
+    kafka-secure) port_open "$KAFKA_SECURE_PORT" && [[ -s $TLS_DIR/ca.crt ]] &&
+      SW_PING_CA="$TLS_DIR/ca.crt" node "$HELPERS/kafka-ping.mjs" 127.0.0.1 "$KAFKA_SECURE_PORT" 2000 &&
+      node "$HELPERS/kafka-ping.mjs" 127.0.0.1 "$KAFKA_SASL_PLAINTEXT_PORT" 2000 ;;
     elasticsearch) http_ok "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" 3 ;;
+    elasticsearch-secure) https_es_ok "/_cluster/health?wait_for_status=yellow&timeout=1s" ;;
     alertmanager) http_ok "http://127.0.0.1:$AM_PORT/-/ready" ;;
     webhook) http_ok "http://127.0.0.1:$WEBHOOK_PORT/healthz" ;;
   esac
@@ -144,6 +200,7 @@ svc_ready() {
 svc_alive() {
   case $1 in
     elasticsearch) http_ok "http://127.0.0.1:$ES_PORT/_cluster/health" ;;
+    elasticsearch-secure) https_es_ok /_cluster/health ;;
     *) svc_ready "$1" ;;
   esac
 }
@@ -182,7 +239,7 @@ svc_pids() {
   local svc=$1 marker pid
   marker=$(svc_marker "$svc")
   if pid=$(read_pid "$RUN_DIR/$svc.pid" "$marker"); then echo "$pid"; fi
-  if [[ $svc == elasticsearch ]] && pid=$(read_pid "$RUN_DIR/elasticsearch-launcher.pid" "$marker"); then
+  if [[ $svc == elasticsearch* ]] && pid=$(read_pid "$RUN_DIR/$svc-launcher.pid" "$marker"); then
     echo "$pid"
   fi
   return 0
@@ -321,6 +378,8 @@ resolve_es_base() {
   if [[ -n $target ]]; then
     ES_BASE=$target
     ES_HOME=$ES_BASE/elasticsearch-$ES_VERSION
+    ESS_BASE=$ES_BASE/secure
+    ESS_HOME=$ESS_BASE/elasticsearch-$ES_VERSION
   fi
 }
 es_prepare_base() { # create ES_BASE (and the symlink to it if it lives elsewhere)
@@ -366,6 +425,99 @@ install_elasticsearch() {
   es_ensure_user
 }
 
+# The secure services' TLS material in $TLS_DIR (openssl, made once: a CA of our own, and one certificate for
+# 127.0.0.1 and localhost that elasticsearch-secure (HTTP and transport) and kafka-secure serve), and their random
+# passwords (elastic.password, kafka.password).
+tls_secrets() {
+  local d=$TLS_DIR f
+  mkdir -p "$d"
+  chmod 700 "$d"
+  for f in elastic kafka; do
+    if [[ ! -s $d/$f.password ]]; then
+      (umask 077; head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24 >"$d/$f.password.tmp")
+      mv "$d/$f.password.tmp" "$d/$f.password"
+    fi
+  done
+  [[ -s $d/ca.crt && -s $d/server.crt && -s $d/server.key ]] && return 0
+  need_cmd openssl openssl
+  log "making a test CA and a certificate for 127.0.0.1/localhost in $d (openssl)"
+  rm -f "$d"/ca.* "$d"/server.*
+  (
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=stackwatch test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$d/ca.key" -out "$d/ca.crt"
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth,clientAuth" >"$d/server.ext"
+    openssl x509 -req -sha256 -days 3650 -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+      -extfile "$d/server.ext" -out "$d/server.crt"
+  ) >"$LOG_DIR/tls-openssl.log" 2>&1 || {
+    show_log_tail "$LOG_DIR/tls-openssl.log"
+    die "openssl failed to make the test certificates"
+  }
+  rm -f "$d/server.csr" "$d/server.ext" "$d/ca.srl"
+  chmod 644 "$d/ca.crt" "$d/server.crt" # the CA certificate is public; the keys and the passwords stay 0600
+}
+
+# The secure node's own copy of the distribution (hard links: no space, instant), with the
+# stackwatch-security-analysis plugin the .security index needs (see $ESS_PLUGIN_SRC/README.md), compiled here
+# against the distribution's own jars.
+ess_home() {
+  local stamp=$ESS_HOME/.stackwatch-secure-home want
+  want=$(cat "$ESS_PLUGIN_SRC"/plugin-descriptor.properties.in "$ESS_PLUGIN_SRC"/src/dev/stackwatch/esshim/*.java |
+    sha256sum | cut -c1-16)
+  [[ -f $stamp && $(<"$stamp") == "$want" ]] && return 0
+  local t0; t0=$(now_ms)
+  need_cmd javac openjdk-17-jdk-headless
+  rm -rf "$ESS_HOME" "$ESS_BASE/plugin.tmp"
+  mkdir -p "$ESS_BASE"
+  cp -al "$ES_HOME" "$ESS_HOME" 2>/dev/null || cp -a "$ES_HOME" "$ESS_HOME"
+  rm -rf "$ESS_HOME/config" "$ESS_HOME/.stackwatch-installed" # its config is $ESS_BASE/config (ES_PATH_CONF)
+  local build=$ESS_BASE/plugin.tmp dest=$ESS_HOME/plugins/stackwatch-security-analysis
+  mkdir -p "$build/classes" "$dest"
+  if ! { javac --release 17 -nowarn -cp "$ES_HOME/lib/*" -d "$build/classes" \
+      "$ESS_PLUGIN_SRC"/src/dev/stackwatch/esshim/*.java &&
+    jar --create --file "$dest/stackwatch-security-analysis-$ES_VERSION.jar" -C "$build/classes" .; } \
+    >"$LOG_DIR/elasticsearch-secure-plugin.log" 2>&1; then
+    show_log_tail "$LOG_DIR/elasticsearch-secure-plugin.log"
+    die "building the stackwatch-security-analysis plugin failed"
+  fi
+  sed "s/@ES_VERSION@/$ES_VERSION/g" "$ESS_PLUGIN_SRC/plugin-descriptor.properties.in" >"$dest/plugin-descriptor.properties"
+  rm -rf "$build"
+  echo "$want" >"$stamp"
+  log "elasticsearch-secure: distribution linked and plugin built in $(since "$t0") ($ESS_HOME)"
+}
+
+install_elasticsearch_secure() {
+  install_elasticsearch
+  tls_secrets
+  ess_home
+  local conf=$ESS_BASE/config stamp=$ESS_BASE/config/.stackwatch-secure
+  local pw; pw=$(<"$TLS_DIR/elastic.password")
+  # Remade when the password or the certificate changed (e.g. $TLS_DIR was deleted).
+  local want; want=$(cat "$TLS_DIR/elastic.password" "$TLS_DIR/server.crt" | sha256sum | cut -c1-16)
+  if [[ ! -f $stamp || $(<"$stamp") != "$want" ]]; then
+    local t0; t0=$(now_ms)
+    rm -rf "$conf" "$ESS_BASE/data" # a new bootstrap password needs a fresh .security index
+    mkdir -p "$conf/tls" "$ESS_BASE/data" "$ESS_BASE/logs" "$ESS_BASE/tmp" "$ESS_BASE/run"
+    local f
+    for f in jvm.options jvm.options.d log4j2.properties roles.yml role_mapping.yml users users_roles; do
+      cp -a "$ES_HOME/config/$f" "$conf/"
+    done
+    cp "$TLS_DIR/ca.crt" "$TLS_DIR/server.crt" "$TLS_DIR/server.key" "$conf/tls/"
+    local ks=(env ES_JAVA_HOME="$(es_java_home)" ES_PATH_CONF="$conf" "$ESS_HOME/bin/elasticsearch-keystore")
+    if ! { "${ks[@]}" create && printf '%s' "$pw" | "${ks[@]}" add -x -f bootstrap.password; } \
+      >"$LOG_DIR/elasticsearch-secure-keystore.log" 2>&1; then
+      show_log_tail "$LOG_DIR/elasticsearch-secure-keystore.log"
+      die "elasticsearch-keystore failed (log: $LOG_DIR/elasticsearch-secure-keystore.log)"
+    fi
+    echo "$want" >"$stamp"
+    log "elasticsearch-secure configured in $(since "$t0") ($conf)"
+  fi
+  if (( EUID == 0 )); then chown -R "$ES_USER:" "$ESS_BASE"; fi
+}
+
 install_alertmanager() {
   [[ -x $AM_BIN ]] && return 0
   local t0; t0=$(now_ms)
@@ -382,7 +534,12 @@ install_webhook() {
   [[ -f $WEBHOOK_SCRIPT ]] || die "$WEBHOOK_SCRIPT missing"
 }
 
-install_svc() { mkdir -p "$LOG_DIR" "$RUN_DIR"; "install_$1"; }
+install_kafka_secure() {
+  install_kafka
+  tls_secrets
+}
+
+install_svc() { mkdir -p "$LOG_DIR" "$RUN_DIR"; "install_${1//-/_}"; }
 
 # ---------------------------------------------------------------- launch
 
@@ -477,6 +634,128 @@ EOF
   fi
 }
 
+launch_kafka_secure() {
+  local data=$KS_DIR/data props=$KS_DIR/server.properties cid pw
+  local cp="$KAFKA_DIR/libs/*"
+  pw=$(<"$TLS_DIR/kafka.password")
+  mkdir -p "$data"
+  chmod 700 "$KS_DIR"
+  # The broker's key and certificate chain in one PEM file (Kafka's PEM keystore).
+  (umask 077; cat "$TLS_DIR/server.key" "$TLS_DIR/server.crt" >"$KS_DIR/server-keystore.pem")
+  if [[ ! -s $KS_DIR/cluster-id ]]; then
+    while :; do
+      cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+      [[ $cid != -* ]] && break
+    done
+    echo "$cid" >"$KS_DIR/cluster-id"
+  fi
+  cid=$(<"$KS_DIR/cluster-id")
+  cp "$HELPERS/kafka-log4j2.properties" "$KS_DIR/log4j2.properties"
+  local jaas_plain="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"$KS_USER\" password=\"$pw\" user_$KS_USER=\"$pw\";"
+  local jaas_scram="org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  (umask 077; cat >"$props" <<EOF
+# generated by scripts/stack.sh: kafka-secure, a single combined KRaft node with SASL (PLAIN, SCRAM-SHA-256,
+# SCRAM-SHA-512) over TLS (SASL_SSL) and over plain TCP (SASL_PLAINTEXT), for the security tests
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_SECURE_CONTROLLER_PORT
+listeners=SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT,CONTROLLER://127.0.0.1:$KAFKA_SECURE_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_SECURE_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT
+listener.security.protocol.map=SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=$jaas_plain
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$jaas_scram
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$jaas_scram
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas_plain
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=$jaas_scram
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$jaas_scram
+ssl.keystore.type=PEM
+ssl.keystore.location=$KS_DIR/server-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.crt
+ssl.client.auth=none
+log.dirs=$data
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+EOF
+  )
+  local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$KS_DIR/log4j2.properties")
+  if [[ ! -f $data/meta.properties ]]; then
+    log "formatting kafka-secure storage (cluster id $cid; SCRAM credentials for $KS_USER)"
+    if ! java "${java_opts[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$props" --ignore-formatted \
+      --add-scram "SCRAM-SHA-256=[name=$KS_USER,password=$pw]" --add-scram "SCRAM-SHA-512=[name=$KS_USER,password=$pw]" \
+      >"$LOG_DIR/kafka-secure-format.log" 2>&1; then
+      show_log_tail "$LOG_DIR/kafka-secure-format.log"
+      die "kafka-secure storage format failed"
+    fi
+  fi
+  launch "$LOG_DIR/kafka-secure.log" java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props"
+  echo "$LAUNCHED_PID" >"$RUN_DIR/kafka-secure.pid"
+  MAIN_PID=$LAUNCHED_PID
+}
+
+launch_elasticsearch_secure() {
+  local java_home; java_home=$(es_java_home)
+  cat >"$ESS_BASE/config/elasticsearch.yml" <<EOF
+# generated by scripts/stack.sh: the secure node (the integ-test-zip is minimal: unknown settings are fatal)
+cluster.name: stackwatch-secure
+node.name: stackwatch-secure-1
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $ES_SECURE_PORT
+transport.port: $ES_SECURE_TRANSPORT_PORT
+path.data: $ESS_BASE/data
+path.logs: $ESS_BASE/logs
+cluster.routing.allocation.disk.threshold_enabled: false
+xpack.security.enabled: true
+# Single-node discovery needs no transport TLS (no other node joins; the bootstrap check only warns), but it
+# is on, with the same certificate, so that this node is configured like a production one.
+xpack.security.transport.ssl.enabled: true
+xpack.security.transport.ssl.verification_mode: certificate
+xpack.security.transport.ssl.certificate: tls/server.crt
+xpack.security.transport.ssl.key: tls/server.key
+xpack.security.transport.ssl.certificate_authorities: [ tls/ca.crt ]
+xpack.security.http.ssl.enabled: true
+xpack.security.http.ssl.certificate: tls/server.crt
+xpack.security.http.ssl.key: tls/server.key
+xpack.security.http.ssl.certificate_authorities: [ tls/ca.crt ]
+xpack.security.authc.api_key.enabled: true
+EOF
+  local espid=$ESS_BASE/run/elasticsearch.pid
+  rm -f "$espid"
+  local cmd=(env ES_JAVA_HOME="$java_home" ES_JAVA_OPTS="${SW_ES_JAVA_OPTS:--Xms512m -Xmx512m}"
+    ES_PATH_CONF="$ESS_BASE/config" ES_TMPDIR="$ESS_BASE/tmp" "$ESS_HOME/bin/elasticsearch" -p "$espid")
+  if (( EUID == 0 )); then
+    chown -R "$ES_USER:" "$ESS_BASE"
+    cmd=(runuser -u "$ES_USER" -- "${cmd[@]}")
+  fi
+  launch "$LOG_DIR/elasticsearch-secure.log" "${cmd[@]}"
+  echo "$LAUNCHED_PID" >"$RUN_DIR/elasticsearch-secure-launcher.pid"
+  MAIN_PID=$LAUNCHED_PID
+  local deadline=$(( $(now_ms) + 60000 )) pid=""
+  while (( $(now_ms) < deadline )) && is_running "$LAUNCHED_PID"; do
+    if [[ -s $espid ]]; then pid=$(tr -dc '0-9' <"$espid"); [[ -n $pid ]] && break; fi
+    sleep 0.2
+  done
+  if [[ -n $pid ]]; then
+    echo "$pid" >"$RUN_DIR/elasticsearch-secure.pid"
+    MAIN_PID=$pid
+  fi
+}
+
 launch_alertmanager() {
   mkdir -p "$AM_DIR/data"
   sed "s#@WEBHOOK_URL@#http://127.0.0.1:$WEBHOOK_PORT/alertmanager#" \
@@ -547,7 +826,7 @@ start_svc() {
   install_svc "$svc"
   t0=$(now_ms) # "ready in" counts the start alone; install reports its own time
   MAIN_PID=""
-  "launch_$svc"
+  "launch_${svc//-/_}"
   wait_ready "$svc" "$MAIN_PID" "$t0"
 }
 
@@ -584,7 +863,21 @@ STACKWATCH_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 STACKWATCH_ES_URL=http://127.0.0.1:$ES_PORT
 STACKWATCH_ALERTMANAGER_URL=http://127.0.0.1:$AM_PORT
 STACKWATCH_WEBHOOK_URL=http://127.0.0.1:$WEBHOOK_PORT
+STACKWATCH_ES_SECURE_URL=https://127.0.0.1:$ES_SECURE_PORT
+STACKWATCH_ES_SECURE_CA=$TLS_DIR/ca.crt
+STACKWATCH_ES_SECURE_USER=$ESS_USER
+STACKWATCH_KAFKA_SECURE_BROKERS=127.0.0.1:$KAFKA_SECURE_PORT
+STACKWATCH_KAFKA_SASL_PLAINTEXT_BROKERS=127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT
+STACKWATCH_KAFKA_SECURE_CA=$TLS_DIR/ca.crt
+STACKWATCH_KAFKA_SECURE_USER=$KS_USER
 EOF
+  # Made on the first install or start of elasticsearch-secure or kafka-secure.
+  if [[ -s $TLS_DIR/elastic.password ]]; then
+    echo "STACKWATCH_ES_SECURE_PASSWORD=$(<"$TLS_DIR/elastic.password")"
+  fi
+  if [[ -s $TLS_DIR/kafka.password ]]; then
+    echo "STACKWATCH_KAFKA_SECURE_PASSWORD=$(<"$TLS_DIR/kafka.password")"
+  fi
 }
 
 take_lock() {
@@ -611,15 +904,25 @@ main() {
     case $want in
       -h|--help) usage; return 0 ;;
       all) selected+=("${ALL_SERVICES[@]}") ;;
-      kafka|elasticsearch|alertmanager|webhook) selected+=("$want") ;;
+      kafka|elasticsearch|alertmanager|webhook|elasticsearch-secure|kafka-secure) selected+=("$want") ;;
       es) selected+=(elasticsearch) ;;
-      *) log "unknown service: $want (kafka, elasticsearch, alertmanager, webhook)"; return 2 ;;
+      es-secure) selected+=(elasticsearch-secure) ;;
+      *) log "unknown service: $want (kafka, elasticsearch, alertmanager, webhook, elasticsearch-secure, kafka-secure)"; return 2 ;;
     esac
   done
-  (( ${#selected[@]} > 0 )) || selected=("${ALL_SERVICES[@]}")
+  if (( ${#selected[@]} == 0 )); then
+    selected=("${ALL_SERVICES[@]}")
+    # A bare "stop" also stops the optional services this script started (and says nothing about the others).
+    if [[ $action == stop ]]; then
+      resolve_es_base quiet
+      for svc in "${OPTIONAL_SERVICES[@]}"; do
+        [[ -z $(svc_pids "$svc" 2>/dev/null) ]] || selected+=("$svc")
+      done
+    fi
+  fi
   # canonical order, duplicates dropped
   local ordered=()
-  for svc in "${ALL_SERVICES[@]}"; do
+  for svc in "${KNOWN_SERVICES[@]}"; do
     [[ " ${selected[*]} " == *" $svc "* ]] && ordered+=("$svc")
   done
 

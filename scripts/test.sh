@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund
 
 started=()
-for svc in webhook alertmanager kafka elasticsearch; do
+for svc in webhook alertmanager kafka elasticsearch kafka-secure elasticsearch-secure; do
   scripts/stack.sh status "$svc" >/dev/null 2>&1 || started+=("$svc")
 done
 # The collectors' real servers, each with its own script: Zabbix 6.0 with a MariaDB primary/replica pair, and a

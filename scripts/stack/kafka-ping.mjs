@@ -5,8 +5,12 @@
 // if the broker replies with error_code 0 and a non-empty API list, 1 otherwise.
 // A KRaft broker only serves its PLAINTEXT listener once it has caught up with the
 // metadata log and been unfenced, so an answer here means clients can use it.
+// With SW_PING_CA=FILE it connects over TLS and verifies the broker's certificate with that CA
+// (a SASL_SSL listener answers ApiVersions before authentication).
 
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 
 const [host = '127.0.0.1', portArg = '29092', timeoutArg = '2000'] = process.argv.slice(2);
 const port = Number(portArg);
@@ -32,7 +36,10 @@ const finish = (ok, why) => {
   process.exit(ok ? 0 : 1);
 };
 
-const socket = net.connect({ host, port }, () => socket.write(Buffer.concat([size, payload])));
+const send = () => socket.write(Buffer.concat([size, payload]));
+const socket = process.env.SW_PING_CA
+  ? tls.connect({ host, port, ca: readFileSync(process.env.SW_PING_CA) }, send)
+  : net.connect({ host, port }, send);
 socket.setTimeout(timeoutMs, () => finish(false, 'timeout'));
 socket.on('error', (err) => finish(false, err.message));
 socket.on('close', () => finish(false, 'connection closed before a full response'));
