@@ -134,6 +134,9 @@ const ElasticsearchSection = z.strictObject({
       dead_letter: z.string().min(1).default('stackwatch-dead-letter'),
     })
     .prefault({}),
+  /** Days each kind of index is kept (`stackwatch setup`: the ILM policy, or what `setup --prune` deletes);
+   * absent kinds keep the defaults (logs 30, alerts 365, metrics 180, dead_letter 30). */
+  retention_days: z.partialRecord(z.enum(['logs', 'alerts', 'metrics', 'dead_letter']), positiveInt).default({}),
   bulk_max_docs: positiveInt.default(2000),
   request_timeout_ms: positiveInt.default(30_000),
 }).transform((v, ctx) => {

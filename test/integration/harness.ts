@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 import { stringify } from 'yaml';
 import { validateConfig, type Config } from '../../core/config.ts';
-import { esClient, type Client } from '../../core/elastic.ts';
+import { esClient, removeIndexTemplates, type Client } from '../../core/elastic.ts';
 import { deleteTopics } from '../../core/kafka.ts';
 
 export const REPO = new URL('../../', import.meta.url).pathname;
@@ -65,6 +65,7 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
       // By name: Elasticsearch 8 refuses wildcard deletes (action.destructive_requires_name).
       const names = Object.keys(await es.indices.get({ index: `swtest-${run}-*`, allow_no_indices: true, ignore_unavailable: true }).catch(() => ({})));
       if (names.length > 0) await es.indices.delete({ index: names }).catch(() => {});
+      await removeIndexTemplates(es, cfg.elasticsearch).catch(() => {});
       await es.close();
       await deleteTopics(cfg.kafka, Object.values(cfg.kafka.topics)).catch(() => {});
     },

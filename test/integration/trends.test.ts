@@ -119,7 +119,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(Object.values(t.cfg.elasticsearch.indices).map((name) => t.es.indices.deleteIndexTemplate({ name }).catch(() => {})));
   await t.cleanup();
 });
 
