@@ -13,6 +13,10 @@ STACKWATCH_HOME=${STACKWATCH_HOME:-$REPO_DIR/.stack}
 case $STACKWATCH_HOME in /*) ;; *) STACKWATCH_HOME=$PWD/$STACKWATCH_HOME ;; esac
 RUN_DIR=$STACKWATCH_HOME/run
 LOG_DIR=$STACKWATCH_HOME/log
+
+LOG_TAG=ceph
+# shellcheck source=lib/processes.sh disable=SC2034 # (LOG_TAG, STOP_TIMEOUT: used by the library)
+source "$SCRIPT_DIR/lib/processes.sh"
 CEPH_DIR=$STACKWATCH_HOME/ceph
 
 CONF=$CEPH_DIR/ceph.conf
@@ -76,14 +80,7 @@ files: \$STACKWATCH_HOME/ceph/{ceph.conf,keyring,<daemon data>},
 EOF
 }
 
-log() { printf 'ceph: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-since() { # since START_MS -> "7.2s"
-  local d=$(( $(now_ms) - $1 ))
-  printf '%d.%ds' $(( d / 1000 )) $(( d % 1000 / 100 ))
-}
 
 # ---------------------------------------------------------------- daemons
 
@@ -103,19 +100,6 @@ daemon_args() { # NAME -> "--conf CONF --id ID"
 }
 daemon_marker() { echo "--conf $CONF --id ${1#*.} "; }
 
-is_running() { # PID: alive and not a zombie
-  local pid=$1 stat
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != Z ]]
-}
-pid_matches() { # PID MARKER: running and its command line contains MARKER
-  is_running "$1" || return 1
-  local cmdline
-  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *"$2"* ]]
-}
 daemon_pid() { # NAME: print its PID if it is still ours, else drop a stale pid file and fail
   local file pid
   file=$(daemon_pidfile "$1")
@@ -142,33 +126,13 @@ launch() {
   LAUNCHED_PID=$!
 }
 
-show_log_tail() { # FILE [LINES]
-  local file=$1 n=${2:-30}
-  [[ -f $file ]] || return 0
-  log "last $n lines of $file:"
-  tail -n "$n" "$file" | sed 's/^/    /' >&2
-}
 
-terminate() { # PID...: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL
-  local pid deadline
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  deadline=$(( $(now_ms) + STOP_TIMEOUT * 1000 ))
-  for pid in "$@"; do
-    while is_running "$pid" && (( $(now_ms) < deadline )); do sleep 0.2; done
-    if is_running "$pid"; then
-      log "pid $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      while is_running "$pid"; do sleep 0.1; done
-    fi
-  done
-}
 
 # ---------------------------------------------------------------- cluster probes
 
 cephc() { # the admin CLI against our cluster, bounded in time
   timeout 60 ceph --conf "$CONF" --keyring "$ADMIN_KEYRING" --connect-timeout 5 "$@"
 }
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # cluster_settled: HEALTH_OK, all OSDs up and in, all PGs active+clean. The summary
 # line goes to STATE_LINE.
@@ -212,24 +176,8 @@ ceph_installed() {
 
 cmd_install() {
   ceph_installed && return 0
-  (( EUID == 0 )) || die "need root to apt-get install ${PACKAGES[*]} (or install them yourself)"
   local t0; t0=$(now_ms)
-  log "apt-get update"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
-  # Keep the packages' maintainer scripts from starting daemons: policy-rc.d exit 101,
-  # only if none exists already (a container image often has one; leave it be).
-  local policy=/usr/sbin/policy-rc.d made_policy=0 rc=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# temporary, from stackwatch scripts/ceph.sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    made_policy=1
-  fi
-  log "apt-get install --no-install-recommends ${PACKAGES[*]}"
-  # (waits for a dpkg lock held by another installer instead of failing at once)
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-    --no-install-recommends "${PACKAGES[@]}" >"$LOG_DIR/apt-ceph.log" 2>&1 || rc=$?
-  if (( made_policy )); then rm -f "$policy"; fi
-  if (( rc != 0 )); then show_log_tail "$LOG_DIR/apt-ceph.log"; die "apt-get install failed"; fi
+  apt_install apt-ceph.log "${PACKAGES[@]}"
   ceph_installed || die "installed ${PACKAGES[*]} but a command is still missing"
   log "ceph installed in $(since "$t0") ($(ceph --version))"
 }
@@ -527,15 +475,6 @@ STACKWATCH_CEPH_CLUSTER_LOG=$CLUSTER_LOG
 EOF
 }
 
-take_lock() {
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  exec 9>"$RUN_DIR/.ceph.lock"
-  if ! flock -n 9; then
-    log "another ceph.sh is running; waiting for it"
-    flock -w 900 9 || die "timed out waiting for the lock $RUN_DIR/.ceph.lock"
-  fi
-}
-
 main() {
   local action=${1:-} name
   [[ $# -gt 0 ]] && shift
@@ -543,13 +482,13 @@ main() {
     -h|--help|help) usage; return 0 ;;
     env) print_env ;;
     status) cmd_status ;;
-    install) take_lock; cmd_install; log "installed: $(ceph --version)" ;;
-    start) take_lock; cmd_start ;;
-    stop) take_lock; cmd_stop ;;
+    install) take_lock .ceph.lock; cmd_install; log "installed: $(ceph --version)" ;;
+    start) take_lock .ceph.lock; cmd_start ;;
+    stop) take_lock .ceph.lock; cmd_stop ;;
     kill-osd|kill-mon|kill-mgr)
-      name=$(daemon_arg "$action" "${1:-}"); take_lock; cmd_kill "$name" ;;
+      name=$(daemon_arg "$action" "${1:-}"); take_lock .ceph.lock; cmd_kill "$name" ;;
     start-osd|start-mon|start-mgr)
-      name=$(daemon_arg "$action" "${1:-}"); take_lock; cmd_start_daemon "$name" ;;
+      name=$(daemon_arg "$action" "${1:-}"); take_lock .ceph.lock; cmd_start_daemon "$name" ;;
     "") usage >&2; return 2 ;;
     *) log "unknown command: $action"; usage >&2; return 2 ;;
   esac

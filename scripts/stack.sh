@@ -13,6 +13,10 @@ case $STACKWATCH_HOME in /*) ;; *) STACKWATCH_HOME=$PWD/$STACKWATCH_HOME ;; esac
 RUN_DIR=$STACKWATCH_HOME/run
 LOG_DIR=$STACKWATCH_HOME/log
 
+LOG_TAG=stack
+# shellcheck source=lib/processes.sh disable=SC2034 # (LOG_TAG, STOP_TIMEOUT: used by the library)
+source "$SCRIPT_DIR/lib/processes.sh"
+
 # Pinned versions (override only if you know what you are doing).
 KAFKA_VERSION=${SW_KAFKA_VERSION:-4.1.1}
 ES_VERSION=${SW_ES_VERSION:-8.19.21}
@@ -96,14 +100,7 @@ files: \$STACKWATCH_HOME/log/<svc>.log, \$STACKWATCH_HOME/run/<svc>.pid
 EOF
 }
 
-log() { printf 'stack: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-since() { # since START_MS -> "7.2s"
-  local d=$(( $(now_ms) - $1 ))
-  printf '%d.%ds' $(( d / 1000 )) $(( d % 1000 / 100 ))
-}
 
 svc_port() {
   case $1 in
@@ -153,7 +150,6 @@ svc_marker() {
 
 # ---------------------------------------------------------------- probes
 
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 http_ok() { # URL [max seconds]
   if command -v curl >/dev/null 2>&1; then
@@ -207,19 +203,6 @@ svc_alive() {
 
 # ---------------------------------------------------------------- processes
 
-is_running() { # PID: alive and not a zombie
-  local pid=$1 stat
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != Z ]]
-}
-pid_matches() { # PID MARKER: running and its command line contains MARKER
-  is_running "$1" || return 1
-  local cmdline
-  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *"$2"* ]]
-}
 # read_pid FILE MARKER: print the PID if that process is still ours, else drop the
 # stale file and fail.
 read_pid() {
@@ -255,54 +238,12 @@ launch() {
   LAUNCHED_PID=$!
 }
 
-show_log_tail() { # FILE [LINES]
-  local file=$1 n=${2:-30}
-  [[ -f $file ]] || return 0
-  log "last $n lines of $file:"
-  tail -n "$n" "$file" | sed 's/^/    /' >&2
-}
 
-terminate() { # PID...: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL
-  local pid deadline
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  deadline=$(( $(now_ms) + STOP_TIMEOUT * 1000 ))
-  for pid in "$@"; do
-    while is_running "$pid" && (( $(now_ms) < deadline )); do sleep 0.2; done
-    if is_running "$pid"; then
-      log "pid $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      while is_running "$pid"; do sleep 0.1; done
-    fi
-  done
-}
 
 # ---------------------------------------------------------------- install helpers
 
-APT_UPDATED=0
-apt_install() { # PACKAGE...
-  (( EUID == 0 )) || die "need root to apt-get install $* (or install it yourself)"
-  if (( APT_UPDATED == 0 )); then
-    log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    APT_UPDATED=1
-  fi
-  # Keep maintainer scripts from starting packaged daemons (e.g. a system
-  # alertmanager on :9093): policy-rc.d exit 101, only if none exists already.
-  local policy=/usr/sbin/policy-rc.d made_policy=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# temporary, from stackwatch scripts/stack.sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    made_policy=1
-  fi
-  log "apt-get install $*"
-  local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
-    >"$LOG_DIR/apt.log" 2>&1 || rc=$?
-  if (( made_policy )); then rm -f "$policy"; fi
-  if (( rc != 0 )); then show_log_tail "$LOG_DIR/apt.log"; die "apt-get install $* failed"; fi
-}
 need_cmd() { # COMMAND DEBIAN-PACKAGE
-  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+  command -v "$1" >/dev/null 2>&1 || apt_install apt.log "$2"
 }
 
 mvn_run() { # LOGNAME ARGS...: quiet, batch mode, output to $LOG_DIR/LOGNAME
@@ -522,7 +463,7 @@ install_alertmanager() {
   [[ -x $AM_BIN ]] && return 0
   local t0; t0=$(now_ms)
   [[ $AM_BIN == /usr/bin/prometheus-alertmanager ]] || die "$AM_BIN not found (SW_ALERTMANAGER_BIN)"
-  apt_install prometheus-alertmanager
+  apt_install apt.log prometheus-alertmanager
   [[ -x $AM_BIN ]] || die "prometheus-alertmanager installed but $AM_BIN is missing"
   log "alertmanager installed in $(since "$t0") ($("$AM_BIN" --version 2>&1 | head -n1))"
 }
@@ -542,6 +483,24 @@ install_kafka_secure() {
 install_svc() { mkdir -p "$LOG_DIR" "$RUN_DIR"; "install_${1//-/_}"; }
 
 # ---------------------------------------------------------------- launch
+
+# The settings a single-node broker needs (every internal topic with one replica), for both brokers.
+kafka_single_node_properties() { # DATA_DIR
+  cat <<EOF
+log.dirs=$1
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+EOF
+}
 
 launch_kafka() {
   local data=$KAFKA_DIR/data props=$KAFKA_DIR/server.properties cid
@@ -567,18 +526,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$data
-num.partitions=3
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-default.replication.factor=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
+$(kafka_single_node_properties "$data")
 EOF
   local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
     -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties")
@@ -677,18 +625,7 @@ ssl.keystore.location=$KS_DIR/server-keystore.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$TLS_DIR/ca.crt
 ssl.client.auth=none
-log.dirs=$data
-num.partitions=3
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-default.replication.factor=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
+$(kafka_single_node_properties "$data")
 EOF
   )
   local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
@@ -880,15 +817,6 @@ EOF
   fi
 }
 
-take_lock() {
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  exec 9>"$RUN_DIR/.lock"
-  if ! flock -n 9; then
-    log "another stack.sh is running; waiting for it"
-    flock -w 900 9 || die "timed out waiting for the lock $RUN_DIR/.lock"
-  fi
-}
-
 main() {
   local action=${1:-}
   [[ $# -gt 0 ]] && shift
@@ -938,18 +866,18 @@ main() {
       return "$STATUS_RC"
       ;;
     install)
-      take_lock
+      take_lock .lock
       for svc in "${ordered[@]}"; do install_svc "$svc"; done
       log "installed: ${ordered[*]} (in $STACKWATCH_HOME)"
       ;;
     start)
-      take_lock
+      take_lock .lock
       local t0; t0=$(now_ms)
       for svc in "${ordered[@]}"; do start_svc "$svc"; done
       log "started: ${ordered[*]} in $(since "$t0")"
       ;;
     stop)
-      take_lock
+      take_lock .lock
       local i
       for (( i=${#ordered[@]}-1; i>=0; i-- )); do stop_svc "${ordered[i]}"; done
       ;;

@@ -13,6 +13,10 @@ STACKWATCH_HOME=${STACKWATCH_HOME:-$REPO_DIR/.stack}
 case $STACKWATCH_HOME in /*) ;; *) STACKWATCH_HOME=$PWD/$STACKWATCH_HOME ;; esac
 RUN_DIR=$STACKWATCH_HOME/run
 LOG_DIR=$STACKWATCH_HOME/log
+
+LOG_TAG=zabbix
+# shellcheck source=lib/processes.sh disable=SC2034 # (LOG_TAG, STOP_TIMEOUT: used by the library)
+source "$SCRIPT_DIR/lib/processes.sh"
 ZBX_DIR=$STACKWATCH_HOME/zabbix
 MARIADB_DIR=$STACKWATCH_HOME/mariadb
 
@@ -111,14 +115,7 @@ files: \$STACKWATCH_HOME/log/<name>.log, \$STACKWATCH_HOME/run/<name>.pid, \$STA
 EOF
 }
 
-log() { printf 'zabbix: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-since() { # since START_MS -> "7.2s"
-  local d=$(( $(now_ms) - $1 ))
-  printf '%d.%ds' $(( d / 1000 )) $(( d % 1000 / 100 ))
-}
 START_TIMEOUT=${SW_START_TIMEOUT:-120}
 
 # Unix sockets are limited to 107 bytes: fall back to /tmp for a deep STACKWATCH_HOME.
@@ -164,7 +161,6 @@ svc_marker() {
 
 # ---------------------------------------------------------------- probes
 
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # the helper's environment (zbx.py reads these)
 ZBX_ENV=(ZBX_API_URL="$API_URL" ZBX_API_USER="$API_USER" ZBX_API_PASSWORD="$API_PASSWORD"
@@ -195,21 +191,6 @@ svc_ready() {
 
 # ---------------------------------------------------------------- processes
 
-is_running() { # PID: alive and not a zombie
-  local pid=$1 stat
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [[ ${stat%% *} != Z ]]
-}
-pid_matches() { # PID MARKER: running and its command line (or executable) contains MARKER
-  is_running "$1" || return 1
-  local cmdline exe
-  cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-  [[ $cmdline == *"$2"* ]] && return 0
-  exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
-  [[ $exe == *"$2"* ]]
-}
 read_pid() { # FILE MARKER: print the PID if that process is still ours, else drop the stale file
   local file=$1 marker=$2 pid
   [[ -f $file ]] || return 1
@@ -247,52 +228,10 @@ launch() {
   LAUNCHED_PID=$!
 }
 
-show_log_tail() { # FILE [LINES]
-  local file=$1 n=${2:-30}
-  [[ -f $file ]] || return 0
-  log "last $n lines of $file:"
-  tail -n "$n" "$file" | sed 's/^/    /' >&2
-}
 
-terminate() { # PID...: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL
-  local pid deadline
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  deadline=$(( $(now_ms) + STOP_TIMEOUT * 1000 ))
-  for pid in "$@"; do
-    while is_running "$pid" && (( $(now_ms) < deadline )); do sleep 0.2; done
-    if is_running "$pid"; then
-      log "pid $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      while is_running "$pid"; do sleep 0.1; done
-    fi
-  done
-}
 
 # ---------------------------------------------------------------- install
 
-APT_UPDATED=0
-apt_install() { # PACKAGE...
-  (( EUID == 0 )) || die "need root to apt-get install $* (or install it yourself)"
-  if (( APT_UPDATED == 0 )); then
-    log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    APT_UPDATED=1
-  fi
-  # Keep maintainer scripts from starting packaged daemons (zabbix-server, apache, mariadb):
-  # policy-rc.d exit 101, only if none exists already.
-  local policy=/usr/sbin/policy-rc.d made_policy=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# temporary, from stackwatch scripts/zabbix.sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    made_policy=1
-  fi
-  log "apt-get install $*"
-  local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
-    >"$LOG_DIR/zabbix-apt.log" 2>&1 || rc=$?
-  if (( made_policy )); then rm -f "$policy"; fi
-  if (( rc != 0 )); then show_log_tail "$LOG_DIR/zabbix-apt.log"; die "apt-get install $* failed"; fi
-}
 
 missing_packages() { # print the packages of PACKAGES (+ MariaDB/PostgreSQL clients) not installed
   local want=("${PACKAGES[@]}") p
@@ -312,7 +251,7 @@ do_install() {
     log "packages already installed ($(zabbix_server -V 2>/dev/null | head -n1))"
     return 0
   fi
-  apt_install "${missing[@]}"
+  apt_install zabbix-apt.log "${missing[@]}"
   [[ -x /usr/sbin/zabbix_server && -f $FRONTEND_DIR/api_jsonrpc.php && -f $SQL_DIR/schema.sql.gz ]] ||
     die "packages installed but zabbix_server, the frontend or $SQL_DIR/schema.sql.gz is missing"
   log "installed ${missing[*]} in $(since "$t0") ($(zabbix_server -V | head -n1))"
@@ -731,15 +670,6 @@ do_reset() {
   log "removed $MARIADB_DIR and $ZBX_DIR"
 }
 
-take_lock() {
-  mkdir -p "$RUN_DIR" "$LOG_DIR"
-  exec 9>"$RUN_DIR/.zabbix.lock"
-  if ! flock -n 9; then
-    log "another zabbix.sh is running; waiting for it"
-    flock -w 900 9 || die "timed out waiting for the lock $RUN_DIR/.zabbix.lock"
-  fi
-}
-
 main() {
   local action=${1:-}
   [[ $# -gt 0 ]] && shift
@@ -747,15 +677,15 @@ main() {
     -h|--help|help) usage; return 0 ;;
     env) print_env ;;
     status) do_status ;;
-    install) take_lock; do_install ;;
-    start) take_lock; do_start ;;
-    stop) take_lock; do_stop ;;
-    reset) take_lock; do_reset ;;
+    install) take_lock .zabbix.lock; do_install ;;
+    start) take_lock .zabbix.lock; do_start ;;
+    stop) take_lock .zabbix.lock; do_stop ;;
+    reset) take_lock .zabbix.lock; do_reset ;;
     reload)
       [[ -n $(svc_pids zabbix-server) ]] || die "zabbix-server is not running"
       config_reload || die "zabbix_server -R config_cache_reload failed"
       log "configuration cache reload requested" ;;
-    lag) take_lock; do_lag "$@" ;;
+    lag) take_lock .zabbix.lock; do_lag "$@" ;;
     send)
       [[ $# -ge 2 ]] || die "usage: send KEY VALUE [HOST]"
       "$HELPERS/zabbix_sender" -z 127.0.0.1 -p "$SERVER_PORT" -s "${3:-$ZBX_HOSTNAME}" -k "$1" -o "$2" ;;
