@@ -113,9 +113,9 @@ daemon_pid() { # NAME: print its PID if it is still ours, else drop a stale pid 
   return 1
 }
 
-# launch NAME: start the daemon detached (own session, no stdin, in the foreground with
+# launch_daemon NAME: start the daemon detached (own session, no stdin, in the foreground with
 # its log on stderr, captured in $LOG_DIR/ceph-NAME.log) and record its PID.
-launch() {
+launch_daemon() {
   local name=$1 type=${1%%.*} logfile args
   logfile=$(daemon_log "$name")
   mapfile -t args < <(daemon_args "$name")
@@ -272,7 +272,7 @@ create_osd() { # ID
     show_log_tail "$LOG_DIR/ceph-osd.$id-mkfs.log"
     die "ceph-osd --mkfs failed for osd.$id"
   fi
-  launch "osd.$id"
+  launch_daemon "osd.$id"
 }
 
 create_cluster() {
@@ -303,7 +303,7 @@ create_cluster() {
     show_log_tail "$mkfs_log"
     die "ceph-mon --mkfs failed"
   fi
-  launch "mon.$MON_ID"
+  launch_daemon "mon.$MON_ID"
   wait_mon "$t0"
   log "  $(since "$t0"): mon.$MON_ID up (v2 127.0.0.1:$MON_PORT, v1 :$MON_V1_PORT)"
 
@@ -311,7 +311,7 @@ create_cluster() {
   cephc auth get-or-create "mgr.$MGR_ID" mon 'allow profile mgr' osd 'allow *' \
     mds 'allow *' -o "$CEPH_DIR/mgr.$MGR_ID/keyring" >/dev/null 2>&1 ||
     die "ceph auth get-or-create mgr.$MGR_ID failed"
-  launch "mgr.$MGR_ID"
+  launch_daemon "mgr.$MGR_ID"
 
   # OSDs: ceph osd new + ceph-osd --mkfs + start
   for (( i=0; i<NUM_OSDS; i++ )); do create_osd "$i"; done
@@ -453,7 +453,7 @@ cmd_start_daemon() { # NAME: start it again on its old data and wait until the c
   if pid=$(daemon_pid "$name"); then log "$name already running (pid $pid)"; return 0; fi
   # An OSD needs no --mkfs: memstore reloads the (empty) store saved at mkfs time and
   # the OSD backfills from its peers; the mon's store is on disk.
-  launch "$name"
+  launch_daemon "$name"
   until daemon_back "$name"; do
     if ! is_running "$LAUNCHED_PID"; then
       show_log_tail "$(daemon_log "$name")"

@@ -203,20 +203,6 @@ svc_alive() {
 
 # ---------------------------------------------------------------- processes
 
-# read_pid FILE MARKER: print the PID if that process is still ours, else drop the
-# stale file and fail.
-read_pid() {
-  local file=$1 marker=$2 pid
-  [[ -f $file ]] || return 1
-  pid=$(tr -dc '0-9' <"$file")
-  if [[ -n $pid ]] && pid_matches "$pid" "$marker"; then
-    echo "$pid"
-    return 0
-  fi
-  rm -f "$file"
-  log "removed stale pid file $(basename "$file") (pid ${pid:-?} is gone)"
-  return 1
-}
 # Our PIDs for a service, main process first (Elasticsearch: server, then launcher).
 svc_pids() {
   local svc=$1 marker pid
@@ -228,15 +214,6 @@ svc_pids() {
   return 0
 }
 
-# launch LOGFILE CMD...: start CMD detached (own session, no stdin, output to LOGFILE),
-# PID in LAUNCHED_PID. fd 9 (our lock) is not passed on.
-launch() {
-  local logfile=$1; shift
-  if [[ -f $logfile ]]; then mv -f "$logfile" "$logfile.1"; fi
-  printf '=== %s stack.sh: %s\n' "$(date -Is)" "$*" >"$logfile"
-  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
-  LAUNCHED_PID=$!
-}
 
 
 
@@ -543,6 +520,24 @@ EOF
   MAIN_PID=$LAUNCHED_PID
 }
 
+# es_launch SVC PIDFILE CMD...: the launcher (CLI) forks the server JVM, which writes -p's pid file early on;
+# the server's PID becomes the service PID (stopping it stops the launcher too), the launcher's is kept beside it.
+es_launch() {
+  local svc=$1 espid=$2; shift 2
+  launch "$LOG_DIR/$svc.log" "$@"
+  echo "$LAUNCHED_PID" >"$RUN_DIR/$svc-launcher.pid"
+  MAIN_PID=$LAUNCHED_PID
+  local deadline=$(( $(now_ms) + 60000 )) pid=""
+  while (( $(now_ms) < deadline )) && is_running "$LAUNCHED_PID"; do
+    if [[ -s $espid ]]; then pid=$(tr -dc '0-9' <"$espid"); [[ -n $pid ]] && break; fi
+    sleep 0.2
+  done
+  if [[ -n $pid ]]; then
+    echo "$pid" >"$RUN_DIR/$svc.pid"
+    MAIN_PID=$pid
+  fi
+}
+
 launch_elasticsearch() {
   local java_home; java_home=$(es_java_home)
   cat >"$ES_HOME/config/elasticsearch.yml" <<EOF
@@ -566,20 +561,7 @@ EOF
     chown -R "$ES_USER:" "$ES_HOME/config" "$ES_BASE/data" "$ES_BASE/logs" "$ES_BASE/tmp" "$ES_BASE/run"
     cmd=(runuser -u "$ES_USER" -- "${cmd[@]}")
   fi
-  launch "$LOG_DIR/elasticsearch.log" "${cmd[@]}"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/elasticsearch-launcher.pid"
-  MAIN_PID=$LAUNCHED_PID
-  # The launcher (CLI) forks the server JVM, which writes -p's pid file early on;
-  # record the server's PID as the service PID (stopping it stops the launcher too).
-  local deadline=$(( $(now_ms) + 60000 )) pid=""
-  while (( $(now_ms) < deadline )) && is_running "$LAUNCHED_PID"; do
-    if [[ -s $espid ]]; then pid=$(tr -dc '0-9' <"$espid"); [[ -n $pid ]] && break; fi
-    sleep 0.2
-  done
-  if [[ -n $pid ]]; then
-    echo "$pid" >"$RUN_DIR/elasticsearch.pid"
-    MAIN_PID=$pid
-  fi
+  es_launch elasticsearch "$espid" "${cmd[@]}"
 }
 
 launch_kafka_secure() {
@@ -679,18 +661,7 @@ EOF
     chown -R "$ES_USER:" "$ESS_BASE"
     cmd=(runuser -u "$ES_USER" -- "${cmd[@]}")
   fi
-  launch "$LOG_DIR/elasticsearch-secure.log" "${cmd[@]}"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/elasticsearch-secure-launcher.pid"
-  MAIN_PID=$LAUNCHED_PID
-  local deadline=$(( $(now_ms) + 60000 )) pid=""
-  while (( $(now_ms) < deadline )) && is_running "$LAUNCHED_PID"; do
-    if [[ -s $espid ]]; then pid=$(tr -dc '0-9' <"$espid"); [[ -n $pid ]] && break; fi
-    sleep 0.2
-  done
-  if [[ -n $pid ]]; then
-    echo "$pid" >"$RUN_DIR/elasticsearch-secure.pid"
-    MAIN_PID=$pid
-  fi
+  es_launch elasticsearch-secure "$espid" "${cmd[@]}"
 }
 
 launch_alertmanager() {

@@ -191,18 +191,6 @@ svc_ready() {
 
 # ---------------------------------------------------------------- processes
 
-read_pid() { # FILE MARKER: print the PID if that process is still ours, else drop the stale file
-  local file=$1 marker=$2 pid
-  [[ -f $file ]] || return 1
-  pid=$(tr -dc '0-9' <"$file")
-  if [[ -n $pid ]] && pid_matches "$pid" "$marker"; then
-    echo "$pid"
-    return 0
-  fi
-  rm -f "$file"
-  log "removed stale pid file $(basename "$file") (pid ${pid:-?} is gone)"
-  return 1
-}
 svc_pids() {
   read_pid "$RUN_DIR/$1.pid" "$(svc_marker "$1")" || true
 }
@@ -218,15 +206,6 @@ svc_group() { # SVC MAIN_PID
   done
 }
 
-# launch LOGFILE CMD...: start CMD detached (own session, no stdin, output to LOGFILE),
-# PID in LAUNCHED_PID. fd 9 (our lock) is not passed on.
-launch() {
-  local logfile=$1; shift
-  if [[ -f $logfile ]]; then mv -f "$logfile" "$logfile.1"; fi
-  printf '=== %s zabbix.sh: %s\n' "$(date -Is)" "$*" >"$logfile"
-  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
-  LAUNCHED_PID=$!
-}
 
 
 

@@ -87,3 +87,28 @@ take_lock() { # NAME: one run of the script at a time (lock file $RUN_DIR/NAME o
     flock -w 900 9 || die "timed out waiting for the lock $RUN_DIR/$1"
   fi
 }
+
+# read_pid FILE MARKER: print the PID if that process is still ours, else drop the stale file and fail.
+read_pid() {
+  local file=$1 marker=$2 pid
+  [[ -f $file ]] || return 1
+  pid=$(tr -dc '0-9' <"$file")
+  if [[ -n $pid ]] && pid_matches "$pid" "$marker"; then
+    echo "$pid"
+    return 0
+  fi
+  rm -f "$file"
+  log "removed stale pid file $(basename "$file") (pid ${pid:-?} is gone)"
+  return 1
+}
+
+# launch LOGFILE CMD...: start CMD detached (own session, no stdin, output to LOGFILE), PID in LAUNCHED_PID.
+# fd 9 (our lock) is not passed on.
+launch() {
+  local logfile=$1; shift
+  if [[ -f $logfile ]]; then mv -f "$logfile" "$logfile.1"; fi
+  printf '=== %s %s.sh: %s\n' "$(date -Is)" "$LOG_TAG" "$*" >"$logfile"
+  setsid nohup "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
+  # shellcheck disable=SC2034 # (read by the sourcing script)
+  LAUNCHED_PID=$!
+}
