@@ -5,9 +5,10 @@ import { parseArgs } from 'node:util';
 import { type Benchmark, progress } from './measure.ts';
 import { alertLatencyBench } from './alert-latency.ts';
 import { parseBench } from './parse.ts';
+import { throughputBench } from './throughput.ts';
 import { zabbixPollBench } from './zabbix-poll.ts';
 
-const BENCHMARKS: Benchmark[] = [parseBench, alertLatencyBench, zabbixPollBench];
+const BENCHMARKS: Benchmark[] = [parseBench, alertLatencyBench, zabbixPollBench, throughputBench];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -29,6 +29,8 @@ export interface InBatch {
 const kafkaLog = logger('kafkajs');
 /** Topics accept record batches up to this size: one event may be up to 1 MiB of text, escaped as JSON. */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+/** How much a consumer fetches per partition at a time. */
+const FETCH_BYTES_PER_PARTITION = 2 * 1024 * 1024;
 
 function logCreator() {
   // kafkajs retries on its own and is loud about it; our components log the failures that matter.
@@ -144,7 +146,15 @@ export interface ConsumeOptions {
 
 /** A consumer in a group that commits a batch's offsets only after `onBatch` finished with it. */
 export class GroupConsumer {
-  private constructor(private readonly consumer: Consumer) {}
+  /** Set by stop(): no new batch is started (an unstarted batch is simply fetched again by the next owner). */
+  private stopping = false;
+  /** The batches being processed now (one per partition at most). */
+  private readonly inFlight = new Set<Promise<void>>();
+
+  private constructor(
+    private readonly consumer: Consumer,
+    private readonly topics: string[],
+  ) {}
 
   static async start(cfg: KafkaConfig, opts: ConsumeOptions): Promise<GroupConsumer> {
     const consumer = kafkaClient(cfg, `-${opts.component}`).consumer({
@@ -152,8 +162,11 @@ export class GroupConsumer {
       sessionTimeout: cfg.session_timeout_ms,
       heartbeatInterval: Math.max(500, Math.floor(cfg.session_timeout_ms / 5)),
       allowAutoTopicCreation: false,
-      maxBytesPerPartition: MAX_MESSAGE_BYTES,
+      // Small fetches keep memory flat (a batch is held as bytes, text, objects and documents at once); a message
+      // larger than this still comes through (the broker returns a first oversized batch whole).
+      maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
     });
+    const self = new GroupConsumer(consumer, opts.topics);
     const log = logger(opts.component);
     await connectWithRetry(consumer, cfg, log, 'connect consumer', opts.signal);
     await retry(() => consumer.subscribe({ topics: opts.topics, fromBeginning: true }), {
@@ -166,26 +179,40 @@ export class GroupConsumer {
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, heartbeat, resolveOffset, isRunning, isStale }) => {
-        if (!isRunning() || isStale() || batch.messages.length === 0) return;
-        await opts.onBatch({
-          topic: batch.topic,
-          partition: batch.partition,
-          heartbeat,
-          messages: batch.messages.map((m) => ({
-            offset: m.offset,
-            key: m.key ? m.key.toString('utf8') : null,
-            value: m.value ? m.value.toString('utf8') : null,
-          })),
-        });
-        const last = batch.messages[batch.messages.length - 1].offset;
-        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
-        resolveOffset(last);
+        if (self.stopping || !isRunning() || isStale() || batch.messages.length === 0) return;
+        const work = (async () => {
+          await opts.onBatch({
+            topic: batch.topic,
+            partition: batch.partition,
+            heartbeat,
+            messages: batch.messages.map((m) => ({
+              offset: m.offset,
+              key: m.key ? m.key.toString('utf8') : null,
+              value: m.value ? m.value.toString('utf8') : null,
+            })),
+          });
+          const last = batch.messages[batch.messages.length - 1].offset;
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
+          resolveOffset(last);
+        })();
+        self.inFlight.add(work);
+        try {
+          await work;
+        } finally {
+          self.inFlight.delete(work);
+        }
       },
     });
-    return new GroupConsumer(consumer);
+    return self;
   }
 
+  /** Drains, then leaves the group: no new batch starts, the batches in hand finish and their offsets are
+   * committed, and only then does the consumer disconnect. (kafkajs ignores commits once its own stop has begun,
+   * so disconnecting first would leave the last batch uncommitted, and the next owner would process it again.) */
   async stop(): Promise<void> {
+    this.stopping = true;
+    this.consumer.pause(this.topics.map((topic) => ({ topic })));
+    await Promise.allSettled([...this.inFlight]);
     await this.consumer.disconnect();
   }
 }
