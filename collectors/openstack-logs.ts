@@ -112,6 +112,7 @@ export class OpenstackLogCollector {
       this.files.delete(key);
     }
     for (const [key, path] of current) {
+      if (signal?.aborted) break; // shutdown: no more files; the next start goes on from the checkpoints
       let f = this.files.get(key);
       if (!f) this.files.set(key, (f = new Followed(path, path.endsWith('.gz'))));
       f.path = path;
@@ -171,6 +172,9 @@ export class OpenstackLogCollector {
     let sent = 0;
     const chunk = Buffer.allocUnsafe(READ_CHUNK);
     while (f.pos < size) {
+      // Shutdown: read no further (a rotated file is still read to its end: its name may match no glob at the next
+      // start). What was read is sent and checkpointed below; the next start reads on from there.
+      if (signal?.aborted && !final) break;
       const { bytesRead } = await f.fd.read(chunk, 0, Math.min(READ_CHUNK, size - f.pos), f.pos);
       if (bytesRead === 0) break;
       f.pos += bytesRead;
@@ -190,9 +194,14 @@ export class OpenstackLogCollector {
   private async readGzip(f: Followed, signal?: AbortSignal): Promise<number> {
     let sent = 0;
     let at = 0; // decompressed position
+    let stopped = false;
     const stream = createReadStream(f.path).pipe(createGunzip());
     try {
       for await (const piece of stream as AsyncIterable<Buffer>) {
+        if (signal?.aborted) {
+          stopped = true; // shutdown: what was read is sent and checkpointed, the file is not done
+          break;
+        }
         let data = piece;
         if (f.fileId === undefined) {
           if (!this.identify(f, data.subarray(0, FINGERPRINT_BYTES))) throw new Error('no complete first line in the first chunk');
@@ -210,6 +219,7 @@ export class OpenstackLogCollector {
     } finally {
       stream.destroy();
     }
+    if (stopped) return f.fileId === undefined ? sent : sent + (await this.ship(f, signal));
     f.splitter.end();
     f.assembler.flush();
     f.done = true;

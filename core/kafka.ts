@@ -2,7 +2,7 @@
 // a switch to @confluentinc/kafka-javascript (KafkaJS-compatible API) touches one file.
 import { Kafka, logLevel, type Admin, type Consumer, type Producer, type LogEntry, type KafkaConfig as KafkaJsConfig } from 'kafkajs';
 import type { Config } from './config.ts';
-import { logger, type Logger } from './log.ts';
+import { errorText, logger, type Logger } from './log.ts';
 import { retry } from './retry.ts';
 
 export type KafkaConfig = Config['kafka'];
@@ -168,6 +168,15 @@ export class GroupConsumer {
     });
     const self = new GroupConsumer(consumer, opts.topics);
     const log = logger(opts.component);
+    // kafkajs gives up on some errors and stops consuming while the process stays up: say so, loudly.
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (self.stopping) return;
+      const level = payload.restart ? 'warn' : 'error';
+      log[level](`Kafka consumer ${payload.restart ? 'restarts' : 'stopped for good'} after an error: ${errorText(payload.error)}`, {
+        group: opts.groupId,
+        hint: payload.restart ? 'nothing to do if it recurs rarely' : 'restart stackwatch; check the broker and the processor log above',
+      });
+    });
     await connectWithRetry(consumer, cfg, log, 'connect consumer', opts.signal);
     await retry(() => consumer.subscribe({ topics: opts.topics, fromBeginning: true }), {
       what: `subscribe to ${opts.topics.join(',')}`,
@@ -192,7 +201,14 @@ export class GroupConsumer {
             })),
           });
           const last = batch.messages[batch.messages.length - 1].offset;
-          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
+          try {
+            await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
+          } catch (err) {
+            // A refused commit (UNKNOWN_MEMBER_ID: the batch outlasted session_timeout_ms) comes wrapped in a
+            // KafkaJSNonRetriableError, on which kafkajs stops the consumer for good, silently. Thrown bare,
+            // kafkajs re-joins the group and the batch is delivered again.
+            throw (err as { cause?: unknown }).cause ?? err;
+          }
           resolveOffset(last);
         })();
         self.inFlight.add(work);
