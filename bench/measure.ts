@@ -3,6 +3,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 export const MiB = 2 ** 20;
@@ -186,4 +187,13 @@ export interface Benchmark {
   summary: string;
   /** `ok`: every tool ran (the verdict against the targets is in the report; missing one is not a failure). */
   run(opts: BenchOptions): Promise<{ report: string; ok: boolean }>;
+}
+
+/** A TCP port free on loopback now (for a status server or a proxy a benchmark or test starts). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
 }

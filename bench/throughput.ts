@@ -1,3 +1,4 @@
+
 // Benchmark `throughput` (issue "Scale-out"): sustained events/s of the whole pipeline on the real local stack —
 // log files → `stackwatch run --role collector` → Kafka → `stackwatch run --role processor` (1, then 2 processes in
 // one consumer group) → Elasticsearch — side by side with the ceiling: the same documents (same ids, same batch
@@ -16,7 +17,6 @@
 // STACKWATCH_BENCH_NODE_ARGS="--max-old-space-size=128 …" gives node options to every stackwatch process (experiments).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AssignerProtocol, Partitioners } from 'kafkajs';
@@ -31,7 +31,7 @@ import { deleteTopics, ensureTopics, kafkaClient } from '../core/kafka.ts';
 import { startLocalStack } from '../core/local-stack.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
 import { buildCorpus, ROOT } from './corpus.ts';
-import { fmt, machine, MiB, progress, table, type Benchmark } from './measure.ts';
+import { fmt, freePort, machine, MiB, progress, table, type Benchmark } from './measure.ts';
 
 const TARGET_SHARE = 0.8;
 const TARGET_RSS_MIB = 200;
@@ -423,14 +423,6 @@ function spawnStackwatch(label: string, args: string[], nodeArgs: string[] = [])
     }),
   );
   return c;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 interface ProcessorFigures {

@@ -38,6 +38,7 @@ import type { Client } from '../../core/elastic.ts';
 import { logEventId } from '../../core/events.ts';
 import { groupProgress } from '../../core/kafka.ts';
 import { countDocs, REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
+import { freePort } from '../../bench/measure.ts';
 
 const STACK = join(REPO, 'scripts/stack.sh');
 const ES_DOWN_MS = 60_000;
@@ -249,13 +250,6 @@ async function appendRounds(file: string, r: Round, rounds: number, everyMs: num
 function listen(server: Server): Promise<number> {
   servers.push(server);
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  const port = await new Promise<number>((resolve) => s.listen(0, '127.0.0.1', () => resolve((s.address() as AddressInfo).port)));
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 // ------------------------------------------------------------------ a proxy in front of the real Elasticsearch

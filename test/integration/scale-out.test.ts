@@ -5,7 +5,6 @@
 // the other takes over its partitions, and the counts are still exact (a batch replayed after the stop overwrites
 // its documents in place: _version 2, never a second copy — see the note at the end of that test).
 import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { AssignerProtocol } from 'kafkajs';
@@ -17,6 +16,7 @@ import type { Client } from '../../core/elastic.ts';
 import { ensureTopics, groupProgress, kafkaClient } from '../../core/kafka.ts';
 import { balancedNames, partitionOf, splitIntoFiles } from '../../bench/throughput.ts';
 import { REPO, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
+import { freePort } from '../../bench/measure.ts';
 
 const FILES = 6; // 2 per partition of the logs topic (3)
 /** Real logs: nova-compute and three neutron agents (hotsos 2022), twice over: about 40k events. */
@@ -43,14 +43,6 @@ async function sourceEvents(paths: string[]): Promise<number> {
   let n = 0;
   for (const p of paths) for await (const b of readLogFile(p, { maxEventBytes: 1024 * 1024 })) n += b.events.length;
   return n;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 /** The logs-topic partitions of each member of the group, by client id; undefined unless the group is Stable. */

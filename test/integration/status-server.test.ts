@@ -3,22 +3,13 @@
 // /healthz and /readyz answer; normal operation logs nothing; SIGTERM drains and exits 0.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { countDocs, stackwatch, testSetup, waitFor } from './harness.ts';
+import { freePort } from '../../bench/measure.ts';
 
 const lines = readFileSync(new URL('../fixtures/oslo-messaging-icehouse-2014.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function promtool(): string {
   try {
