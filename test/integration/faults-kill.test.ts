@@ -13,10 +13,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildCorpus } from '../../bench/corpus.ts';
 import { readLogFile } from '../../collectors/read-file.ts';
-import type { Client } from '../../core/elastic.ts';
 import { logEventId } from '../../core/events.ts';
 import { groupProgress } from '../../core/kafka.ts';
-import { countDocs, stackwatch, testSetup, type Cli } from './harness.ts';
+import { allIds, countDocs, stackwatch, testSetup, type Cli } from './harness.ts';
 
 const KILLS = 10;
 const MIN_LINES = 1_000_000;
@@ -50,32 +49,6 @@ async function kill9(cli: Cli): Promise<void> {
   const { signal } = await cli.exited;
   expect(signal).toBe('SIGKILL');
   children.delete(cli);
-}
-
-/** Every document id in the indices, read with a point in time (search_after over _shard_doc). */
-async function allIds(es: Client, index: string): Promise<string[]> {
-  const ids: string[] = [];
-  const pit = await es.openPointInTime({ index, keep_alive: '2m' });
-  try {
-    let after: unknown[] | undefined;
-    for (;;) {
-      const res = await es.search({
-        pit: { id: pit.id, keep_alive: '2m' },
-        size: 10_000,
-        sort: ['_shard_doc'],
-        _source: false,
-        track_total_hits: false,
-        ...(after ? { search_after: after as never } : {}),
-      });
-      const hits = res.hits.hits;
-      if (hits.length === 0) break;
-      for (const h of hits) ids.push(h._id!);
-      after = hits[hits.length - 1].sort;
-    }
-  } finally {
-    await es.closePointInTime({ id: pit.id }).catch(() => {});
-  }
-  return ids;
 }
 
 describe('kill -9 during a 1M-line ingest', () => {

@@ -34,10 +34,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { buildCorpus, type Corpus } from '../../bench/corpus.ts';
 import { readLogFile } from '../../collectors/read-file.ts';
-import type { Client } from '../../core/elastic.ts';
 import { logEventId } from '../../core/events.ts';
 import { groupProgress } from '../../core/kafka.ts';
-import { countDocs, REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
+import { allIds, countDocs, REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
 import { freePort } from '../../bench/measure.ts';
 
 const STACK = join(REPO, 'scripts/stack.sh');
@@ -200,24 +199,6 @@ function checkpoint(t: TestSetup, fileId: string): number {
 async function progress(t: TestSetup, topic = t.cfg.kafka.topics.logs): Promise<{ committed: number; end: number }> {
   const p = await groupProgress(t.cfg.kafka, t.cfg.kafka.consumer_group, topic);
   return { committed: p.reduce((s, x) => s + x.committed, 0), end: p.reduce((s, x) => s + x.end, 0) };
-}
-
-/** Every document id in the indices (point in time + search_after). */
-async function allIds(es: Client, index: string): Promise<string[]> {
-  const ids: string[] = [];
-  const pit = await es.openPointInTime({ index, keep_alive: '2m' });
-  try {
-    let after: unknown[] | undefined;
-    for (;;) {
-      const res = await es.search({ pit: { id: pit.id, keep_alive: '2m' }, size: 10_000, sort: ['_shard_doc'], _source: false, track_total_hits: false, ...(after ? { search_after: after as never } : {}) });
-      if (res.hits.hits.length === 0) break;
-      for (const h of res.hits.hits) ids.push(h._id!);
-      after = res.hits.hits[res.hits.hits.length - 1].sort;
-    }
-  } finally {
-    await es.closePointInTime({ id: pit.id }).catch(() => {});
-  }
-  return ids;
 }
 
 /** Waits until Elasticsearch holds `expected.size` log documents and Kafka has nothing uncommitted, then checks

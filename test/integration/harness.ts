@@ -92,6 +92,33 @@ export async function countDocs(es: Client, index: string, query: object = { mat
   return (await es.count({ index, query, ignore_unavailable: true, allow_no_indices: true })).count;
 }
 
+/** Every document id in the indices, read with a point in time (search_after over _shard_doc): for tests that
+ * check nothing is missing or doubled. */
+export async function allIds(es: Client, index: string): Promise<string[]> {
+  const ids: string[] = [];
+  const pit = await es.openPointInTime({ index, keep_alive: '2m' });
+  try {
+    let after: unknown[] | undefined;
+    for (;;) {
+      const res = await es.search({
+        pit: { id: pit.id, keep_alive: '2m' },
+        size: 10_000,
+        sort: ['_shard_doc'],
+        _source: false,
+        track_total_hits: false,
+        ...(after ? { search_after: after as never } : {}),
+      });
+      const hits = res.hits.hits;
+      if (hits.length === 0) break;
+      for (const h of hits) ids.push(h._id!);
+      after = hits[hits.length - 1].sort;
+    }
+  } finally {
+    await es.closePointInTime({ id: pit.id }).catch(() => {});
+  }
+  return ids;
+}
+
 export interface WebhookAlert {
   status: string;
   labels: Record<string, string>;
