@@ -203,11 +203,17 @@ async function progress(t: TestSetup, topic = t.cfg.kafka.topics.logs): Promise<
 
 /** Waits until Elasticsearch holds `expected.size` log documents and Kafka has nothing uncommitted, then checks
  * every id: none missing, none twice, none unexpected, nothing dead-lettered. */
-async function expectExactlyOnce(t: TestSetup, expected: Set<string>, timeoutMs: number): Promise<{ docs: number; produced: number }> {
+async function expectExactlyOnce(t: TestSetup, expected: Set<string>, timeoutMs: number, procs: Cli[] = []): Promise<{ docs: number; produced: number }> {
   const index = `${t.cfg.elasticsearch.indices.logs}-*`;
-  await waitFor(`${expected.size} documents in Elasticsearch and no lag`, async () => {
+  let seen = 'nothing yet';
+  const state = () =>
+    `${expected.size} documents in Elasticsearch and no lag; last seen: ${seen}` +
+    procs.map((c) => `; ${c.child.spawnargs.includes('collector') ? 'collector' : 'processor'} (exit ${c.child.exitCode ?? c.child.signalCode ?? 'none'}) logged: ${logSummary(c.stderr())}`).join('');
+  await waitFor(state, async () => {
     const p = await progress(t);
-    return p.committed === p.end && (await countDocs(t.es, index)) >= expected.size;
+    const docs = await countDocs(t.es, index);
+    seen = `${docs} documents, ${p.committed} of ${p.end} offsets committed`;
+    return p.committed === p.end && docs >= expected.size;
   }, timeoutMs, 1000);
   const docs = await countDocs(t.es, index);
   const ids = await allIds(t.es, index);
@@ -347,7 +353,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
 // (With STACKWATCH_TEST_FAULTS_SHARED=1 they run one after the other: an outage of the shared services would
 // reach the other tests too.)
 (SHARED ? describe.sequential : describe.concurrent)('faults of the services around stackwatch', () => {
-  it('Elasticsearch stopped for 60 s mid-ingest: the processor waits with flat memory, resumes and drains the backlog; nothing lost', { timeout: 360_000 }, async () => {
+  it('Elasticsearch stopped for 60 s mid-ingest: the processor waits with flat memory, resumes and drains the backlog; nothing lost', { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     await startService('elasticsearch');
     const t = setup('faults-es', (raw) => (raw.elasticsearch.url = faultyEs()));
@@ -378,7 +384,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
       collector = run(t, 'collector');
       processor = run(t, 'processor');
       const pid = processor.child.pid!;
-      await waitFor('the processor at work (a batch committed)', async () => (await progress(t)).committed > 0, 90_000, 500);
+      await waitFor('the processor at work (a batch committed)', async () => (await progress(t)).committed > 0, 150_000, 500);
       const sampleBefore = setInterval(() => before.push(rssKiB(pid)), 250);
       await sleep(6000);
       clearInterval(sampleBefore);
@@ -411,7 +417,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     expect(collector.child.exitCode, collector.stderr().slice(-2000)).toBeNull();
 
     const expected = expectedIds(r, t.host, rounds);
-    const { produced } = await expectExactlyOnce(t, expected, 180_000);
+    const { produced } = await expectExactlyOnce(t, expected, 240_000, [collector, processor]);
     const drainMs = Date.now() - backAt;
     const retries = processor.stderr().split('\n').filter((l) => l.includes('bulk request to Elasticsearch failed')).length;
     expect((await stop(collector)).code).toBe(0);
@@ -442,7 +448,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     expect(retries).toBeGreaterThan(0);
   });
 
-  it(`a webhook notifier down for ${NOTIFIER_DOWN_MS / 1000} s: every alert transition delivered after it returns, none lost, none doubled`, { timeout: 360_000 }, async () => {
+  it(`a webhook notifier down for ${NOTIFIER_DOWN_MS / 1000} s: every alert transition delivered after it returns, none lost, none doubled`, { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     const port = await freePort(); // nothing listens there yet: the notifier is down
     const t = setup('faults-notify', (raw) => {
@@ -466,7 +472,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     await waitFor('the alerts indexed and the batches committed', async () => {
       const p = await progress(t);
       return p.end > 0 && p.committed === p.end && (await countDocs(t.es, `${t.cfg.elasticsearch.indices.alerts}-*`)) === expected.length;
-    }, 120_000, 500);
+    }, 240_000, 500);
     const parked = await waitFor('the transitions in the retry topic', async () => {
       const { end } = await progress(t, t.cfg.kafka.topics.notify_retry);
       return end > 0 && end;
@@ -504,7 +510,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     expect(got.map(key).sort()).toEqual(expected);
   });
 
-  it('an Elasticsearch answer slower than the Kafka session timeout: the processor rejoins its group and carries on', { timeout: 180_000 }, async () => {
+  it('an Elasticsearch answer slower than the Kafka session timeout: the processor rejoins its group and carries on', { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     const t = setup('faults-slow', (raw) => (raw.kafka.session_timeout_ms = 6000));
     // The first bulk request is answered after 9 s: the group has dropped the processor by then (6 s without a
@@ -518,15 +524,15 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     const collector = run(t, 'collector');
     const processor = run(t, 'processor');
     const expected = new Set(r.offsets.slice(0, EVENTS).map((o) => logEventId({ host: t.host, file_id: r.fileId, offset: o })));
-    await waitFor('the stalled request', async () => proxy.stats.bulks >= 1, 60_000, 100);
-    const { produced } = await expectExactlyOnce(t, expected, 90_000);
+    await waitFor(() => `the first bulk request; processor logged: ${logSummary(processor.stderr())}`, async () => proxy.stats.bulks >= 1, 150_000, 100);
+    const { produced } = await expectExactlyOnce(t, expected, 240_000, [collector, processor]);
     expect(proxy.stats.bulks).toBeGreaterThan(1); // the batch was written again after the processor rejoined
     expect((await stop(collector)).code).toBe(0);
     expect((await stop(processor)).code).toBe(0);
     console.log(`faults-slow: ${EVENTS} events; first bulk request answered after ${STALL_MS / 1000} s (session timeout 6 s); ${proxy.stats.bulks} bulk requests; ${produced} messages, every event once, all committed; test ${secs(Date.now() - t0)}`);
   });
 
-  it('Kafka broker restarted mid-ingest; the collector, killed while Kafka is down, waits for Kafka and resumes from its checkpoint; nothing lost', { timeout: 300_000 }, async () => {
+  it('Kafka broker restarted mid-ingest; the collector, killed while Kafka is down, waits for Kafka and resumes from its checkpoint; nothing lost', { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     await startService('kafka');
     const t = setup('faults-kafka', (raw) => (raw.kafka.brokers = [faultyKafka()]));
@@ -537,7 +543,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     let collector = run(t, 'collector');
     const processor = run(t, 'processor');
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
-    await waitFor('the ingest under way', async () => checkpoint(t, r.fileId) > 0 && (await countDocs(t.es, index)) > 0, 60_000, 250);
+    await waitFor('the ingest under way', async () => checkpoint(t, r.fileId) > 0 && (await countDocs(t.es, index)) > 0, 150_000, 250);
     const writing = appendRounds(file, r, ROUNDS - 1, 2000); // the file keeps growing throughout
 
     let checkpointAtStop = 0;
@@ -565,7 +571,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     await writing;
     expect(checkpointAtStop).toBeLessThan(ROUNDS * r.corpus.roundBytes); // mid-ingest
     expect(checkpointAtReturn).toBe(checkpointAtStop); // nothing acknowledged while Kafka was away
-    const { produced } = await expectExactlyOnce(t, expectedIds(r, t.host, ROUNDS), 180_000);
+    const { produced } = await expectExactlyOnce(t, expectedIds(r, t.host, ROUNDS), 240_000, [collector, processor]);
     expect(checkpoint(t, r.fileId)).toBe(ROUNDS * r.corpus.roundBytes);
     const waits = collector.stderr().split('\n').filter((l) => /Kafka.*failed.*retrying/.test(l)).length;
     expect(waits).toBeGreaterThan(0); // the new collector waited for Kafka, one line per attempt
@@ -579,7 +585,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     );
   });
 
-  it('Elasticsearch pushing back, 429 (whole requests and single documents) and 413 (request too large) are retried and split, nothing dropped', { timeout: 180_000 }, async () => {
+  it('Elasticsearch pushing back, 429 (whole requests and single documents) and 413 (request too large) are retried and split, nothing dropped', { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     const LIMIT = 256 * 1024; // the proxy's http.max_content_length
     const t = setup('faults-429');
@@ -596,7 +602,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     appendFileSync(join(t.dir, 'logs', 'openstack.log'), r.bytes);
     const collector = run(t, 'collector');
     const processor = run(t, 'processor');
-    const { produced } = await expectExactlyOnce(t, expectedIds(r, t.host, 1), 120_000);
+    const { produced } = await expectExactlyOnce(t, expectedIds(r, t.host, 1), 240_000, [collector, processor]);
     const splits = processor.stderr().split('\n').filter((l) => l.includes('too large for Elasticsearch (413); splitting it')).length;
     expect((await stop(collector)).code).toBe(0);
     expect((await stop(processor)).code).toBe(0);
@@ -618,11 +624,11 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
   async function backlog(t: TestSetup, r: Round, rounds: number): Promise<void> {
     for (let k = 0; k < rounds; k++) appendFileSync(join(t.dir, 'logs', 'openstack.log'), r.bytes);
     const collector = run(t, 'collector');
-    await waitFor('the backlog in Kafka', async () => checkpoint(t, r.fileId) === rounds * r.corpus.roundBytes, 60_000, 250);
+    await waitFor('the backlog in Kafka', async () => checkpoint(t, r.fileId) === rounds * r.corpus.roundBytes, 150_000, 250);
     expect((await stop(collector)).code).toBe(0);
   }
 
-  it('SIGTERM mid-batch: the batch in hand is finished and committed before exit, within shutdown_timeout_s', { timeout: 180_000 }, async () => {
+  it('SIGTERM mid-batch: the batch in hand is finished and committed before exit, within shutdown_timeout_s', { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     const DEADLINE_S = 20;
     const t = setup('faults-sigterm', (raw) => (raw.shutdown_timeout_s = DEADLINE_S));
@@ -636,7 +642,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     let processor = run(t, 'processor');
     // The first batch (what one fetch brought of the backlog: thousands of events) is written in requests of at
     // most 2000 documents. SIGTERM while its second request is on its way: the batch cannot be committed yet.
-    await waitFor('the second bulk request of the first batch', async () => proxy.stats.bulks >= 2, 60_000, 10);
+    await waitFor('the second bulk request of the first batch', async () => proxy.stats.bulks >= 2, 150_000, 10);
     const bulksAtTerm = proxy.stats.bulks;
     const inFlightAtTerm = proxy.stats.inFlight;
     const termAt = Date.now();
@@ -658,12 +664,12 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
 
     slow = false;
     processor = run(t, 'processor');
-    await expectExactlyOnce(t, expectedIds(r, t.host, 3), 120_000);
+    await expectExactlyOnce(t, expectedIds(r, t.host, 3), 240_000, [processor]);
     expect((await stop(processor)).code).toBe(0);
     console.log(`faults-sigterm: restarted, the rest indexed, every event once; test ${secs(Date.now() - t0)}`);
   });
 
-  it('SIGTERM to the collector mid-file: it stops reading, what Kafka has is checkpointed, it exits within shutdown_timeout_s', { timeout: 180_000 }, async () => {
+  it('SIGTERM to the collector mid-file: it stops reading, what Kafka has is checkpointed, it exits within shutdown_timeout_s', { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     const DEADLINE_S = 5;
     const t = setup('faults-sigterm-collector', (raw) => (raw.shutdown_timeout_s = DEADLINE_S));
@@ -681,7 +687,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
       return n;
     };
     let collector = run(t, 'collector');
-    await waitFor('the collector under way', async () => checkpoint(t, r.fileId) > 0, 60_000, 50);
+    await waitFor('the collector under way', async () => checkpoint(t, r.fileId) > 0, 150_000, 50);
     const termAt = Date.now();
     const exit = await stop(collector, 'SIGTERM');
     const exitMs = Date.now() - termAt;
@@ -697,14 +703,14 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     expect(inKafka).toBe(eventsBefore(at)); // ... and what it sent is exactly what its checkpoint covers
 
     collector = run(t, 'collector');
-    await waitFor('the rest of the file', async () => checkpoint(t, r.fileId) === r.corpus.bytes, 120_000, 500);
+    await waitFor('the rest of the file', async () => checkpoint(t, r.fileId) === r.corpus.bytes, 240_000, 500);
     expect((await stop(collector)).code).toBe(0);
     const total = (await progress(t)).end;
     console.log(`faults-sigterm-collector: restarted, ${total} events in Kafka of ${r.offsets.length * r.corpus.rounds}; test ${secs(Date.now() - t0)}`);
     expect(total).toBe(r.offsets.length * r.corpus.rounds); // none sent twice, none missing
   });
 
-  it('SIGTERM with Elasticsearch hanging: the process exits at shutdown_timeout_s, committing nothing that is not indexed', { timeout: 180_000 }, async () => {
+  it('SIGTERM with Elasticsearch hanging: the process exits at shutdown_timeout_s, committing nothing that is not indexed', { timeout: 420_000 }, async () => {
     const t0 = Date.now();
     const DEADLINE_S = 5;
     const t = setup('faults-deadline', (raw) => (raw.shutdown_timeout_s = DEADLINE_S));
@@ -715,9 +721,9 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     await backlog(t, r, 2);
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
     let processor = run(t, 'processor');
-    await waitFor('the ingest under way', async () => (await countDocs(t.es, index)) > 0, 60_000, 100);
+    await waitFor('the ingest under way', async () => (await countDocs(t.es, index)) > 0, 150_000, 100);
     hang = true; // Elasticsearch stops answering bulk requests
-    await waitFor('a bulk request hanging', async () => proxy.stats.held > 0, 30_000, 50);
+    await waitFor('a bulk request hanging', async () => proxy.stats.held > 0, 60_000, 50);
     const termAt = Date.now();
     const exit = await stop(processor, 'SIGTERM');
     const exitMs = Date.now() - termAt;
@@ -732,7 +738,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
 
     hang = false;
     processor = run(t, 'processor');
-    await expectExactlyOnce(t, expectedIds(r, t.host, 2), 120_000);
+    await expectExactlyOnce(t, expectedIds(r, t.host, 2), 240_000, [processor]);
     expect((await stop(processor)).code).toBe(0);
     console.log(`faults-deadline: restarted, every event once; test ${secs(Date.now() - t0)}`);
   });

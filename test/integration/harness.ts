@@ -72,17 +72,23 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
   };
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+/** Polls `probe` until it gives a value (not undefined or false). On timeout the error says what was awaited —
+ * `what` may be a function, to describe the state at that moment — and the probe's error, if its last try threw. */
+export async function waitFor<T>(what: string | (() => string), probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
       const v = await probe();
       if (v !== undefined && v !== false) return v as T;
+      last = undefined; // an error of an earlier try says nothing of now
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    if (Date.now() > deadline) {
+      const said = typeof what === 'function' ? what() : what;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${said}${last ? ` (last error: ${String(last)})` : ''}`);
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
