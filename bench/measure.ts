@@ -189,6 +189,14 @@ export interface Benchmark {
   run(opts: BenchOptions): Promise<{ report: string; ok: boolean }>;
 }
 
+/** The node options on the first line of bin/stackwatch.mjs (`#!/usr/bin/env -S node --max-old-space-size=…`):
+ * what `stackwatch` runs with, for whoever starts it as `node [options] bin/stackwatch.mjs` (benchmarks, tests). */
+export function stackwatchNodeArgs(): string[] {
+  const first = readFileSync(new URL('../bin/stackwatch.mjs', import.meta.url), 'utf8').split('\n', 1)[0];
+  const words = first.replace(/^#!\S*\s*/, '').split(/\s+/).filter(Boolean);
+  return words.slice(words.indexOf('node') + 1);
+}
+
 /** A TCP port free on loopback now (for a status server or a proxy a benchmark or test starts). */
 export async function freePort(): Promise<number> {
   const srv = createServer();

@@ -1,6 +1,6 @@
 // The only file that imports kafkajs. kafkajs is unmaintained since 2023; keeping it behind this module means
 // a switch to @confluentinc/kafka-javascript (KafkaJS-compatible API) touches one file.
-import { Kafka, logLevel, type Admin, type Consumer, type Producer, type LogEntry, type KafkaConfig as KafkaJsConfig } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type ICustomPartitioner, type Producer, type LogEntry, type KafkaConfig as KafkaJsConfig } from 'kafkajs';
 import type { Config } from './config.ts';
 import { errorText, logger, type Logger } from './log.ts';
 import { retry } from './retry.ts';
@@ -114,12 +114,32 @@ export async function groupProgress(cfg: KafkaConfig, groupId: string, topic: st
   }
 }
 
+/** kafkajs's default (Java-compatible, murmur2) partitioner, remembering each key's partition: a collector sends
+ * thousands of messages under one key (host:path), and hashing each one was 6 % of its CPU time. Keyless
+ * messages are spread as before. */
+export const cachingPartitioner: ICustomPartitioner = () => {
+  const partitioner = Partitioners.DefaultPartitioner();
+  const known = new Map<string, number>();
+  return (args) => {
+    const key = args.message.key;
+    if (typeof key !== 'string') return partitioner(args);
+    const at = `${args.topic}\0${args.partitionMetadata.length}\0${key}`;
+    let partition = known.get(at);
+    if (partition === undefined) {
+      partition = partitioner(args);
+      if (known.size >= 10_000) known.clear(); // bounded: keys are files, not events
+      known.set(at, partition);
+    }
+    return partition;
+  };
+};
+
 /** A producer that returns only when every broker in the ISR has the messages (acks=all). */
 export class TopicProducer {
   private constructor(private readonly producer: Producer) {}
 
   static async connect(cfg: KafkaConfig, component: string, signal?: AbortSignal): Promise<TopicProducer> {
-    const producer = kafkaClient(cfg, `-${component}`).producer({ allowAutoTopicCreation: false });
+    const producer = kafkaClient(cfg, `-${component}`).producer({ allowAutoTopicCreation: false, createPartitioner: cachingPartitioner });
     await connectWithRetry(producer, cfg, logger(component), 'connect producer', signal);
     return new TopicProducer(producer);
   }

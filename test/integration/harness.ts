@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { validateConfig, type Config } from '../../core/config.ts';
 import { esClient, removeIndexTemplates, type Client } from '../../core/elastic.ts';
 import { deleteTopics } from '../../core/kafka.ts';
+import { stackwatchNodeArgs } from '../../bench/measure.ts';
 
 export const REPO = new URL('../../', import.meta.url).pathname;
 export const stack = () => inject('stack');
@@ -148,7 +149,7 @@ export interface Cli {
 
 /** Runs `stackwatch ARGS...` as a child process, as an operator would. */
 export function stackwatch(args: string[], env: Record<string, string> = {}): Cli {
-  const child = spawn(process.execPath, [join(REPO, 'bin/stackwatch.mjs'), ...args], {
+  const child = spawn(process.execPath, [...stackwatchNodeArgs(), join(REPO, 'bin/stackwatch.mjs'), ...args], {
     env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

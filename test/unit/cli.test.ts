@@ -18,6 +18,17 @@ describe('stackwatch CLI', () => {
     expect(r.stdout).toMatch(/^ {2}demo +replay bundled real OpenStack logs/m);
   });
 
+  it('runs as an executable with its bounded heap (the first line\'s node options)', () => {
+    const probe = join(mkdtempSync(join(tmpdir(), 'stackwatch-cli-')), 'heap.cjs');
+    writeFileSync(probe, "process.stderr.write(`heap limit ${require('v8').getHeapStatistics().heap_size_limit / 1048576}\\n`);\n");
+    const r = spawnSync(BIN, ['--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: stackwatch <command>/);
+    const limit = Number(/heap limit (\d+)/.exec(r.stderr)?.[1]);
+    expect(limit).toBeGreaterThanOrEqual(512); // --max-old-space-size=512, plus the young generation
+    expect(limit).toBeLessThan(1024); // not the default (a quarter of the machine's memory)
+  });
+
   it.each(['run', 'parse', 'replay', 'detect', 'rules', 'demo'])('has --help for %s', (command) => {
     const r = cli(command, '--help');
     expect(r.status).toBe(0);
