@@ -4,17 +4,17 @@
 import { readFileSync } from 'node:fs';
 import { maskUrlCredentials } from '../core/secrets.ts';
 import { ConfigError, type Config } from '../core/config.ts';
+import { esClient } from '../core/elastic.ts';
 import {
   DASHBOARDS_DIR,
   defaultRetentionDays,
-  esClient,
   INDEX_KINDS,
   pruneDailyIndices,
   setupElasticsearch,
   type IndexKind,
   type SetupAction,
   type SetupResult,
-} from '../core/elastic.ts';
+} from '../core/index-setup.ts';
 import { errorText } from '../core/log.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig } from './options.ts';

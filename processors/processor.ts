@@ -4,7 +4,8 @@
 // point replays the uncommitted batch; deterministic ids make the replay overwrite, not add.
 import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
-import { dailyIndex, esClient, installIndexTemplates, waitForElasticsearch } from '../core/elastic.ts';
+import { dailyIndex, esClient, waitForElasticsearch } from '../core/elastic.ts';
+import { installIndexTemplates } from '../core/index-setup.ts';
 import { DeadLetter, deadLetter, HealthEvent, metricDocument, MetricEvent, RawLogEvent, stableId, type Alert } from '../core/events.ts';
 import { ensureTopics, GroupConsumer, groupProgress, TopicProducer, type InBatch } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';

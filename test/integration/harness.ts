@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { inject } from 'vitest';
 import { stringify } from 'yaml';
 import { validateConfig, type Config } from '../../core/config.ts';
-import { esClient, removeIndexTemplates, type Client } from '../../core/elastic.ts';
+import { esClient, type Client } from '../../core/elastic.ts';
+import { removeIndexTemplates } from '../../core/index-setup.ts';
 import { deleteTopics } from '../../core/kafka.ts';
 import { stackwatchNodeArgs } from '../../bench/measure.ts';
 

@@ -5,7 +5,8 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { installIndexTemplates, kindTemplate, pruneDailyIndices, removeIndexTemplates, setupElasticsearch, SetupError, type Client } from '../../core/elastic.ts';
+import type { Client } from '../../core/elastic.ts';
+import { installIndexTemplates, kindTemplate, pruneDailyIndices, removeIndexTemplates, setupElasticsearch, SetupError } from '../../core/index-setup.ts';
 import { stack, stackwatch, testSetup, type TestSetup } from './harness.ts';
 
 async function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

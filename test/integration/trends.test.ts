@@ -5,7 +5,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { dailyIndex, installIndexTemplates } from '../../core/elastic.ts';
+import { dailyIndex } from '../../core/elastic.ts';
+import { installIndexTemplates } from '../../core/index-setup.ts';
 import { metricDocument, type MetricEvent } from '../../core/events.ts';
 import { stackwatch, testSetup } from './harness.ts';
 

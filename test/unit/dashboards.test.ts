@@ -21,7 +21,7 @@ import {
   mappedFields,
   parseDays,
   type IndexKind,
-} from '../../core/elastic.ts';
+} from '../../core/index-setup.ts';
 import { deadLetter, metricDocument, type Alert, type RawLogEvent } from '../../core/events.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
 
