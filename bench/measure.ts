@@ -189,6 +189,17 @@ export interface Benchmark {
   run(opts: BenchOptions): Promise<{ report: string; ok: boolean }>;
 }
 
+/** A process's resident memory now and at its peak (VmRSS, VmHWM of /proc/<pid>/status), in bytes; undefined once it is gone. */
+export function procStatus(pid: number): { rss: number; hwm: number } | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? 0) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return undefined;
+  }
+}
+
 /** The node options on the first line of bin/stackwatch.mjs (`#!/usr/bin/env -S node --max-old-space-size=…`):
  * what `stackwatch` runs with, for whoever starts it as `node [options] bin/stackwatch.mjs` (benchmarks, tests). */
 export function stackwatchNodeArgs(): string[] {

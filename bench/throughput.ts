@@ -33,7 +33,7 @@ import { deleteTopics, ensureTopics, kafkaClient } from '../core/kafka.ts';
 import { startLocalStack } from '../core/local-stack.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
 import { buildCorpus, ROOT } from './corpus.ts';
-import { fmt, freePort, machine, MiB, progress, stackwatchNodeArgs, table, type Benchmark } from './measure.ts';
+import { fmt, freePort, machine, MiB, procStatus, progress, stackwatchNodeArgs, table, type Benchmark } from './measure.ts';
 
 const TARGET_SHARE = 0.8;
 const TARGET_RSS_MIB = 200;
@@ -144,16 +144,6 @@ async function documentsOf(paths: string[], host: string): Promise<{ docs: Doc[]
 async function indexTotal(es: Client, pattern: string): Promise<number> {
   const s = await es.indices.stats({ index: pattern, metric: 'indexing', expand_wildcards: 'open' });
   return s._all?.primaries?.indexing?.index_total ?? 0;
-}
-
-function procStatus(pid: number): { rss: number; hwm: number } | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? 0) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return undefined;
-  }
 }
 
 /** CPU seconds (user + system) a process has used so far. */

@@ -5,7 +5,8 @@
 // finds too large (413, http.max_content_length) is split in halves until it fits; later batches are cut to fit.
 // Shutdown does not abort the batch in hand: it is finished (drained) so its offsets can be committed, within the
 // caller's deadline.
-import type { Client } from '../core/elastic.ts';
+import { batches } from '../core/batch.ts';
+import { statusOf, type Client } from '../core/elastic.ts';
 import { errorText, logger } from '../core/log.ts';
 import { bulkDuration, bulkRejections, componentMetrics } from '../core/metrics.ts';
 import { backoffDelay, sleep } from '../core/retry.ts';
@@ -35,12 +36,6 @@ const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 const WAIT_SLICE_MS = 1000;
 
 type Item = { req: IndexRequest; body: string };
-
-/** The HTTP status of a failed request (ResponseError), if Elasticsearch answered at all. */
-function statusOf(err: unknown): number | undefined {
-  const status = (err as { meta?: { statusCode?: unknown } }).meta?.statusCode;
-  return typeof status === 'number' ? status : undefined;
-}
 
 /** About the bytes an item takes in a _bulk body (its action line and its source line). */
 function itemBytes({ req, body }: Item): number {
@@ -89,21 +84,11 @@ export class ElasticsearchSink {
 
   /** Chunks of at most maxDocs documents and about maxBytes, the byte limit read for each chunk as it is cut (a
    * 413 lowers it for the rest of the batch too). Each document is serialised once, when its chunk is cut. */
-  private *chunks(requests: IndexRequest[]): Generator<Item[]> {
-    let chunk: Item[] = [];
-    let bytes = 0;
-    for (const req of requests) {
-      const item = { req, body: JSON.stringify(req.doc) };
-      const n = itemBytes(item);
-      if (chunk.length > 0 && (chunk.length >= this.maxDocs || bytes + n > this.maxBytes)) {
-        yield chunk;
-        chunk = [];
-        bytes = 0;
-      }
-      chunk.push(item);
-      bytes += n;
-    }
-    if (chunk.length > 0) yield chunk;
+  private chunks(requests: IndexRequest[]): Generator<Item[]> {
+    const items = (function* () {
+      for (const req of requests) yield { req, body: JSON.stringify(req.doc) };
+    })();
+    return batches(items, this.maxDocs, () => this.maxBytes, itemBytes);
   }
 
   private async writeChunk(chunk: Item[], opts: WriteOptions): Promise<Rejected[]> {

@@ -37,7 +37,7 @@ import { readLogFile } from '../../collectors/read-file.ts';
 import { logEventId } from '../../core/events.ts';
 import { groupProgress } from '../../core/kafka.ts';
 import { allIds, countDocs, REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
-import { freePort } from '../../bench/measure.ts';
+import { freePort, procStatus } from '../../bench/measure.ts';
 
 const STACK = join(REPO, 'scripts/stack.sh');
 const ES_DOWN_MS = 60_000;
@@ -146,8 +146,9 @@ function logSummary(stderr: string): string {
 }
 
 function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : 0;
+  const s = procStatus(pid);
+  if (!s) throw new Error(`process ${pid} is gone`);
+  return s.rss / 1024;
 }
 
 /** One round of the corpus (the bundled logs once), the byte offsets of its events and the file id. */
@@ -264,7 +265,7 @@ const ES_HEADERS = { 'content-type': 'application/json', 'x-elastic-product': 'E
  * 413 with an empty body (http.max_content_length), 429 es_rejected_execution_exception for the whole request,
  * or per document (every 5th document is refused, the others are indexed by the real Elasticsearch); 'slow'
  * forwards 0.4 s late, 'stall' STALL_MS late, 'hang' never answers. */
-async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url: string; stats: ProxyStats }> {
+async function esProxy(target: string, policy: BulkPolicy): Promise<{ url: string; stats: ProxyStats }> {
   const stats: ProxyStats = { bulks: 0, tooLarge: 0, rejected429: 0, items429: 0, forwardedBulks: 0, maxForwardedBytes: 0, held: 0, inFlight: 0 };
   const forward = async (req: IncomingMessage, body: Buffer | undefined): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> => {
     const headers: Record<string, string> = {};
@@ -290,7 +291,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
       const n = ++stats.bulks;
       stats.inFlight++;
       res.on('close', () => stats.inFlight--);
-      const what = policy()(n, body.length);
+      const what = policy(n, body.length);
       if (what === 'hang') {
         stats.held++;
         return; // never answered: an Elasticsearch that stopped responding
@@ -344,6 +345,13 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
   });
   const port = await listen(server);
   return { url: `http://127.0.0.1:${port}`, stats };
+}
+
+/** A proxy (esProxy) in front of the test's Elasticsearch, and the test's config pointed at it. */
+async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: string; stats: ProxyStats }> {
+  const proxy = await esProxy(t.cfg.elasticsearch.url, policy);
+  writeFileSync(t.configFile, stringify({ ...t.raw, elasticsearch: { ...t.raw.elasticsearch, url: proxy.url } }));
+  return proxy;
 }
 
 // ------------------------------------------------------------------ the tests
@@ -516,8 +524,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     // The first bulk request is answered after 9 s: the group has dropped the processor by then (6 s without a
     // heartbeat), so the commit that follows is refused (UNKNOWN_MEMBER_ID). The batch must be taken again, not
     // the consumer given up.
-    const proxy = await esProxy(t.cfg.elasticsearch.url, () => (n) => (n === 1 ? 'stall' : 'forward'));
-    writeFileSync(t.configFile, stringify({ ...t.raw, elasticsearch: { ...t.raw.elasticsearch, url: proxy.url } }));
+    const proxy = await behindProxy(t, (n) => (n === 1 ? 'stall' : 'forward'));
     const r = await round();
     const EVENTS = 500;
     appendFileSync(join(t.dir, 'logs', 'openstack.log'), r.bytes.subarray(0, r.offsets[EVENTS]));
@@ -590,14 +597,13 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     const LIMIT = 256 * 1024; // the proxy's http.max_content_length
     const t = setup('faults-429');
     let fitting = 0;
-    const proxy = await esProxy(t.cfg.elasticsearch.url, () => (_n, bytes) => {
+    const proxy = await behindProxy(t, (_n, bytes) => {
       if (bytes > LIMIT) return 'too-large';
       fitting++;
       if (fitting <= 4) return 'reject-429'; // the coordinating node pushing back on whole requests ...
       if (fitting <= 30) return 'reject-some-items'; // ... then on single documents (the write queue is full)
       return 'forward';
     });
-    writeFileSync(t.configFile, stringify({ ...t.raw, elasticsearch: { ...t.raw.elasticsearch, url: proxy.url } }));
     const r = await round();
     appendFileSync(join(t.dir, 'logs', 'openstack.log'), r.bytes);
     const collector = run(t, 'collector');
@@ -634,8 +640,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     const t = setup('faults-sigterm', (raw) => (raw.shutdown_timeout_s = DEADLINE_S));
     // Each bulk request takes 0.4 s more (a busy Elasticsearch), so that SIGTERM finds a batch half-way.
     let slow = true;
-    const proxy = await esProxy(t.cfg.elasticsearch.url, () => () => (slow ? 'slow' : 'forward'));
-    writeFileSync(t.configFile, stringify({ ...t.raw, elasticsearch: { ...t.raw.elasticsearch, url: proxy.url } }));
+    const proxy = await behindProxy(t, () => (slow ? 'slow' : 'forward'));
     const r = await round();
     await backlog(t, r, 3);
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
@@ -715,8 +720,7 @@ async function esProxy(target: string, policy: () => BulkPolicy): Promise<{ url:
     const DEADLINE_S = 5;
     const t = setup('faults-deadline', (raw) => (raw.shutdown_timeout_s = DEADLINE_S));
     let hang = false;
-    const proxy = await esProxy(t.cfg.elasticsearch.url, () => () => (hang ? 'hang' : 'forward'));
-    writeFileSync(t.configFile, stringify({ ...t.raw, elasticsearch: { ...t.raw.elasticsearch, url: proxy.url } }));
+    const proxy = await behindProxy(t, () => (hang ? 'hang' : 'forward'));
     const r = await round();
     await backlog(t, r, 2);
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
