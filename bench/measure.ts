@@ -208,11 +208,21 @@ export function stackwatchNodeArgs(): string[] {
   return words.slice(words.indexOf('node') + 1);
 }
 
-/** A TCP port free on loopback now (for a status server or a proxy a benchmark or test starts). */
+/** A TCP port free on loopback now (for a status server or a proxy a benchmark or test starts), chosen below
+ * Linux's ephemeral range (32768-60999): a port from that range, what listen(0) gives, can be taken before the
+ * process told to listen there starts, by the local end of any outgoing connection (a Kafka client's, say). */
 export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 30_000 + Math.floor(Math.random() * 2700);
+    const srv = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (free) {
+      await new Promise<void>((r) => srv.close(() => r()));
+      return port;
+    }
+  }
+  throw new Error('no free port in 30000-32699 on 127.0.0.1');
 }

@@ -8,25 +8,9 @@
 // draining a backlog keeps 30-60 MiB of live objects; with the default it peaked at 276-286 MiB RSS, with 512 at
 // 162-172 MiB, for about the same CPU time (README.md, "Speed"). `node --max-old-space-size=N
 // bin/stackwatch.mjs ...` sets another limit.
-import { readdirSync, statSync } from 'node:fs';
+import { buildDist, bundleIsStale } from '../scripts/build.mjs';
 
-const root = new URL('../', import.meta.url);
-const bundle = new URL('dist/index.js', root);
-
-function newestSource() {
-  let newest = 0;
-  for (const dir of ['cli', 'core', 'collectors', 'processors']) {
-    for (const f of readdirSync(new URL(`${dir}/`, root))) {
-      if (f.endsWith('.ts')) newest = Math.max(newest, statSync(new URL(`${dir}/${f}`, root)).mtimeMs);
-    }
-  }
-  return newest;
-}
-
-let built = 0;
-try {
-  built = statSync(bundle).mtimeMs;
-} catch {}
-if (built < newestSource()) await (await import('../scripts/build.mjs')).buildDist();
+if (bundleIsStale()) await buildDist({ onlyIfStale: true });
+const bundle = new URL('../dist/index.js', import.meta.url);
 const { main } = await import(bundle.href);
 process.exitCode = await main(process.argv.slice(2));

@@ -19,7 +19,7 @@ export function readConfig(flag: string | undefined): Config {
 }
 
 /** Resolves when SIGINT or SIGTERM arrives, and aborts the returned signal then. */
-export function shutdownSignal(): { signal: AbortSignal; stopped: Promise<string> } {
+export function shutdownSignal(): { signal: AbortSignal; stopped: Promise<string>; abort(): void } {
   const ctl = new AbortController();
   const stopped = new Promise<string>((resolve) => {
     const on = (sig: string) => () => {
@@ -29,5 +29,5 @@ export function shutdownSignal(): { signal: AbortSignal; stopped: Promise<string
     process.once('SIGINT', on('SIGINT'));
     process.once('SIGTERM', on('SIGTERM'));
   });
-  return { signal: ctl.signal, stopped };
+  return { signal: ctl.signal, stopped, abort: () => ctl.abort() };
 }

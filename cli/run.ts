@@ -6,7 +6,7 @@ import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
 import { runCephCollector } from '../collectors/ceph.ts';
 import { ZabbixCollector } from '../collectors/zabbix.ts';
 import { startProcessor } from '../processors/processor.ts';
-import { startStatusServer } from '../core/status-server.ts';
+import { registerReadiness, startStatusServer } from '../core/status-server.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig, shutdownSignal } from './options.ts';
 
@@ -39,34 +39,48 @@ Options:
     }
 
     const log = logger('run');
-    const { signal, stopped } = shutdownSignal();
+    const { signal, stopped, abort } = shutdownSignal();
     const stops: (() => Promise<void>)[] = [];
     const tasks: Promise<unknown>[] = [];
 
-    if (role !== 'collector') {
-      const processor = await startProcessor(cfg, { signal });
-      stops.push(() => processor.stop());
-    }
-    if (role !== 'processor' && collectorCfg) {
-      await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.dead_letter], signal);
-      const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
-      const collector = new OpenstackLogCollector(collectorCfg, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
-      tasks.push(collector.run(signal).finally(() => producer.disconnect()));
-    }
-    if (role !== 'processor' && zabbixCfg) {
-      const { topics } = cfg.kafka;
-      await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
-      const producer = await TopicProducer.connect(cfg.kafka, 'zabbix-collector', signal);
-      const zabbix = new ZabbixCollector(zabbixCfg, { producer, topics });
-      tasks.push(zabbix.run(signal).finally(() => producer.disconnect()));
-    }
-    if (role !== 'processor' && cephCfg) {
-      const { topics } = cfg.kafka;
-      await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
-      const producer = await TopicProducer.connect(cfg.kafka, 'ceph-collector', signal);
-      tasks.push(runCephCollector(cephCfg, { producer, topics, signal }).finally(() => producer.disconnect()));
-    }
+    // The status server first: /healthz answers and /readyz says "starting" while Kafka and Elasticsearch are
+    // still being reached (with retries, which can take minutes), and a port in use fails at once.
+    let starting: string | undefined = 'starting: connecting to Kafka and Elasticsearch';
+    registerReadiness('run', () => starting);
     const status = await startStatusServer(cfg.status_server);
+    try {
+      if (role !== 'collector') {
+        const processor = await startProcessor(cfg, { signal });
+        stops.push(() => processor.stop());
+      }
+      if (role !== 'processor' && collectorCfg) {
+        await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.dead_letter], signal);
+        const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
+        const collector = new OpenstackLogCollector(collectorCfg, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
+        tasks.push(collector.run(signal).finally(() => producer.disconnect()));
+      }
+      if (role !== 'processor' && zabbixCfg) {
+        const { topics } = cfg.kafka;
+        await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
+        const producer = await TopicProducer.connect(cfg.kafka, 'zabbix-collector', signal);
+        const zabbix = new ZabbixCollector(zabbixCfg, { producer, topics });
+        tasks.push(zabbix.run(signal).finally(() => producer.disconnect()));
+      }
+      if (role !== 'processor' && cephCfg) {
+        const { topics } = cfg.kafka;
+        await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
+        const producer = await TopicProducer.connect(cfg.kafka, 'ceph-collector', signal);
+        tasks.push(runCephCollector(cephCfg, { producer, topics, signal }).finally(() => producer.disconnect()));
+      }
+    } catch (err) {
+      // Nothing half-started outlives a failed start (a refused topic, SIGTERM while waiting for Kafka).
+      abort();
+      await Promise.allSettled(tasks);
+      for (const stop of stops) await stop().catch(() => {});
+      await status?.close();
+      throw err;
+    }
+    starting = undefined;
     log.info('running', { role, ...(status ? { metrics: `http://${cfg.status_server.listen.replace(/:\d+$/, '')}:${status.port}/metrics` } : {}) });
     const sig = await stopped;
     log.info(`${sig}: draining and committing before exit`, { deadline_s: cfg.shutdown_timeout_s });

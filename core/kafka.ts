@@ -70,19 +70,36 @@ async function connectWithRetry<T extends { connect(): Promise<void> }>(thing: T
   return thing;
 }
 
-/** Creates the topics that do not exist yet (idempotent). */
+/** A refusal by the broker that trying again cannot change (authorization, an invalid topic setting): a protocol
+ * error (it has a `type`) that Kafka marks not retriable. Time-outs, a controller busy or moving, a leader not
+ * elected yet, a broker gone mid-way (kafkajs's own errors, without a `type`) are worth another try. */
+function permanent(err: unknown): boolean {
+  const errors = (err as { errors?: unknown[] }).errors ?? [err]; // createTopics reports one error per topic
+  return errors.some((e) => {
+    const { type, retriable } = e as { type?: string; retriable?: boolean };
+    return type !== undefined && type !== 'TOPIC_ALREADY_EXISTS' && retriable === false;
+  });
+}
+
+/** Creates the topics that do not exist yet (idempotent; several processes may race to create the same ones).
+ * A controller that answers slowly (createTopics times out after 5 s, a loaded broker takes longer) or not yet
+ * is tried again with backoff, listing the topics anew each time; only a permanent refusal gives up. */
 export async function ensureTopics(cfg: KafkaConfig, topics: string[], signal?: AbortSignal, partitions = 3): Promise<void> {
   const log = logger('kafka-admin');
   const admin: Admin = await connectWithRetry(kafkaClient(cfg, '-admin').admin(), cfg, log, 'connect admin', signal);
+  const what = `create topics ${topics.join(', ')} (Kafka ${cfg.brokers.join(',')})`;
   try {
-    const existing = new Set(await admin.listTopics());
-    const missing = topics.filter((t) => !existing.has(t));
-    if (missing.length > 0) {
+    await retry(async () => {
+      const existing = new Set(await admin.listTopics());
+      const missing = topics.filter((t) => !existing.has(t));
+      if (missing.length === 0) return;
       await admin.createTopics({
         topics: missing.map((topic) => ({ topic, numPartitions: partitions, configEntries: [{ name: 'max.message.bytes', value: String(MAX_MESSAGE_BYTES) }] })),
         waitForLeaders: true,
       });
-    }
+    }, { what, log, hint: brokerHint, signal, giveUp: permanent });
+  } catch (err) {
+    throw permanent(err) ? new Error(`${what}: refused: ${errorText(err)}`) : err;
   } finally {
     await admin.disconnect();
   }

@@ -45,6 +45,11 @@ export function errorText(err: unknown): string {
 
 function rawErrorText(err: unknown): string {
   if (err instanceof AggregateError && err.errors.length > 0) return rawErrorText(err.errors[0]);
+  // kafkajs's own aggregate (not an AggregateError): one error per topic, e.g. "Topic creation errors".
+  const several = (err as { errors?: unknown }).errors;
+  if (err instanceof Error && Array.isArray(several) && several.length > 0) {
+    return `${err.message}: ${several.map((e) => ((e as { topic?: string }).topic ? `${(e as { topic: string }).topic}: ` : '') + rawErrorText(e)).join('; ')}`;
+  }
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     return code && !err.message.includes(code) ? `${err.message} (${code})` : err.message;

@@ -12,6 +12,8 @@ export interface RetryOptions {
   maxDelayMs?: number;
   /** Give up after this many attempts (default: never). */
   maxAttempts?: number;
+  /** Errors that no retry can fix: thrown at once. */
+  giveUp?: (err: unknown) => boolean;
   signal?: AbortSignal;
 }
 
@@ -50,6 +52,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
     } catch (err) {
       if (opts.signal?.aborted) throw new Aborted();
       if (opts.maxAttempts !== undefined && attempt >= opts.maxAttempts) throw err;
+      if (opts.giveUp?.(err)) throw err;
       const delay = backoffDelay(attempt, initial, max);
       opts.log.error(`${opts.what} failed: ${errorText(err)}; retrying in ${(delay / 1000).toFixed(1)}s`, {
         attempt,

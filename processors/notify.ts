@@ -55,7 +55,8 @@ export function notifiersFromConfig(cfg: Config): Notifier[] {
 }
 
 const QUICK_ATTEMPTS = 3;
-const RETRY_MAX_DELAY_MS = 300_000;
+// A page waits at most a minute after its notifier is back: a pager is not a mailbox.
+const RETRY_MAX_DELAY_MS = 60_000;
 const SENT_MEMORY = 10_000;
 
 export class NotificationDispatcher {

@@ -1,6 +1,6 @@
 // kafkajs 2.2.4 against the real Kafka 4.1 broker (KRaft): produce, consume in a group, commit, resume.
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureTopics, GroupConsumer, groupProgress, TopicProducer } from '../../core/kafka.ts';
+import { deleteTopics, ensureTopics, GroupConsumer, groupProgress, kafkaClient, TopicProducer } from '../../core/kafka.ts';
 import { testSetup, waitFor } from './harness.ts';
 
 const t = testSetup('kafka');
@@ -66,5 +66,23 @@ describe('kafkajs 2.2.4 against Kafka 4.1', () => {
     });
     await consumer.stop();
     await producer.disconnect();
+  });
+
+  it('creates topics once when processes race to create them, and gives up at once, saying why, on a name Kafka refuses', async () => {
+    // A collector and a processor start together and both create the same topics: neither fails.
+    const topics = [`${t.cfg.kafka.topics.logs}.race-a`, `${t.cfg.kafka.topics.logs}.race-b`];
+    await Promise.all(Array.from({ length: 4 }, () => ensureTopics(t.cfg.kafka, topics)));
+    const admin = kafkaClient(t.cfg.kafka, '-admin').admin();
+    await admin.connect();
+    const meta = await admin.fetchTopicMetadata({ topics });
+    await admin.disconnect();
+    await deleteTopics(t.cfg.kafka, topics);
+    expect(meta.topics.map((m) => [m.name, m.partitions.length]).sort()).toEqual(topics.map((n) => [n, 3]).sort());
+
+    // A refusal no retry can change is not retried for ever: the error names the topics and the reason.
+    const startedAt = Date.now();
+    const refused = ensureTopics(t.cfg.kafka, [`${t.cfg.kafka.topics.logs}.${'x'.repeat(260)}`]);
+    await expect(refused).rejects.toThrow(/create topics swtest\..*: refused: .*invalid topic/i);
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
   });
 });

@@ -1,8 +1,10 @@
 // Self-observability of a real `stackwatch run` on the real stack: /metrics has every component's counters and
 // the stage figures and passes `promtool check metrics` (Debian's prometheus package) with nothing to report;
 // /healthz and /readyz answer; normal operation logs nothing; SIGTERM drains and exits 0.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -57,8 +59,17 @@ describe('status server', () => {
     expect(value(/^stackwatch_alerts_firing\{rule="amqp-connection-lost"\} (\d+)/m)).toBe(1);
     expect(text).toMatch(/^stackwatch_kafka_consumer_lag_messages\{group="swtest-[^"]+",topic="swtest\.[^"]+\.logs",partition="\d"\} 0$/m);
 
-    const lint = spawnSync(promtool(), ['check', 'metrics'], { input: text, encoding: 'utf8' });
-    expect({ status: lint.status, out: lint.stdout + lint.stderr }).toEqual({ status: 0, out: '' });
+    // Asynchronously: a spawnSync would stall this process's event loop, and with it the HTTP client's timer that
+    // drops a keep-alive connection before the server closes it (the next fetch then meets a closed socket).
+    const lint = await new Promise<{ status: number | null; out: string }>((resolve) => {
+      const child = spawn(promtool(), ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      child.on('close', (status) => resolve({ status, out }));
+      child.stdin.end(text);
+    });
+    expect(lint).toEqual({ status: 0, out: '' });
 
     expect((await fetch(`${base}/nope`)).status).toBe(404);
     cli.child.kill('SIGTERM');
@@ -66,4 +77,22 @@ describe('status server', () => {
     // Normal operation (and a clean shutdown) logs nothing at the default level.
     expect(cli.stderr()).toBe('');
   }, 120_000);
+
+  it('fails at once, saying which setting, when its port is taken, before it connects to anything', async () => {
+    const port = await freePort();
+    const taken = createServer().listen(port, '127.0.0.1');
+    await once(taken, 'listening');
+    try {
+      const configFile = join(t.dir, 'taken.yaml');
+      writeFileSync(configFile, stringify({ ...t.raw, status_server: { listen: `127.0.0.1:${port}` } }));
+      const startedAt = Date.now();
+      // Kafka and Elasticsearch unreachable: had it tried them first, it would be retrying, not exiting.
+      const cli = stackwatch(['run', '--config', configFile], { STACKWATCH_KAFKA_BROKERS: '127.0.0.1:9', STACKWATCH_ES_URL: 'http://127.0.0.1:9' });
+      expect(await cli.exited).toEqual({ code: 1, signal: null });
+      expect(Date.now() - startedAt).toBeLessThan(10_000);
+      expect(cli.stderr()).toBe(`stackwatch: status_server.listen: cannot listen on 127.0.0.1:${port}: the port is in use (set status_server.listen, or enabled: false)\n`);
+    } finally {
+      taken.close();
+    }
+  });
 });
