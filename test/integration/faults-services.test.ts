@@ -157,6 +157,13 @@ function logSummary(stderr: string): string {
   return [...counts].map(([k, n]) => `${n}× ${k}`).join(' | ') || 'nothing';
 }
 
+/** What each process is and said, for a timeout's message: "collector (exit 1) logged: …; processor (…". */
+function said(procs: Cli[]): string {
+  return procs
+    .map((c) => `${c.child.spawnargs.includes('collector') ? 'collector' : 'processor'} (exit ${c.child.exitCode ?? c.child.signalCode ?? 'none'}) logged: ${logSummary(c.stderr())}`)
+    .join('; ');
+}
+
 function rssKiB(pid: number): number {
   const s = procStatus(pid);
   if (!s) throw new Error(`process ${pid} is gone`);
@@ -221,7 +228,7 @@ async function expectExactlyOnce(t: TestSetup, expected: Set<string>, timeoutMs:
   let seen = 'nothing yet';
   const state = () =>
     `${expected.size} documents in Elasticsearch and no lag; last seen: ${seen}` +
-    procs.map((c) => `; ${c.child.spawnargs.includes('collector') ? 'collector' : 'processor'} (exit ${c.child.exitCode ?? c.child.signalCode ?? 'none'}) logged: ${logSummary(c.stderr())}`).join('');
+    (procs.length > 0 ? `; ${said(procs)}` : '');
   await waitFor(state, async () => {
     const p = await progress(t);
     const docs = await countDocs(t.es, index);
@@ -407,7 +414,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
       processor = run(t, 'processor');
       const pid = processor.child.pid!;
       await waitFor(
-        () => `the processor at work (a batch committed); collector (exit ${collector!.child.exitCode ?? 'none'}) logged: ${logSummary(collector!.stderr())}; processor (exit ${processor!.child.exitCode ?? 'none'}) logged: ${logSummary(processor!.stderr())}`,
+        () => `the processor at work (a batch committed); ${said([collector!, processor!])}`,
         async () => (await progress(t)).committed > 0,
         150_000,
         500,
@@ -498,7 +505,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const processor = run(t, 'processor');
     // Every transition raised, indexed, refused by the notifier and parked in the retry topic.
     let seen = 'nothing yet';
-    await waitFor(() => `${expected.length} alerts indexed and the batches committed; last seen: ${seen}; collector (exit ${collector.child.exitCode ?? 'none'}) logged: ${logSummary(collector.stderr())}; processor (exit ${processor.child.exitCode ?? 'none'}) logged: ${logSummary(processor.stderr())}`, async () => {
+    await waitFor(() => `${expected.length} alerts indexed and the batches committed; last seen: ${seen}; ${said([collector, processor])}`, async () => {
       const p = await progress(t);
       const alerts = await countDocs(t.es, `${t.cfg.elasticsearch.indices.alerts}-*`);
       seen = `${alerts} alerts, ${p.committed} of ${p.end} offsets committed`;
@@ -554,7 +561,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const collector = run(t, 'collector');
     const processor = run(t, 'processor');
     const expected = new Set(r.offsets.slice(0, EVENTS).map((o) => logEventId({ host: t.host, file_id: r.fileId, offset: o })));
-    await waitFor(() => `the first bulk request; processor logged: ${logSummary(processor.stderr())}`, async () => proxy.stats.bulks >= 1, 150_000, 100);
+    await waitFor(() => `the first bulk request; ${said([processor])}`, async () => proxy.stats.bulks >= 1, 150_000, 100);
     const { produced } = await expectExactlyOnce(t, expected, 240_000, [collector, processor]);
     expect(proxy.stats.bulks).toBeGreaterThan(1); // the batch was written again after the processor rejoined
     expect((await stop(collector)).code).toBe(0);
