@@ -4,11 +4,12 @@
 import { parseArgs } from 'node:util';
 import { type Benchmark, progress } from './measure.ts';
 import { alertLatencyBench } from './alert-latency.ts';
+import { detectBench } from './detect.ts';
 import { parseBench } from './parse.ts';
 import { throughputBench } from './throughput.ts';
 import { zabbixPollBench } from './zabbix-poll.ts';
 
-const BENCHMARKS: Benchmark[] = [parseBench, alertLatencyBench, zabbixPollBench, throughputBench];
+const BENCHMARKS: Benchmark[] = [parseBench, detectBench, alertLatencyBench, zabbixPollBench, throughputBench];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

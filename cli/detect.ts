@@ -6,9 +6,10 @@ import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { readLogFile } from '../collectors/read-file.ts';
 import { ConfigError } from '../core/config.ts';
 import { DEFAULT_RULES_DIR, DetectionEngine, loadRules } from '../processors/detect.ts';
-import { parseLogEvent } from '../processors/parse-log.ts';
+import { DEFAULT_EVENT_BUDGET_MS, detectTimed, TimeBudget } from '../processors/time-budget.ts';
 import type { Command } from './index.ts';
-import { parseOptions } from './options.ts';
+import { parseOptions, timeZoneOption } from './options.ts';
+import { EXIT_STATUS_HELP, forEachFile, Output, reportUnusable, warnTo } from './output.ts';
 
 export const detectCommand: Command = {
   name: 'detect',
@@ -16,12 +17,15 @@ export const detectCommand: Command = {
 
 Parses log files (plain or gzip) as the pipeline does and runs every rule over them, in file order, printing
 each alert transition (firing / resolved) as one JSON object per line on stdout, and a summary on stderr.
-Time is the events' own, so last month's logs behave as live traffic would.
+Time is the events' own, so last month's logs behave as live traffic would. Lines that are not text (invalid
+UTF-8, NUL bytes) are reported on stderr with the file, byte offset and reason, as \`stackwatch parse\` does.
 
 Options:
   --host NAME       host.name of the events (default: this machine's name)
   --timezone ZONE   zone of the zone-less oslo.log timestamps (default UTC)
-  --rules-dir DIR   rules to run (default: the rules shipped with stackwatch)`,
+  --rules-dir DIR   rules to run (default: the rules shipped with stackwatch)
+
+${EXIT_STATUS_HELP}`,
 
   async main(args) {
     const { values, positionals } = parseOptions(
@@ -30,22 +34,46 @@ Options:
       true,
     );
     if (positionals.length === 0) throw new ConfigError('detect: name at least one FILE (see stackwatch detect --help)');
+    const timezone = timeZoneOption(values.timezone, '--timezone');
     const engine = await DetectionEngine.create(loadRules(values['rules-dir']));
+    const out = new Output();
     const readAt = new Date().toISOString();
     let events = 0;
+    let unusable = 0;
     let transitions = 0;
-    for (const path of positionals) {
-      for await (const batch of readLogFile(path, { maxEventBytes: DEFAULT_MAX_EVENT_BYTES }, 500)) {
-        for (const e of batch.events) {
-          for (const alert of engine.onLog(parseLogEvent(toRawEvent(e, values.host, path, batch.fileId, readAt), { timezone: values.timezone }))) {
-            process.stdout.write(JSON.stringify(alert) + '\n');
-            transitions++;
+    const budget = new TimeBudget(DEFAULT_EVENT_BUDGET_MS, undefined, 'the per-event time budget');
+    let slow = 0;
+    const failed = await forEachFile(
+      'detect',
+      positionals,
+      async (path) => {
+        for await (const batch of readLogFile(path, { maxEventBytes: DEFAULT_MAX_EVENT_BYTES, onWarning: warnTo('detect') }, 500)) {
+          let full = false;
+          for (const e of batch.events) {
+            const { alerts, overBudget } = detectTimed(engine, toRawEvent(e, values.host, path, batch.fileId, readAt), { timezone }, budget);
+            if (overBudget) {
+              slow++;
+              process.stderr.write(`stackwatch detect: ${path}: the event at byte ${e.offset}: ${overBudget}\n`);
+            }
+            for (const alert of alerts) {
+              full = out.line(JSON.stringify(alert)) || full;
+              transitions++;
+            }
           }
+          if (full) await out.flush();
+          reportUnusable(path, batch.unusable);
+          events += batch.events.length;
+          unusable += batch.unusable.length;
+          if (out.closed) return;
         }
-        events += batch.events.length;
-      }
-    }
-    process.stderr.write(`stackwatch detect: ${events} events from ${positionals.length} file(s), ${transitions} alert transition(s)\n`);
-    return 0;
+      },
+      () => out.closed,
+    );
+    await out.flush();
+    if (out.failure) throw out.failure;
+    if (out.closed) return 0;
+    const problems = [unusable > 0 ? `, ${unusable} unusable line(s) (reported above)` : '', slow > 0 ? `, ${slow} event(s) over the time budget (reported above)` : '', failed > 0 ? `, ${failed} file(s) not read to the end (named above)` : ''].join('');
+    process.stderr.write(`stackwatch detect: ${events} events from ${positionals.length} file(s), ${transitions} alert transition(s)${problems}\n`);
+    return failed > 0 ? 1 : 0;
   },
 };

@@ -1,6 +1,6 @@
 // Argument parsing shared by the commands: node's parseArgs, with errors that name the option.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../core/config.ts';
+import { ConfigError, DEFAULT_CONFIG_PATH, isTimeZone, loadConfig, type Config } from '../core/config.ts';
 
 export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, allowPositionals = false) {
   try {
@@ -8,6 +8,12 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
   } catch (err) {
     throw new ConfigError((err as Error).message.replace(/^.*?: /, '').split('\n')[0]);
   }
+}
+
+/** A time-zone option's value, refused (naming the option) unless it is a zone the timestamps can be read in. */
+export function timeZoneOption(value: string, flag: string): string {
+  if (!isTimeZone(value)) throw new ConfigError(`${flag}: unknown time zone ${JSON.stringify(value)} (expected an IANA name like UTC or Europe/Berlin)`);
+  return value;
 }
 
 export function configPath(flag: string | undefined): string {

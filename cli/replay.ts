@@ -14,6 +14,7 @@ import { sleep } from '../core/retry.ts';
 import { startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig, shutdownSignal } from './options.ts';
+import { EXIT_STATUS_HELP, forEachFile, warnTo } from './output.ts';
 
 export const replayCommand: Command = {
   name: 'replay',
@@ -28,7 +29,9 @@ file's content identity and byte offsets.
 Options:
   --config FILE   configuration file (default: $STACKWATCH_CONFIG or /etc/stackwatch/stackwatch.yaml)
   --host NAME     host.name of the events (default: collectors.openstack_logs.host_name, else this machine)
-  --no-process    only produce to Kafka; the running processors index the events`,
+  --no-process    only produce to Kafka; the running processors index the events
+
+${EXIT_STATUS_HELP}`,
 
   async main(args) {
     const { values, positionals } = parseOptions(
@@ -37,11 +40,13 @@ Options:
       true,
     );
     if (positionals.length === 0) throw new ConfigError('replay: name at least one FILE (see stackwatch replay --help)');
+    // For the progress bar only: a file that cannot be read is reported when its turn comes, and the others are
+    // replayed all the same.
     const sizes = positionals.map((p) => {
       try {
         return statSync(p).size;
       } catch {
-        throw new ConfigError(`${p}: no such file`);
+        return 0;
       }
     });
     const cfg = readConfig(values.config);
@@ -58,32 +63,36 @@ Options:
     let done = 0;
     let events = 0;
     let unusable = 0;
+    let failed = 0;
     try {
-      for (const [i, path] of positionals.entries()) {
+      failed = await forEachFile('replay', positionals, async (path, i) => {
         const key = `${host}:${path}`;
         const readAt = new Date().toISOString();
-        const reading = readLogFile(path, { maxEventBytes, keepOriginal: collector?.keep_original, onBytes: (n) => progress.update(done + n, events) });
-        for await (const batch of reading) {
-          if (batch.unusable.length > 0) {
-            const letters = batch.unusable.map((u) => deadLetter('replay', `${u.reason} (${path} at byte ${u.offset})`, u.bytes.toString('base64')));
-            await producer.send(deadTopic, letters.map((d) => ({ key, value: JSON.stringify(d) })));
+        const reading = readLogFile(path, { maxEventBytes, keepOriginal: collector?.keep_original, onBytes: (n) => progress.update(done + n, events), onWarning: warnTo('replay') });
+        try {
+          for await (const batch of reading) {
+            if (batch.unusable.length > 0) {
+              const letters = batch.unusable.map((u) => deadLetter('replay', `${u.reason} (${path} at byte ${u.offset})`, u.bytes.toString('base64')));
+              await producer.send(deadTopic, letters.map((d) => ({ key, value: JSON.stringify(d) })));
+            }
+            const messages = batch.events.map((e) => ({ key, value: JSON.stringify(toRawEvent(e, host, path, batch.fileId, readAt)) }));
+            for (const part of batches(messages, 5000, 512 * 1024, (m) => m.value.length)) await producer.send(topic, part);
+            events += batch.events.length;
+            unusable += batch.unusable.length;
           }
-          const messages = batch.events.map((e) => ({ key, value: JSON.stringify(toRawEvent(e, host, path, batch.fileId, readAt)) }));
-          for (const part of batches(messages, 5000, 512 * 1024, (m) => m.value.length)) await producer.send(topic, part);
-          events += batch.events.length;
-          unusable += batch.unusable.length;
+        } finally {
+          done += sizes[i];
+          progress.update(done, events);
         }
-        done += sizes[i];
-        progress.update(done, events);
-      }
+      });
       progress.done();
-      process.stderr.write(`replay: ${events} events produced to ${topic}${unusable ? `, ${unusable} unusable line(s) to ${deadTopic}` : ''}\n`);
+      process.stderr.write(`replay: ${events} events produced to ${topic}${unusable ? `, ${unusable} unusable line(s) to ${deadTopic}` : ''}${failed ? `; ${failed} file(s) not read to the end (named above)` : ''}\n`);
       if (processor) await waitForGroup(cfg, topic, signal);
     } finally {
       await producer.disconnect();
       await processor?.stop();
     }
-    return 0;
+    return failed > 0 ? 1 : 0;
   },
 };
 

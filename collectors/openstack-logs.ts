@@ -161,7 +161,12 @@ export class OpenstackLogCollector {
     const { size } = await f.fd.stat();
     if (f.fileId !== undefined && size < f.pos) {
       // Truncated in place (copytruncate): what follows is new content with a new identity.
-      this.log.info(`${f.path} was truncated; reading it from the start`);
+      // Reported, not silent: copytruncate rotation does this, and so does a file cut by hand; lines written
+      // between the last read and the cut are in the rotated copy (or gone).
+      this.log.warn(`${f.path} shrank from ${f.pos} to ${size} bytes while followed; reading it from the start`, {
+        hint: 'copytruncate rotation, or the file was cut; lines written between the last read and the cut are only in the rotated copy',
+      });
+      this.metrics.error('file_shrank');
       f.fileId = undefined;
     }
     if (f.fileId === undefined) {
@@ -277,6 +282,7 @@ export function toRawEvent(e: AssembledEvent, host: string, path: string, fileId
   const raw: RawLogEvent = { v: 1, host, path, file_id: fileId, offset: e.offset, text: e.text, read_at: readAt };
   if (e.envelope) raw.envelope = e.envelope;
   if (e.truncated) raw.truncated = true;
+  if (e.flags) raw.flags = e.flags;
   if (e.original !== undefined) raw.original = e.original;
   return raw;
 }

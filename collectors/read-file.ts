@@ -1,8 +1,13 @@
-// Reads a whole log file (plain or gzip) into events, streaming, for the offline tools (`parse`, `replay`):
+// Reads a whole log file (plain or gzip) into events, streaming, for the offline tools (`parse`, `detect`, `replay`):
 // the same splitting, folding and masking as the collector, without checkpoints.
-import { createReadStream } from 'node:fs';
-import { createGunzip } from 'node:zlib';
+//
+// A file that cannot be read all the way still gives every complete line read before the problem: the events are
+// yielded first, then a FileReadError names the file and says where reading stopped (a missing file, a directory,
+// no permission, a read error, damaged gzip data, a file that shrank while it was read).
+import { open, type FileHandle } from 'node:fs/promises';
+import { fileErrorReason } from '../core/secrets.ts';
 import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from './assemble.ts';
+import { gunzip, GzipError, type GzipSource } from './gunzip.ts';
 import { fingerprint } from './openstack-logs.ts';
 
 export interface ReadOptions {
@@ -10,6 +15,8 @@ export interface ReadOptions {
   keepOriginal?: boolean;
   /** Called with the compressed bytes read so far, for progress bars. */
   onBytes?: (n: number) => void;
+  /** A problem that lost nothing (trailing garbage after a .gz file's last member), as a line naming the file. */
+  onWarning?: (message: string) => void;
 }
 
 export interface FileEvents {
@@ -18,31 +25,141 @@ export interface FileEvents {
   unusable: UnusableLine[];
 }
 
-/** Yields the file's events in batches (at most about `batchSize` each, in file order). */
-export async function* readLogFile(path: string, opts: ReadOptions, batchSize = 5000): AsyncGenerator<FileEvents> {
-  const file = createReadStream(path, { highWaterMark: 1024 * 1024 });
-  const source = path.endsWith('.gz') ? file.pipe(createGunzip({ chunkSize: 1024 * 1024 })) : file;
-  let events: AssembledEvent[] = [];
-  let unusable: UnusableLine[] = [];
-  const assembler = new EventAssembler({ maxEventBytes: opts.maxEventBytes, keepOriginal: opts.keepOriginal }, (e) => events.push(e));
-  const splitter = new LineSplitter(0, opts.maxEventBytes, (o, t, cut) => assembler.push(o, t, cut), (u) => unusable.push(u));
-  let fileId: string | undefined;
-  let lastBytes = 0;
-  try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      fileId ??= fingerprint(chunk.subarray(0, 1024), true)!;
-      splitter.write(chunk);
-      if (opts.onBytes && file.bytesRead !== lastBytes) opts.onBytes((lastBytes = file.bytesRead));
-      if (events.length + unusable.length >= batchSize) {
-        yield { fileId, events, unusable };
-        events = [];
-        unusable = [];
-      }
-    }
-  } finally {
-    file.destroy();
+/** A file that could not be read (all the way). The message starts with the file's path. */
+export class FileReadError extends Error {
+  constructor(
+    readonly file: string,
+    detail: string,
+  ) {
+    super(`${file}: ${detail}`);
   }
-  splitter.end();
-  assembler.flush();
-  if (fileId !== undefined && (events.length > 0 || unusable.length > 0)) yield { fileId, events, unusable };
+}
+
+const READ_BYTES = 1024 * 1024;
+/** The file's identity is the fingerprint of its first line (at most this many bytes): openstack-logs.ts. */
+const ID_BYTES = 1024;
+
+/** Yields the file's events in batches (at most about `batchSize` each, in file order); throws FileReadError after
+ * the last batch if the file could not be read to its end. */
+export async function* readLogFile(path: string, opts: ReadOptions, batchSize = 5000): AsyncGenerator<FileEvents> {
+  const file = await LogFile.open(path);
+  try {
+    let events: AssembledEvent[] = [];
+    let unusable: UnusableLine[] = [];
+    const assembler = new EventAssembler({ maxEventBytes: opts.maxEventBytes, keepOriginal: opts.keepOriginal }, (e) => events.push(e));
+    const splitter = new LineSplitter(0, opts.maxEventBytes, (o, t, cut) => assembler.push(o, t, cut), (u) => unusable.push(u));
+    // The identity needs the first ID_BYTES of text, whatever size the first pieces come in.
+    const head: Buffer[] = [];
+    let fileId: string | undefined;
+    const identify = () => {
+      const text = Buffer.concat(head.splice(0));
+      fileId = fingerprint(text.subarray(0, ID_BYTES), true)!;
+      splitter.write(text);
+    };
+    const bytes = path.endsWith('.gz') ? gunzip(file, (w) => opts.onWarning?.(`${path}: ${w}`)) : file.chunks();
+    let failure: FileReadError | undefined;
+    try {
+      for await (const chunk of bytes) {
+        if (fileId === undefined) {
+          head.push(chunk);
+          if (head.reduce((n, b) => n + b.length, 0) >= ID_BYTES) identify();
+        } else splitter.write(chunk);
+        opts.onBytes?.(file.pos);
+        if (fileId !== undefined && events.length + unusable.length >= batchSize) {
+          yield { fileId, events, unusable };
+          events = [];
+          unusable = [];
+        }
+      }
+    } catch (err) {
+      failure = readFailure(path, err, () => splitter.consumed);
+    }
+    if (head.length > 0) identify();
+    // After a failure the bytes after the last newline are part of a line that was cut: it is not an event.
+    if (!failure) splitter.end();
+    assembler.flush();
+    if (fileId !== undefined && (events.length > 0 || unusable.length > 0)) yield { fileId, events, unusable };
+    if (failure) throw failure;
+  } finally {
+    await file.close();
+  }
+}
+
+/** The FileReadError for what stopped the reading; anything else is a bug and is thrown as it is. */
+function readFailure(path: string, err: unknown, linesEnd: () => number): FileReadError {
+  if (err instanceof FileReadError) return err;
+  if (err instanceof GzipError) return new FileReadError(path, `damaged gzip data: ${err.message}; complete lines up to decompressed byte ${linesEnd()} were read`);
+  throw err;
+}
+
+/** An open log file: sequential reads (a GzipSource), re-reads for gzip salvage, and the checks that a file read
+ * to its end really was: a regular file that ends before its size at open shrank while it was read. */
+class LogFile implements GzipSource {
+  /** Bytes read so far (the next byte to read). */
+  pos = 0;
+  readonly reread?: GzipSource['reread'];
+
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    /** Size at open, for a regular file (a pipe or device has none). */
+    private readonly size: number | undefined,
+  ) {
+    if (size !== undefined) this.reread = (start, end) => this.range(start, end);
+  }
+
+  static async open(path: string): Promise<LogFile> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (err) {
+      throw new FileReadError(path, `cannot read: ${fileErrorReason(err)}`);
+    }
+    try {
+      const st = await fh.stat();
+      // open() succeeds on a directory; its first read would fail with EISDIR.
+      if (st.isDirectory()) throw new FileReadError(path, 'cannot read: is a directory');
+      return new LogFile(path, fh, st.isFile() ? st.size : undefined);
+    } catch (err) {
+      await fh.close();
+      throw err instanceof FileReadError ? err : new FileReadError(path, `cannot read: ${fileErrorReason(err)}`);
+    }
+  }
+
+  async next(): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(READ_BYTES);
+    const n = await this.read(buf, this.size === undefined ? null : this.pos);
+    this.pos += n;
+    if (n === 0 && this.size !== undefined && this.pos < this.size) {
+      const now = await this.fh.stat().then((s) => `${s.size} bytes now`, () => 'its size now unknown');
+      throw new FileReadError(this.path, `the file shrank while it was read (truncated under us?): ${this.size} bytes at open, ${this.pos} bytes read, ${now}; the rest is not read`);
+    }
+    return buf.subarray(0, n);
+  }
+
+  async *chunks(): AsyncGenerator<Buffer> {
+    for (let b = await this.next(); b.length > 0; b = await this.next()) yield b;
+  }
+
+  private async *range(start: number, end: number): AsyncGenerator<Buffer> {
+    for (let at = start; at < end; ) {
+      const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, end - at));
+      const n = await this.read(buf, at);
+      if (n === 0) return;
+      at += n;
+      yield buf.subarray(0, n);
+    }
+  }
+
+  private async read(buf: Buffer, position: number | null): Promise<number> {
+    try {
+      return (await this.fh.read(buf, 0, buf.length, position)).bytesRead;
+    } catch (err) {
+      throw new FileReadError(this.path, `cannot read at byte ${position ?? this.pos}: ${fileErrorReason(err)}`);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.fh.close();
+  }
 }

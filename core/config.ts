@@ -1,18 +1,68 @@
 // The configuration: one YAML file, one zod schema, validated once at start-up. The schema is the type.
 // Environment variables override URLs and secrets, so a config file can be shared without them.
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { hostname } from 'node:os';
 import cron from 'node-cron';
-import { parseDocument } from 'yaml';
+import { parseDocument, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { logger } from './log.ts';
-import { readPemFile, readSecretFile, registerSecret, splitUrlCredentials } from './secrets.ts';
+import { fileErrorReason, readPemFile, readSecretFile, registerSecret, splitUrlCredentials } from './secrets.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/stackwatch/stackwatch.yaml';
 
-const hostPort = z.string().regex(/^[A-Za-z0-9._\-[\]:]+:\d{1,5}$/, { error: 'expected host:port' });
+/** Largest configuration file read: a config is a few KiB; the cap is checked before reading (a 96 MB file used to
+ * take 3 GB of memory before its error). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** `host:port`, the port in [minPort, 65535]. */
+const hostPortOf = (minPort: number, error: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9._\-[\]:]+:\d{1,5}$/, { error })
+    .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) >= minPort && Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, {
+      error: `${error}, the port from ${minPort} to 65535`,
+    });
+const hostPort = hostPortOf(1, 'expected host:port');
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
-const positiveInt = z.number().int().positive();
+const positiveInt = z.number().int({ error: 'expected a whole number' }).positive({ error: 'expected a number above 0' });
+/** Node's timers take at most 2^31-1 ms (about 24.8 days): a longer delay silently becomes 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const durationMs = positiveInt.max(MAX_TIMER_MS, { error: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days)` });
+/** Seconds that become a timer's milliseconds. */
+const durationS = positiveInt.max(Math.floor(MAX_TIMER_MS / 1000), { error: `expected at most ${Math.floor(MAX_TIMER_MS / 1000)} s (about 24.8 days)` });
+const nonEmpty = z.string().min(1, { error: 'expected a non-empty string' });
+/** Kafka's own rule for topic names. */
+const topicName = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'expected a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ -' })
+  .refine((v) => v !== '.' && v !== '..', { error: 'expected a Kafka topic name other than . and ..' });
+/** Daily indices are `<prefix>-YYYY.MM.DD`: Elasticsearch wants them lowercase, without \ / * ? " < > | , # : or
+ * spaces, not starting with - _ + (or . for hidden indices). */
+const indexPrefix = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,199}$/, { error: 'expected an index name prefix: lowercase a-z 0-9 . _ -, starting with a letter or digit' });
+
+/** Whether timestamps can be read in `zone`: an IANA name (or link) the runtime's time-zone data knows. */
+export function isTimeZone(zone: string): boolean {
+  if (zone === '') return false;
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const timeZone = z.string().refine(isTimeZone, { error: 'expected an IANA time zone like UTC or Europe/Berlin' });
+
+/** Values that must differ across the keys of a section (two kinds of data sharing one topic or index mix). */
+function distinct(ctx: Ctx, values: Record<string, string>, what: string, overlaps: (a: string, b: string) => boolean = (a, b) => a === b): void {
+  const keys = Object.keys(values);
+  for (const [i, a] of keys.entries()) {
+    for (const b of keys.slice(0, i)) {
+      if (overlaps(values[a], values[b]) || overlaps(values[b], values[a])) {
+        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(values[a])} ${values[a] === values[b] ? 'is also' : 'overlaps'} the ${what} of ${b}: each kind needs its own`, path: [a], input: values[a] });
+      }
+    }
+  }
+}
 
 // ---- Secrets and TLS files. A `<name>_file` option names a file read once at start-up (contents trimmed), e.g. a
 // Docker or Kubernetes secret; an unreadable file fails like any bad field, naming the field and the file. The
@@ -64,8 +114,8 @@ const KafkaSsl = z
 const KafkaSasl = z
   .strictObject({
     mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512'], { error: 'expected plain, scram-sha-256 or scram-sha-512' }),
-    username: z.string().min(1),
-    password: z.string().optional(),
+    username: nonEmpty,
+    password: nonEmpty.optional(),
     password_file: filePath.optional(),
   })
   .transform((v, ctx) => {
@@ -93,23 +143,25 @@ const ElasticsearchTls = z
 
 const KafkaSection = z.strictObject({
   brokers: z.array(hostPort, { error: 'expected an array of host:port' }).min(1, { error: 'expected at least one host:port' }),
-  client_id: z.string().min(1).default('stackwatch'),
+  client_id: nonEmpty.default('stackwatch'),
+  /** One topic per kind: a processor reading its own dead letters as logs would loop. */
   topics: z
     .strictObject({
-      logs: z.string().min(1).default('stackwatch.logs'),
-      dead_letter: z.string().min(1).default('stackwatch.dead-letter'),
+      logs: topicName.default('stackwatch.logs'),
+      dead_letter: topicName.default('stackwatch.dead-letter'),
       /** Notifications a notifier could not take yet, retried with backoff until delivered. */
-      notify_retry: z.string().min(1).default('stackwatch.notify-retry'),
+      notify_retry: topicName.default('stackwatch.notify-retry'),
       /** Metric samples from the Zabbix and Ceph collectors (MetricEvent). */
-      metrics: z.string().min(1).default('stackwatch.metrics'),
+      metrics: topicName.default('stackwatch.metrics'),
       /** Ceph health (CephHealthEvent), Zabbix problems and host inventory: state, not samples. */
-      health: z.string().min(1).default('stackwatch.health'),
+      health: topicName.default('stackwatch.health'),
     })
+    .superRefine((v, ctx) => distinct(ctx, v, 'topic'))
     .prefault({}),
-  consumer_group: z.string().min(1).default('stackwatch-processor'),
-  connection_timeout_ms: positiveInt.default(3000),
+  consumer_group: nonEmpty.default('stackwatch-processor'),
+  connection_timeout_ms: durationMs.default(3000),
   /** A processor that dies is noticed by the group after this long, and its partitions move on. */
-  session_timeout_ms: positiveInt.default(10_000),
+  session_timeout_ms: durationMs.default(10_000),
   ssl: KafkaSsl.optional(),
   sasl: KafkaSasl.optional(),
 });
@@ -117,28 +169,31 @@ const KafkaSection = z.strictObject({
 const ElasticsearchSection = z.strictObject({
   url: httpUrl,
   /** Basic authentication; or api_key (the "encoded" value of POST /_security/api_key), which wins. */
-  username: z.string().optional(),
-  password: z.string().optional(),
+  username: nonEmpty.optional(),
+  password: nonEmpty.optional(),
   password_file: filePath.optional(),
-  api_key: z.string().optional(),
+  api_key: nonEmpty.optional(),
   api_key_file: filePath.optional(),
   tls: ElasticsearchTls.optional(),
+  /** Index name prefixes. Each kind's indices are found as `<prefix>-*` (templates, retention, searches), so no
+   * prefix may start with another one and a dash: `stackwatch-*` would take in `stackwatch-alerts-*`. */
   indices: z
     .strictObject({
       /** Daily indices `<prefix>-YYYY.MM.DD`, chosen by the event's own timestamp. */
-      logs: z.string().min(1).default('stackwatch-logs'),
-      alerts: z.string().min(1).default('stackwatch-alerts'),
+      logs: indexPrefix.default('stackwatch-logs'),
+      alerts: indexPrefix.default('stackwatch-alerts'),
       /** Daily indices of metric samples (capacity, replication lag, Ceph usage): what `stackwatch trends` reads. */
-      metrics: z.string().min(1).default('stackwatch-metrics'),
+      metrics: indexPrefix.default('stackwatch-metrics'),
       /** Daily indices of the dead-letter topic's events (what could not be processed, and why), for Kibana. */
-      dead_letter: z.string().min(1).default('stackwatch-dead-letter'),
+      dead_letter: indexPrefix.default('stackwatch-dead-letter'),
     })
+    .superRefine((v, ctx) => distinct(ctx, v, 'index prefix', (a, b) => a === b || a.startsWith(`${b}-`)))
     .prefault({}),
   /** Days each kind of index is kept (`stackwatch setup`: the ILM policy, or what `setup --prune` deletes);
    * absent kinds keep the defaults (logs 30, alerts 365, metrics 180, dead_letter 30). */
   retention_days: z.partialRecord(z.enum(['logs', 'alerts', 'metrics', 'dead_letter']), positiveInt).default({}),
   bulk_max_docs: positiveInt.default(2000),
-  request_timeout_ms: positiveInt.default(30_000),
+  request_timeout_ms: durationMs.default(30_000),
 }).transform((v, ctx) => {
   const password = secretOf(ctx, 'password', v.password, v.password_file);
   const apiKey = secretOf(ctx, 'api_key', v.api_key, v.api_key_file);
@@ -169,8 +224,12 @@ const ElasticsearchSection = z.strictObject({
 const AlertmanagerSection = z.strictObject({
   url: httpUrl,
   /** Firing alerts are posted again this often so Alertmanager does not time them out (its resolve_timeout is 5m). */
-  resend_interval_s: positiveInt.default(60),
+  resend_interval_s: durationS.default(60),
 });
+
+/** HTTP header names are tokens (RFC 9110); values hold no line breaks or NUL (undici refuses them at the first send). */
+const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const httpHeaderValue = z.string().regex(/^[^\r\n\0]*$/, { error: 'expected an HTTP header value without line breaks' });
 
 const NotifySection = z.strictObject({
   pagerduty: z
@@ -191,31 +250,47 @@ const NotifySection = z.strictObject({
   webhooks: z
     .array(
       z.strictObject({
+        /** Unique: what was sent is remembered per webhook name. */
         name: z.string().regex(/^[a-z0-9-]+$/, { error: 'expected a short name like chatops' }),
         url: httpUrl,
-        headers: z.record(z.string(), z.string()).default({}),
+        headers: z
+          .record(z.string(), httpHeaderValue)
+          .superRefine((headers, ctx) => {
+            for (const name of Object.keys(headers)) {
+              if (!HTTP_TOKEN.test(name)) ctx.addIssue({ code: 'custom', message: 'expected an HTTP header name (letters, digits and !#$%&\'*+.^_`|~-)', path: [name], input: name });
+            }
+          })
+          .default({}),
       }),
     )
+    .superRefine((list, ctx) => {
+      for (const [i, w] of list.entries()) {
+        const first = list.findIndex((o) => o.name === w.name);
+        if (first < i) ctx.addIssue({ code: 'custom', message: `the name ${JSON.stringify(w.name)} is already webhooks[${first}]'s`, path: [i, 'name'], input: w.name });
+      }
+    })
     .default([]),
   /** Maintenance windows: alerts that match every matcher, with a timestamp inside the window, are indexed
    * but not sent. Matchers: rule.id, host.name, service.name, severity; a value ending in * matches a prefix. */
   silences: z
     .array(
-      z.strictObject({
-        matchers: z.partialRecord(z.enum(['rule.id', 'host.name', 'service.name', 'severity']), z.string().min(1)),
-        starts_at: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time like 2026-11-25T22:00:00Z' }),
-        ends_at: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time like 2026-11-25T23:00:00Z' }),
-        comment: z.string().optional(),
-      }),
+      z
+        .strictObject({
+          matchers: z.partialRecord(z.enum(['rule.id', 'host.name', 'service.name', 'severity']), z.string().min(1)),
+          starts_at: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time like 2026-11-25T22:00:00Z' }),
+          ends_at: z.iso.datetime({ offset: true, error: 'expected an ISO 8601 time like 2026-11-25T23:00:00Z' }),
+          comment: z.string().optional(),
+        })
+        .refine((v) => Date.parse(v.ends_at) > Date.parse(v.starts_at), { error: 'expected a time after starts_at', path: ['ends_at'] }),
     )
     .default([]),
   /** Firing alerts are sent to the webhooks again this often. */
-  renotify_interval_s: positiveInt.default(3600),
+  renotify_interval_s: durationS.default(3600),
 });
 
 const OpenstackLogsCollector = z.strictObject({
   paths: z.array(z.string().min(1), { error: 'expected an array of file paths or globs' }).min(1, { error: 'expected at least one path or glob' }),
-  poll_interval_ms: positiveInt.default(200),
+  poll_interval_ms: durationMs.default(200),
   /** Where checkpoints (file identity + offset acknowledged by Kafka) are kept. */
   checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
   /** host.name of the events; defaults to this machine's name. */
@@ -225,7 +300,7 @@ const OpenstackLogsCollector = z.strictObject({
   /** An event (with all its continuation lines) is cut at this size and marked truncated. */
   max_event_bytes: positiveInt.default(1024 * 1024),
   /** A multi-line event still open after this long without new lines is sent as it is. */
-  multiline_flush_ms: positiveInt.default(500),
+  multiline_flush_ms: durationMs.default(500),
   /** Keep the raw lines (envelopes included) in event.original. */
   keep_original: z.boolean().default(false),
 });
@@ -239,7 +314,7 @@ const ItemMapping = z.strictObject({
   key: z.string().min(1),
   /** The metric name; `{key}` keeps the item key itself (for items created under stackwatch's names). */
   metric: z.string().regex(/^(?:\{key\}|[a-z0-9_]+(?:\.[a-z0-9_]+)+)$/, { error: 'expected a dotted metric name like db.replication.seconds_behind_master, or {key}' }),
-  unit: z.string().optional(),
+  unit: nonEmpty.optional(),
   /** Multiply the value (e.g. 1024 for KiB → bytes). */
   scale: z.number().positive().default(1),
   /** Labels of the samples, with `{1}`, `{2}` … for the key's parameters: { fs: "{1}" }. */
@@ -251,10 +326,10 @@ const ZabbixCollector = z.strictObject({
   /** The frontend's JSON-RPC endpoint, …/api_jsonrpc.php. */
   url: httpUrl,
   /** user.login; or an API token (Zabbix 5.4+), better: it needs no session. */
-  username: z.string().min(1).optional(),
-  password: z.string().optional(),
+  username: nonEmpty.optional(),
+  password: nonEmpty.optional(),
   password_file: filePath.optional(),
-  token: z.string().min(1).optional(),
+  token: nonEmpty.optional(),
   token_file: filePath.optional(),
   schedule: cronSchedule.default('*/30 * * * * *'),
   /** Only hosts in these host groups (names); absent: every monitored host. */
@@ -267,7 +342,7 @@ const ZabbixCollector = z.strictObject({
   trends_after_s: positiveInt.default(86_400),
   /** Item ids per history.get call. */
   batch_items: positiveInt.default(1000),
-  request_timeout_ms: positiveInt.default(30_000),
+  request_timeout_ms: durationMs.default(30_000),
   checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
 }).transform((v, ctx) => {
   const password = secretOf(ctx, 'password', v.password, v.password_file);
@@ -284,7 +359,7 @@ const CephCollector = z.strictObject({
   cluster_name: z.string().min(1).default('ceph'),
   schedule: cronSchedule.default('*/15 * * * * *'),
   /** A command that has not answered after this long is killed and counted as a failed poll. */
-  timeout_ms: positiveInt.default(20_000),
+  timeout_ms: durationMs.default(20_000),
 });
 
 export const ConfigSchema = z.strictObject({
@@ -302,18 +377,20 @@ export const ConfigSchema = z.strictObject({
   processor: z
     .strictObject({
       /** oslo.log timestamps carry no zone: the zone they were written in (IANA name). */
-      timezone: z.string().default('UTC'),
+      timezone: timeZone.default('UTC'),
+      /** An event whose parsing and detection take longer is counted and dead-lettered (processors/time-budget.ts). */
+      event_time_budget_ms: positiveInt.default(1000),
     })
     .prefault({}),
-  rules_dir: z.string().optional(),
+  rules_dir: nonEmpty.optional(),
   /** On SIGTERM, in-flight work is finished and committed within this many seconds; after that the process
    * exits anyway (what was not committed is read again by the next start: nothing is lost). */
-  shutdown_timeout_s: positiveInt.default(30),
+  shutdown_timeout_s: durationS.default(30),
   /** The process's own HTTP endpoint: /metrics (Prometheus), /healthz (alive), /readyz (connected and working). */
   status_server: z
     .strictObject({
       /** host:port to listen on; port 0 picks a free one (logged at info level). */
-      listen: z.string().regex(/^[A-Za-z0-9._\-[\]:]+:\d{1,5}$/, { error: 'expected host:port like 127.0.0.1:9465' }).default('127.0.0.1:9465'),
+      listen: hostPortOf(0, 'expected host:port like 127.0.0.1:9465').default('127.0.0.1:9465'),
       enabled: z.boolean().default(true),
     })
     .prefault({}),
@@ -462,19 +539,64 @@ function warnInsecure(cfg: Config): void {
 }
 
 export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Config {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? err);
-    throw new ConfigError(`${path}: cannot read config: ${why} (pass --config FILE or set STACKWATCH_CONFIG)`);
-  }
+  const text = readConfigText(path);
   const doc = parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0];
-    const line = e.linePos?.[0]?.line;
-    throw new ConfigError(`${path}${line ? `:${line}` : ''}: invalid YAML: ${e.message.split('\n')[0]}`);
+  // Warnings are mistakes too (an unknown tag like !foo would quietly become a string).
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) {
+    const line = problem.linePos?.[0]?.line;
+    throw new ConfigError(`${path}${line ? `:${line}` : ''}: invalid YAML: ${problem.message.split('\n')[0]}`);
   }
-  return validateConfig(doc.toJS(), path, env);
+  return validateConfig(yamlValue(doc, text, path), path, env);
+}
+
+/** The file's text, at most MAX_CONFIG_BYTES: a bigger file is refused by its size before a byte is read, and a pipe
+ * or device (which has no size) after MAX_CONFIG_BYTES + 1 bytes. */
+function readConfigText(path: string): string {
+  const cannot = (err: unknown) => new ConfigError(`${path}: cannot read config: ${fileErrorReason(err)} (pass --config FILE or set STACKWATCH_CONFIG)`);
+  const tooBig = (size: string) => new ConfigError(`${path}: the config file is ${size}; the limit is ${MAX_CONFIG_BYTES} bytes (1 MiB)`);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw cannot(err);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw cannot(Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
+    if (st.size > MAX_CONFIG_BYTES) throw tooBig(`${st.size} bytes`);
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (let got = -1; got !== 0 && n < buf.length; n += got) {
+      try {
+        got = readSync(fd, buf, n, buf.length - n, null);
+      } catch (err) {
+        throw cannot(err);
+      }
+    }
+    if (n > MAX_CONFIG_BYTES) throw tooBig(`more than ${MAX_CONFIG_BYTES} bytes`);
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The document as plain values. Aliases are resolved here, and their errors (an unknown alias, a billion-laughs
+ * document) are thrown by the yaml library as plain errors: they become config errors naming the file. */
+function yamlValue(doc: Document, text: string, path: string): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    let line: number | undefined;
+    visit(doc, {
+      Alias(_, node) {
+        if (node.resolve(doc) === undefined && node.range) {
+          line = text.slice(0, node.range[0]).split('\n').length;
+          return visit.BREAK;
+        }
+      },
+    });
+    const why = (err as Error).message.startsWith('Excessive alias count') ? 'too many aliases (over 100 expansions: a "billion laughs" document?)' : (err as Error).message;
+    throw new ConfigError(`${path}${line ? `:${line}` : ''}: invalid YAML: ${why}`);
+  }
 }

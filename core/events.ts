@@ -19,7 +19,7 @@ export const RawLogEvent = z.object({
   /** The container runtime / syslog / journald / supervisor envelope the first line came in. */
   envelope: z
     .object({
-      format: z.enum(['cri', 'docker-json', 'syslog', 'journald', 'supervisor']),
+      format: z.enum(['cri', 'docker-json', 'syslog', 'journald', 'supervisor', 'prefix']),
       time: z.string().optional(),
       stream: z.enum(['stdout', 'stderr']).optional(),
       partial: z.boolean().optional(),
@@ -30,6 +30,8 @@ export const RawLogEvent = z.object({
     .optional(),
   /** The event was longer than the collector's cap and was cut. */
   truncated: z.literal(true).optional(),
+  /** How it was read, when worth knowing: `partial` (a partial line whose last piece never came). */
+  flags: z.array(z.string()).optional(),
   /** The raw lines as read, when the collector keeps them (collectors.openstack_logs.keep_original). */
   original: z.string().optional(),
   /** When the collector read it (ISO 8601). */
@@ -46,7 +48,9 @@ export const LogDocument = z.object({
     logger: z.string().optional(),
     file: z.object({ path: z.string() }),
     offset: z.number().int(),
-    /** "truncated" when the event was cut at the collector's size cap. */
+    /** "truncated" when the event was cut at the collector's size cap; "partial" when a partial line's last piece
+     * never came; "invalid_timestamp" when its own timestamp is impossible (the time is then the envelope's or
+     * the time it was read, and event.original keeps the text). */
     flags: z.array(z.string()).optional(),
   }),
   process: z.object({ pid: z.number().int() }).optional(),

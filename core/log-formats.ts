@@ -15,7 +15,9 @@
 // UTC: unwrap() is not told the host's zone. parseOtherHeader() converts zone-less timestamps from its `timezone`.
 
 export interface Envelope {
-  format: 'cri' | 'docker-json' | 'syslog' | 'journald' | 'supervisor';
+  /** `prefix`: a tool's prefix, not a log format: a source file name (Loghub, `tail`, `grep -H`), a line number
+   * (`grep -n`, `cat -n`) or `kubectl logs --prefix`. */
+  format: 'cri' | 'docker-json' | 'syslog' | 'journald' | 'supervisor' | 'prefix';
   /** The envelope's own timestamp, ISO 8601 UTC with milliseconds, when it has one. */
   time?: string;
   stream?: 'stdout' | 'stderr';
@@ -100,7 +102,7 @@ export function unwrap(line: string, year?: number /* for syslog lines that carr
 function slowUnwrap(line: string, year: number | undefined): Unwrapped {
   let text = stripAnsi(line);
   let envelope: Envelope | undefined;
-  const outer = envelopeOf(text, year);
+  const outer = envelopeOf(text, year) ?? toolPrefix(text);
   if (outer) {
     envelope = outer.envelope;
     text = outer.text;
@@ -319,7 +321,8 @@ function jsonEnvelope(s: string): Found | undefined {
   if ('MESSAGE' in r && ('__REALTIME_TIMESTAMP' in r || '__CURSOR' in r || '_SYSTEMD_UNIT' in r || 'SYSLOG_IDENTIFIER' in r)) {
     const envelope: Envelope = { format: 'journald' };
     const us = r.__REALTIME_TIMESTAMP;
-    if (typeof us === 'string' && /^\d{1,17}$/.test(us)) envelope.time = new Date(Math.floor(Number(us) / 1000)).toISOString();
+    const time = typeof us === 'string' && /^\d{1,17}$/.test(us) ? isoOrUndefined(Math.floor(Number(us) / 1000)) : undefined;
+    if (time) envelope.time = time;
     const unit = typeof r._SYSTEMD_UNIT === 'string' ? r._SYSTEMD_UNIT.replace(/\.service$/, '') : undefined;
     const program = typeof r.SYSLOG_IDENTIFIER === 'string' && r.SYSLOG_IDENTIFIER !== '' ? r.SYSLOG_IDENTIFIER : unit;
     if (program) envelope.program = program;
@@ -393,6 +396,116 @@ function stripDoubledTimestamp(s: string): string {
     return m ? s.slice(m[0].length) : s;
   }
   return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tool prefixes: what a tool put before each line of a log it read — never a log format, never a reason to merge.
+//  kubectl logs --prefix:   "[pod/nova-api-7d9f8-x2x/nova-api] <line>"
+//  a source file name:      "nova-api.log.1.2017-05-16_13:53:08 <line>" (Loghub), "/var/log/nova/nova-api.log:<line>"
+//                           and "…log:123:<line>" / "…log-123-<line>" (grep -H, -n, context lines)
+//  a line number:           "123:<line>" (grep -n), "   123\t<line>" (cat -n)
+// A file name or line number is taken off only when a timestamp follows it (else it stays in the message); the
+// file name becomes the envelope's program, so a file that interleaves several sources folds each on its own.
+
+const KUBECTL_PREFIX = /^\[pod\/([^\s/\]]{1,253})\/([^\s/\]]{1,253})\] /;
+/** How far into a line a file name or line number prefix is looked for. */
+const PREFIX_MAX = 512;
+
+function toolPrefix(s: string): Found | undefined {
+  const c = s.charCodeAt(0);
+  if (c === C_LBRACKET) {
+    const m = KUBECTL_PREFIX.exec(s);
+    return m ? { text: s.slice(m[0].length), envelope: { format: 'prefix', program: m[2] } } : undefined;
+  }
+  const limit = Math.min(s.length, PREFIX_MAX);
+  if (c === C_SPACE || c === C_TAB) {
+    // cat -n: a right-aligned line number and a tab
+    let i = 0;
+    while (i < limit && s.charCodeAt(i) === C_SPACE) i++;
+    let j = i;
+    while (j < limit && isDigit(s.charCodeAt(j))) j++;
+    if (j === i || s.charCodeAt(j) !== C_TAB) return undefined;
+    const text = s.slice(j + 1);
+    return startsTimestamped(text) ? { text, envelope: { format: 'prefix' } } : undefined;
+  }
+  // The first token: a split after it (blank) or inside it (":" or "-" before a digit, as grep writes them).
+  const head = s.slice(0, limit);
+  const log = head.indexOf('.log');
+  const slash = head.indexOf('/');
+  for (let k = 1; k < limit; k++) {
+    const ch = s.charCodeAt(k);
+    const blank = ch === C_SPACE || ch === C_TAB;
+    if (blank || ((ch === C_COLON || ch === C_DASH) && isDigit(s.charCodeAt(k + 1)))) {
+      // Only a token that can be a file name (".log", "/") or a line number (digits so far) is worth a look.
+      const named = (log >= 0 && log < k) || (slash >= 0 && slash < k);
+      const found = named || allDigits(s, k) ? prefixAt(s, k) : undefined;
+      if (found || blank) return found;
+    }
+  }
+  return undefined;
+}
+
+function allDigits(s: string, end: number): boolean {
+  for (let i = 0; i < end; i++) if (!isDigit(s.charCodeAt(i))) return s.charCodeAt(i) === C_COLON && i === end - 1 && i > 0;
+  return true;
+}
+
+/** s[0, k) as a file name or line number prefix, with the line after the separator at k. */
+function prefixAt(s: string, k: number): Found | undefined {
+  let token = s.slice(0, k);
+  if (token.endsWith(':')) token = token.slice(0, -1);
+  // "path:123" / "path-123" (grep -n with -H): the line number goes with the path
+  let n = token.length;
+  while (n > 0 && isDigit(token.charCodeAt(n - 1))) n--;
+  if (n > 1 && n < token.length && (token.charCodeAt(n - 1) === C_COLON || token.charCodeAt(n - 1) === C_DASH)) token = token.slice(0, n - 1);
+  const number = n === 0;
+  if (!number && token.indexOf('.log') < 0 && token.indexOf('/') < 0) return undefined;
+  const text = s.slice(k + 1);
+  if (!startsTimestamped(text)) return undefined;
+  const envelope: Envelope = { format: 'prefix' };
+  if (!number) envelope.program = serviceFromFileName(token);
+  return { text, envelope };
+}
+
+function startsTimestamped(s: string): boolean {
+  return osloTimestamp(s) || otherKind(s) === 'start' || (s.charCodeAt(0) === C_LBRACE && s.indexOf('"log"') > 0);
+}
+
+/** The service a log file is named after: nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08
+ * → nova-api; /var/log/nova/nova-api.log → nova-api. */
+export function serviceFromFileName(path: string): string {
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  const logAt = name.indexOf('.log');
+  if (logAt > 0) return name.slice(0, logAt);
+  const dot = name.indexOf('.');
+  return dot > 0 ? name.slice(0, dot) : name;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Continuation evidence
+
+/** Python's exception line at the end of a traceback: "ValueError: x", "oslo_messaging.exceptions.MessagingTimeout: …",
+ * "KeyboardInterrupt". */
+const EXCEPTION_LINE = /^[A-Za-z_][\w.]{0,255}(?::|$)/;
+
+/** Positive evidence that a line with no timestamp of its own continues the event before it, in a stream whose
+ * events are single lines as far as it has shown (no oslo.log header, no timestamp): an indented line (traceback
+ * frames, Java's "at …", wrapped output), a traceback's header and chaining lines, Java's "Caused by:", and the
+ * exception line that ends a traceback (`afterFrame`: the event holds a traceback and its last line is indented).
+ * Without such evidence the line is an event of its own. */
+export function continuesEvent(text: string, afterFrame: boolean): boolean {
+  const c = text.charCodeAt(0);
+  if (c === C_SPACE || c === C_TAB) return true;
+  if (c === 84 /* T */) return text.startsWith('Traceback (most recent call last)') || text.startsWith('The above exception was the direct cause');
+  if (c === 68 /* D */ && text.startsWith('During handling of the above exception')) return true;
+  if (c === 67 /* C */ && text.startsWith('Caused by: ')) return true;
+  return afterFrame && EXCEPTION_LINE.test(text);
+}
+
+/** Whether a line begins with a timestamp of a known shape (valid or not): an oslo.log header, RabbitMQ, MariaDB,
+ * syslog, ISO 8601, … — the lines that start events in a timestamped stream. */
+export function hasLeadingTimestamp(text: string): boolean {
+  return osloTimestamp(text) || otherKind(text) === 'start';
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -640,9 +753,7 @@ const pad2 = (n: number) => (n < 10 ? '0' + n : String(n));
 /** Wall-clock parts → ISO 8601 UTC with milliseconds (fraction truncated). `zone` ("Z", "+01:00", "-0500") wins
  * over `timezone` (IANA name, for zone-less times). undefined for an impossible date or time. */
 export function partsToUtc(y: number, mo: number, d: number, h: number, mi: number, s: number, frac: string | undefined, zone: string | undefined, timezone: string): string | undefined {
-  if (!(mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && s <= 60)) return undefined;
-  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
-  if (d > (mo === 2 && leap ? 29 : DAYS_IN_MONTH[mo - 1])) return undefined;
+  if (!validWallClock(y, mo, d, h, mi, s)) return undefined;
   const ms = frac ? Number((frac + '00').slice(0, 3)) : 0;
   const naive = Date.UTC(y, mo - 1, d, h, mi, s, ms);
   if (zone !== undefined) {
@@ -650,12 +761,29 @@ export function partsToUtc(y: number, mo: number, d: number, h: number, mi: numb
     if (zone !== 'Z') {
       const sign = zone.charCodeAt(0) === C_DASH ? -1 : 1;
       const digits = zone.slice(1).replace(':', '');
-      offset = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2, 4) || '0')) * 60_000;
+      const oh = Number(digits.slice(0, 2));
+      const om = Number(digits.slice(2, 4) || '0');
+      if (!(oh <= 14 && om <= 59)) return undefined; // UTC offsets run from -12:00 to +14:00
+      offset = sign * (oh * 60 + om) * 60_000;
     }
-    return new Date(naive - offset).toISOString();
+    return isoOrUndefined(naive - offset);
   }
-  if (timezone === 'UTC' || timezone === 'Etc/UTC') return new Date(naive).toISOString();
-  return new Date(naive - zoneOffset(naive, y, mo, d, h, timezone)).toISOString();
+  if (timezone === 'UTC' || timezone === 'Etc/UTC') return isoOrUndefined(naive);
+  return isoOrUndefined(naive - zoneOffset(naive, y, mo, d, h, timezone));
+}
+
+/** Years 0001-9999 only: an offset can push a date at the edge outside, where ISO 8601 needs a sign and six digits. */
+const MIN_TIME = Date.UTC(1, 0, 1);
+const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+function isoOrUndefined(t: number): string | undefined {
+  return t >= MIN_TIME && t <= MAX_TIME ? new Date(t).toISOString() : undefined;
+}
+
+/** Whether a wall-clock date and time can exist (the calendar, 24 h, leap seconds as :60). */
+export function validWallClock(y: number, mo: number, d: number, h: number, mi: number, s: number): boolean {
+  if (!(y >= 1 && y <= 9999 && mo >= 1 && mo <= 12 && d >= 1 && h <= 23 && mi <= 59 && s <= 60)) return false;
+  const leap = y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  return d <= (mo === 2 && leap ? 29 : DAYS_IN_MONTH[mo - 1]);
 }
 
 /** "2022-02-04T09:37:50.159123456Z", "…+01:00", "…+0000", "2022-02-04 09:37:50,128" (zone-less: UTC) → ISO UTC. */
@@ -702,3 +830,11 @@ function zoneOffset(naive: number, y: number, mo: number, d: number, h: number, 
   offsets.set(key, offset);
   return offset;
 }
+
+/** Every regular expression above that meets a log line, for the test that proves each runs in linear time. */
+export const FORMAT_REGEXES: Readonly<Record<string, RegExp>> = Object.freeze({
+  ANSI, CRI_TIME, ISO_SYSLOG, SUPERVISOR, PY_RELAY, TAG, BSD, RFC5424, PRI, APACHE, UWSGI, PIPE, KUBECTL_PREFIX,
+  EXCEPTION_LINE, LEADING_DIGIT_TS, LEADING_UPPER_TS, LEADING_BRACKET_TS, ERLANG_REPORT, SYSLOG_PRI, RABBIT, RABBIT_OLD,
+  MARIADB, MARIADB_OLD, MYSQL, MYSQLD_SAFE, SUBSYSTEM, TS_ISO, TS_YYMMDD, TS_BSD, TS_APACHE, TS_CTIME, TS_KLOG,
+  NEXT_LEVEL, ISO,
+});

@@ -49,9 +49,21 @@ export function componentMetrics(component: string): ComponentMetrics {
   };
 }
 
-/** The current value of one of the component counters (for tests and the demo's summary). */
-export async function counterValue(name: 'received' | 'sent' | 'errors' | 'discarded', labels: Record<string, string>): Promise<number> {
-  const metric = { received, sent, errors, discarded }[name];
+const evictions = new Counter({
+  name: 'stackwatch_detector_state_evictions_total',
+  help: 'Entries of a detector\'s state (a group, a connection, a check) dropped by rule and reason: idle (no event for state.idle_s) or cap (the rule held state.max_entries; the oldest went first).',
+  labelNames: ['rule', 'reason'],
+  registers: [registry],
+});
+
+/** A rule's detector dropped `n` entries of its state. */
+export function stateEvicted(rule: string, reason: 'idle' | 'cap', n = 1): void {
+  evictions.inc({ rule, reason }, n);
+}
+
+/** The current value of one of the component counters, or of the detectors' evictions (for tests and the demo's summary). */
+export async function counterValue(name: 'received' | 'sent' | 'errors' | 'discarded' | 'evictions', labels: Record<string, string>): Promise<number> {
+  const metric = { received, sent, errors, discarded, evictions }[name];
   const { values } = await metric.get();
   return values
     .filter((v) => Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want))
@@ -127,6 +139,23 @@ new Gauge({
     }
   },
 });
+
+const stateSources: Source<Map<string, number>>[] = [];
+new Gauge({
+  name: 'stackwatch_detector_state_entries',
+  help: 'Entries of state the detectors hold, by rule (bounded by the rule\'s state.max_entries for each kind of state).',
+  labelNames: ['rule'],
+  registers: [registry],
+  async collect() {
+    this.reset();
+    for (const source of stateSources) for (const [rule, n] of await source()) this.inc({ rule }, n);
+  },
+});
+
+/** Registers where the detectors' state is counted (the processor's detection engine). */
+export function countDetectorState(source: Source<Map<string, number>>): void {
+  stateSources.push(source);
+}
 
 /** Registers a consumer group whose lag /metrics reports. */
 export function reportConsumerLag(source: Source<{ group: string; topic: string; partition: number; lag: number }[]>): void {

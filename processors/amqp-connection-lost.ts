@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { Severity, type Alert, type LogDocument } from '../core/events.ts';
 import { alertTransition, fieldValue, ruleParams, slide, type Detector, type Rule } from './detect.ts';
+import { KeyedState, stateLimits } from './state.ts';
 
 const Params = z.strictObject({
   evidence_max: z.number().int().positive().default(20),
@@ -48,16 +49,25 @@ const RECONNECTED = /(?:Reconnected|Connected) to AMQP server on (?<broker>\S+?)
 const CONNECTION_ID = /^\[([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\] /;
 /** Symptoms of a dead reply path, whichever logger reports them (the caller logs the MessagingTimeout). */
 const REPLY_PATH = ['Timed out waiting for a reply to message ID', "doesn't exist", 'MessageUndeliverable', 'No calling threads waiting for msg_id'];
-const REPLY_EXCHANGE_GONE = /exchange '?reply_[0-9a-f]+'? (?:in vhost '[^']*' )?doesn't exist|NOT_FOUND - no exchange 'reply_/;
+const REPLY_EXCHANGE_GONE = /exchange '?reply_[0-9a-f]+'? (?:in vhost '[^']*' )?doesn't exist/;
+const REPLY_EXCHANGE_NOT_FOUND = "NOT_FOUND - no exchange 'reply_";
 
 /** Only oslo.messaging's drivers log losses (the logger was renamed from "oslo.messaging" in 2016). */
 const LOGGERS = ['oslo.messaging._drivers', 'oslo_messaging._drivers'];
 
-interface Outage {
+/** Whose alert: the match_by group of the line that opened it, and its host and service (named by every transition). */
+interface Owner {
+  group: Record<string, string>;
+  host: string;
+  service: string;
+}
+
+interface Outage extends Owner {
   startedAt: string;
   lastLoss: number;
   broker?: string;
-  /** Connections that reported a loss and have not reconnected. */
+  /** Connections that reported a loss and have not reconnected (each also an entry of `connections`, which
+   * bounds them). */
   lost: Set<string>;
   /** When every connection was back (ms), and the broker named by the reconnect. */
   recovered?: { at: number; broker: string };
@@ -68,97 +78,127 @@ interface ReplyPath {
   times: number[];
   /** Timeouts before this time (ms) belong to the calls of an outage that just ended. */
   graceUntil?: number;
-  firing?: { startedAt: string; last: number; evidence: string[] };
+  firing?: Owner & { startedAt: string; last: number; evidence: string[] };
 }
 
 function isReplySymptom(msg: string): boolean {
   if (msg.includes(REPLY_PATH[0]) || msg.includes(REPLY_PATH[2]) || msg.includes(REPLY_PATH[3])) return true;
-  return msg.includes(REPLY_PATH[1]) && REPLY_EXCHANGE_GONE.test(msg);
+  return msg.includes(REPLY_PATH[1]) && (REPLY_EXCHANGE_GONE.test(msg) || msg.includes(REPLY_EXCHANGE_NOT_FOUND));
 }
 
 export function createDetector(rule: Rule): Detector {
   const p = ruleParams(rule, Params);
-  const outages = new Map<string, Outage>();
-  const replies = new Map<string, ReplyPath>();
+  const limits = stateLimits(rule);
+  const outages = new KeyedState<Outage>(rule.id, limits, () => true);
+  const replies = new KeyedState<ReplyPath>(rule.id, limits, (r) => r.firing !== undefined);
+  /** Lost connections by group and connection id, bounded: one outage of a service whose connections come and go
+   * saw 1.6M ids (524 MB) when each stayed in its outage for good. */
+  const connections = new KeyedState<{ outage: string; id: string }>(rule.id, limits);
+  const evictedWhy = (what: string) => ` (no longer tracked: the rule holds at most ${limits.max_entries} ${what}, state.max_entries, and this was the oldest)`;
 
   const groupOf = (doc: LogDocument) => Object.fromEntries(rule.match_by.map((k) => [k, fieldValue(doc, k) ?? '']));
+  const ownerOf = (doc: LogDocument): Owner => ({ group: groupOf(doc), host: doc.host.name, service: doc.service.name });
 
-  function transition(doc: LogDocument, status: 'firing' | 'resolved', group: Record<string, string>, at: string, startedAt: string, message: string, evidence: string[]): Alert {
-    return alertTransition(rule, { status, group, at, startedAt, host: doc.host.name, service: doc.service.name, message, evidence });
+  function transition(o: Owner, status: 'firing' | 'resolved', group: Record<string, string>, at: string, startedAt: string, message: string, evidence: string[]): Alert {
+    return alertTransition(rule, { status, group, at, startedAt, host: o.host, service: o.service, message, evidence });
   }
 
   /** The calls sent while the connection was down time out in the next minute: not a dead reply path. */
-  function startGrace(key: string, now: number): void {
+  function startGrace(key: string, now: number): Alert[] {
     const r = replies.get(key) ?? { times: [] };
     if (!r.firing) {
       r.times = [];
       r.graceUntil = now + p.reply_timeouts.grace_s * 1000;
     }
-    replies.set(key, r);
+    return keepReplyPath(key, r, now);
   }
 
   /** Ends an outage at `endedAt` (ms). */
-  function resolveOutage(doc: LogDocument, key: string, o: Outage, endedAt: number, how: string): Alert {
-    outages.delete(key);
-    startGrace(key, endedAt);
+  function resolveOutage(key: string, o: Outage, endedAt: number, how: string, evidence?: string): Alert[] {
+    forget(key, o);
+    const out = startGrace(key, endedAt);
     const seconds = (endedAt - Date.parse(o.startedAt)) / 1000;
-    return transition(doc, 'resolved', groupOf(doc), new Date(endedAt).toISOString(), o.startedAt,
-      `${doc.service.name} on ${doc.host.name} ${how} after ${seconds.toFixed(0)}s`, [...o.evidence, doc.event.id].slice(-p.evidence_max));
+    out.unshift(
+      transition(o, 'resolved', o.group, new Date(endedAt).toISOString(), o.startedAt, `${o.service} on ${o.host} ${how} after ${seconds.toFixed(0)}s`,
+        (evidence ? [...o.evidence, evidence] : o.evidence).slice(-p.evidence_max)),
+    );
+    return out;
   }
 
-  function resolveReplyPath(doc: LogDocument, key: string, r: ReplyPath, how: string): Alert {
+  /** An outage and its lost connections are forgotten. */
+  function forget(key: string, o: Outage): void {
+    outages.delete(key);
+    for (const id of o.lost) connections.delete(`${key}\0${id}`);
+  }
+
+  function resolveReplyPath(key: string, r: ReplyPath, at: string, how: string): Alert {
     const f = r.firing!;
     replies.delete(key);
-    const a = transition(doc, 'resolved', { ...groupOf(doc), kind: 'reply-path-dead' }, doc['@timestamp'], f.startedAt,
-      `${doc.service.name} on ${doc.host.name}: RPC replies arrive again (${how})`, f.evidence);
+    const a = transition(f, 'resolved', { ...f.group, kind: 'reply-path-dead' }, at, f.startedAt, `${f.service} on ${f.host}: RPC replies arrive again (${how})`, f.evidence);
     a.alert.severity = p.reply_timeouts.severity;
     return a;
+  }
+
+  /** Stores an outage; outages dropped to stay within state.max_entries resolve with the reason. */
+  function keepOutage(key: string, o: Outage, now: number): Alert[] {
+    return outages.set(key, o, now).flatMap((e) => resolveOutage(e.key, e.value, now, `is no longer watched${evictedWhy('outages')}`));
+  }
+
+  function keepReplyPath(key: string, r: ReplyPath, now: number): Alert[] {
+    return replies.set(key, r, now).flatMap((e) => (e.value.firing ? [resolveReplyPath(e.key, e.value, new Date(now).toISOString(), `no longer watched${evictedWhy('services')}`)] : []));
+  }
+
+  /** A connection of an outage reported a loss. */
+  function lose(key: string, o: Outage, id: string, now: number): void {
+    o.lost.add(id);
+    for (const e of connections.set(`${key}\0${id}`, { outage: key, id }, now)) outages.get(e.value.outage)?.lost.delete(e.value.id);
   }
 
   return {
     loggers: LOGGERS,
     literals: REPLY_PATH,
+    state: () => outages.size + replies.size + connections.size,
     /** Every line of a service with an open problem: its silence is evidence of recovery. */
     onAny(doc) {
-      if (outages.size === 0 && replies.size === 0) return [];
+      if (outages.size === 0 && replies.openCount === 0) return [];
       const key = JSON.stringify(groupOf(doc));
       const now = Date.parse(doc['@timestamp']);
       const out: Alert[] = [];
       const o = outages.get(key);
       if (o?.recovered && now - o.recovered.at >= p.settle_s * 1000) {
-        out.push(resolveOutage(doc, key, o, o.recovered.at, `reconnected to AMQP server ${o.recovered.broker}`));
+        out.push(...resolveOutage(key, o, o.recovered.at, `reconnected to AMQP server ${o.recovered.broker}`, doc.event.id));
       } else if (o && now - o.lastLoss >= p.quiet_resolve_s * 1000) {
-        out.push(resolveOutage(doc, key, o, now, `has logged no AMQP loss for ${p.quiet_resolve_s}s while working (recovery inferred; a revived connection logs no "Reconnected")`));
+        out.push(...resolveOutage(key, o, now, `has logged no AMQP loss for ${p.quiet_resolve_s}s while working (recovery inferred; a revived connection logs no "Reconnected")`, doc.event.id));
       }
       const r = replies.get(key);
-      if (r?.firing && now - r.firing.last >= p.quiet_resolve_s * 1000) out.push(resolveReplyPath(doc, key, r, `no reply timeouts for ${p.quiet_resolve_s}s`));
+      if (r?.firing && now - r.firing.last >= p.quiet_resolve_s * 1000) out.push(resolveReplyPath(key, r, doc['@timestamp'], `no reply timeouts for ${p.quiet_resolve_s}s`));
       return out;
     },
     onLog(doc) {
       const msg = doc.message;
-      const group = groupOf(doc);
-      const key = JSON.stringify(group);
+      const owner = ownerOf(doc);
+      const key = JSON.stringify(owner.group);
       const now = Date.parse(doc['@timestamp']);
       const out: Alert[] = [];
 
       if (isReplySymptom(msg)) {
         if (outages.has(key)) return out; // explained by the known outage
-        let r = replies.get(key);
-        if (!r) replies.set(key, (r = { times: [] }));
+        const r = replies.get(key) ?? { times: [] };
         if (r.firing) {
           r.firing.last = now;
           if (r.firing.evidence.length < p.evidence_max) r.firing.evidence.push(doc.event.id);
-          return out;
+          return keepReplyPath(key, r, now);
         }
-        if (r.graceUntil !== undefined && now < r.graceUntil) return out;
+        if (r.graceUntil !== undefined && now < r.graceUntil) return keepReplyPath(key, r, now);
         r.times = slide(r.times, now, p.reply_timeouts.window_s);
         if (r.times.length >= p.reply_timeouts.count) {
-          r.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
-          const a = transition(doc, 'firing', { ...group, kind: 'reply-path-dead' }, doc['@timestamp'], doc['@timestamp'],
+          r.firing = { ...owner, startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
+          const a = transition(owner, 'firing', { ...owner.group, kind: 'reply-path-dead' }, doc['@timestamp'], doc['@timestamp'],
             `${doc.service.name} on ${doc.host.name}: ${r.times.length} RPC reply timeouts in ${p.reply_timeouts.window_s}s with no AMQP outage to explain them: its reply consumer is dead (restart the service)`, [doc.event.id]);
           a.alert.severity = p.reply_timeouts.severity;
           out.push(a);
         }
+        out.push(...keepReplyPath(key, r, now));
         return out;
       }
 
@@ -168,14 +208,17 @@ export function createDetector(rule: Rule): Detector {
       const reconnect = RECONNECTED.exec(msg);
       if (reconnect) {
         const r = replies.get(key);
-        if (r?.firing) out.push(resolveReplyPath(doc, key, r, `reconnected to ${reconnect.groups!.broker}`));
-        startGrace(key, now);
+        if (r?.firing) out.push(resolveReplyPath(key, r, doc['@timestamp'], `reconnected to ${reconnect.groups!.broker}`));
+        out.push(...startGrace(key, now));
         const o = outages.get(key);
         if (!o) return out;
-        if (id) o.lost.delete(id);
-        else o.lost.clear();
+        for (const gone of id ? [id] : [...o.lost]) {
+          o.lost.delete(gone);
+          connections.delete(`${key}\0${gone}`);
+        }
         // Every connection is back: the outage ends here unless a connection drops again within settle_s.
         if (o.lost.size === 0) o.recovered ??= { at: now, broker: reconnect.groups!.broker };
+        out.push(...keepOutage(key, o, now));
         return out;
       }
 
@@ -186,13 +229,16 @@ export function createDetector(rule: Rule): Detector {
       if (o) {
         o.lastLoss = now;
         o.recovered = undefined;
-        if (id) o.lost.add(id);
+        if (id) lose(key, o, id, now);
         if (o.evidence.length < p.evidence_max) o.evidence.push(doc.event.id);
+        out.push(...keepOutage(key, o, now));
         return out;
       }
       const broker = loss.groups?.broker;
-      outages.set(key, { startedAt: doc['@timestamp'], lastLoss: now, broker, lost: new Set(id ? [id] : []), evidence: [doc.event.id] });
-      out.push(transition(doc, 'firing', group, doc['@timestamp'], doc['@timestamp'],
+      const fresh: Outage = { ...owner, startedAt: doc['@timestamp'], lastLoss: now, broker, lost: new Set(), evidence: [doc.event.id] };
+      out.push(...keepOutage(key, fresh, now));
+      if (id) lose(key, fresh, id, now);
+      out.push(transition(owner, 'firing', owner.group, doc['@timestamp'], doc['@timestamp'],
         `${doc.service.name} on ${doc.host.name} lost its AMQP connection${broker ? ` to ${broker}` : ''}: ${msg.slice(0, 300)}`, [doc.event.id]));
       return out;
     },

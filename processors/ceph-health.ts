@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { Severity, stableId, type Alert, type CephHealthEvent, type LogDocument } from '../core/events.ts';
 import { alertTransition, regexParam, ruleParams, type Detector, type Rule } from './detect.ts';
+import { KeyedState, stateLimits } from './state.ts';
 
 const regex = regexParam();
 
@@ -38,10 +39,12 @@ interface Standing {
 
 export function createDetector(rule: Rule): Detector {
   const p = ruleParams(rule, Params);
-  const standing = new Map<string, Standing>();
+  const limits = stateLimits(rule);
+  // Every standing check is an open alert; codes come from log lines too, so they are bounded like any state.
+  const standing = new KeyedState<Standing>(rule.id, limits, () => true);
   const severityOf = (level: string) => p.severity[level] ?? rule.severity;
 
-  function transition(status: 'firing' | 'resolved', code: string, s: Standing, at: string): Alert {
+  function transition(status: 'firing' | 'resolved', code: string, s: Standing, at: string, why = ''): Alert {
     const a = alertTransition(rule, {
       status,
       group: { code },
@@ -49,7 +52,7 @@ export function createDetector(rule: Rule): Detector {
       startedAt: s.startedAt,
       host: s.host,
       service: 'ceph',
-      message: (status === 'resolved' ? 'resolved: ' : '') + p.message.replace('{code}', code).replace('{summary}', s.summary),
+      message: (status === 'resolved' ? 'resolved: ' : '') + p.message.replace('{code}', code).replace('{summary}', s.summary) + why,
       evidence: s.evidence,
     });
     a.alert.severity = s.severity;
@@ -62,14 +65,21 @@ export function createDetector(rule: Rule): Detector {
     const s = standing.get(code);
     if (!s) {
       const fresh = { startedAt: at, severity, summary, host, evidence: [evidence] };
-      standing.set(code, fresh);
-      return [transition('firing', code, fresh, at)];
+      return [...keep(code, fresh, at), transition('firing', code, fresh, at)];
     }
     if (s.evidence.length < p.evidence_max) s.evidence.push(evidence);
     s.summary = summary;
-    if (s.severity === severity) return [];
+    const out = keep(code, s, at);
+    if (s.severity === severity) return out;
     s.severity = severity;
-    return [transition('firing', code, s, at)];
+    return [...out, transition('firing', code, s, at)];
+  }
+
+  /** Stores a check; checks dropped to stay within state.max_entries resolve with the reason. */
+  function keep(code: string, s: Standing, at: string): Alert[] {
+    return standing.set(code, s, Date.parse(at)).map((e) =>
+      transition('resolved', e.key, e.value, at, ` (no longer tracked: the rule holds at most ${limits.max_entries} checks, state.max_entries, and this was the oldest)`),
+    );
   }
 
   function cleared(code: string, at: string, evidence: string): Alert[] {
@@ -99,10 +109,11 @@ export function createDetector(rule: Rule): Detector {
         now.add(c.code);
         out.push(...stands(c.code, severityOf(c.severity), c.summary, e.cluster.name, at, stableId(e.cluster.name, at, c.code)));
       }
-      for (const code of [...standing.keys()]) {
+      for (const [code] of [...standing.entries()]) {
         if (!now.has(code)) out.push(...cleared(code, at, stableId(e.cluster.name, at, 'cleared', code)));
       }
       return out;
     },
+    state: () => standing.size,
   };
 }

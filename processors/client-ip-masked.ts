@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import type { Alert, LogDocument } from '../core/events.ts';
 import { alertTransition, ruleParams, type Detector, type Rule } from './detect.ts';
+import { KeyedState, stateLimits } from './state.ts';
 
 const Params = z.strictObject({
   window_s: z.number().positive().default(600),
@@ -24,7 +25,10 @@ const Params = z.strictObject({
   ]),
 });
 
-const ACCESS = /^(?<chain>\d{1,3}(?:\.\d{1,3}){3}(?:, ?\d{1,3}(?:\.\d{1,3}){3})*) (?:\S+ \S+ \[[^\]]+\] )?"[A-Z]+ \S+ HTTP\/\d/;
+// The address chain is checked address by address (IPV4): written into this regex, its counted repetitions made
+// an automaton too large for recheck to prove the regex linear.
+const ACCESS = /^(?<chain>[0-9.]+(?:, ?[0-9.]+)*) (?:\S+ \S+ \[[^\]]+\] )?"[A-Z]+ \S+ HTTP\/\d/;
+const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 
 function ipv4(addr: string): number {
   return addr.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
@@ -47,26 +51,29 @@ interface Window {
   start: number;
   total: number;
   forwarded: number;
-  byPeer: Map<string, number>;
+  /** Requests by peer address, bounded: past the cap the peer heard from least recently goes (an address that
+   * carries nearly all requests is heard from all the time, so it is never the one). */
+  byPeer: KeyedState<number>;
   evidence: string[];
 }
 
 interface Service {
   window?: Window;
-  firing?: { startedAt: string; peer: string; evidence: string[] };
+  firing?: { startedAt: string; peer: string; evidence: string[]; host: string; service: string };
 }
 
 export function createDetector(rule: Rule): Detector {
   const p = ruleParams(rule, Params);
   const isGateway = cidrMatcher(p.gateway_cidrs);
-  const services = new Map<string, Service>();
+  const limits = stateLimits(rule);
+  const services = new KeyedState<Service>(rule.id, limits, (s) => s.firing !== undefined);
   const windowMs = p.window_s * 1000;
 
   function close(w: Window, s: Service, doc: LogDocument, at: string): Alert[] {
     if (w.total < p.min_requests) return [];
     let peer = '';
     let most = 0;
-    for (const [addr, n] of w.byPeer) {
+    for (const [addr, n] of w.byPeer.entries()) {
       if (n > most) {
         peer = addr;
         most = n;
@@ -76,7 +83,7 @@ export function createDetector(rule: Rule): Detector {
     const group = { 'host.name': doc.host.name, 'service.name': doc.service.name };
     const common = { group, at, host: doc.host.name, service: doc.service.name };
     if (masked && !s.firing) {
-      s.firing = { startedAt: new Date(w.start).toISOString(), peer, evidence: w.evidence };
+      s.firing = { startedAt: new Date(w.start).toISOString(), peer, evidence: w.evidence, host: doc.host.name, service: doc.service.name };
       const pct = Math.round((100 * most) / w.total);
       return [
         alertTransition(rule, {
@@ -96,27 +103,48 @@ export function createDetector(rule: Rule): Detector {
     return [];
   }
 
+  /** A service dropped to stay within state.max_entries while firing: resolved with the reason. */
+  function evicted(key: string, s: Service, at: string): Alert {
+    const f = s.firing!;
+    const [host, service] = key.split('\0');
+    return alertTransition(rule, {
+      status: 'resolved',
+      group: { 'host.name': host, 'service.name': service },
+      at,
+      startedAt: f.startedAt,
+      host: f.host,
+      service: f.service,
+      message: `${f.service} on ${f.host}: no longer tracked: the rule holds at most ${limits.max_entries} services (state.max_entries), and this was the oldest`,
+      evidence: f.evidence,
+    });
+  }
+
   return {
     literals: [' HTTP/1.', ' HTTP/2'],
+    state: () => {
+      let n = 0;
+      for (const [, s] of services.entries()) n += 1 + (s.window?.byPeer.size ?? 0);
+      return n;
+    },
     onLog(doc) {
       const m = ACCESS.exec(doc.message);
-      if (!m) return [];
+      const chain = m?.groups!.chain.split(',').map((a) => a.trim());
+      if (!chain?.every((a) => IPV4.test(a))) return [];
       const now = Date.parse(doc['@timestamp']);
       const key = `${doc.host.name}\0${doc.service.name}`;
-      let s = services.get(key);
-      if (!s) services.set(key, (s = {}));
+      const s = services.get(key) ?? {};
       const out: Alert[] = [];
       if (s.window && now >= s.window.start + windowMs) {
         out.push(...close(s.window, s, doc, new Date(s.window.start + windowMs).toISOString()));
         s.window = undefined;
       }
-      const w = (s.window ??= { start: now - (now % windowMs), total: 0, forwarded: 0, byPeer: new Map(), evidence: [] as string[] });
-      const chain = m.groups!.chain.split(',');
-      const peer = chain[chain.length - 1].trim();
+      const w = (s.window ??= { start: now - (now % windowMs), total: 0, forwarded: 0, byPeer: new KeyedState(rule.id, limits), evidence: [] as string[] });
+      const peer = chain[chain.length - 1];
       w.total++;
       if (chain.length > 1) w.forwarded++;
-      w.byPeer.set(peer, (w.byPeer.get(peer) ?? 0) + 1);
+      w.byPeer.set(peer, (w.byPeer.get(peer) ?? 0) + 1, now);
       if (w.evidence.length < 20) w.evidence.push(doc.event.id);
+      for (const e of services.set(key, s, now)) if (e.value.firing) out.push(evicted(e.key, e.value, doc['@timestamp']));
       return out;
     },
   };

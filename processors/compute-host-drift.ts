@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import type { Alert, LogDocument } from '../core/events.ts';
 import { alertTransition, ruleParams, slide, type Detector, type Rule } from './detect.ts';
+import { KeyedState, stateLimits, type Evicted } from './state.ts';
 
 const Params = z.strictObject({
   /** "Not found" lines within this window that make the missing-host alert fire. */
@@ -18,7 +19,13 @@ const Params = z.strictObject({
 });
 
 const CREATED = /Compute node record created for (?<host>[^\s:]+):(?<node>\S+) with uuid/;
-const MISSING = /Compute host (?<a>\S+?) could not be found|No compute node record (?:found )?for (?:host )?(?<b>[^\s:]+?)[:.]? |Compute node (?<c>\S+) not found in the database/;
+/** nova's "not found" messages, each naming the host (`name`); one alternation of the three was too large an
+ * automaton for recheck to prove linear, so they are three regexes and the leftmost match wins. */
+const MISSING = [
+  /Compute host (?<name>\S+?) could not be found/,
+  /No compute node record (?:found )?for (?:host )?(?<name>[^\s:]+?)[:.]? /,
+  /Compute node (?<name>\S+) not found in the database/,
+];
 const HOSTNAME_CHANGED = /Hostname has changed from (?<old>\S+) to (?<new>\S+?)\./;
 const RENAME_REFUSED = /Possible rename detected/;
 
@@ -36,13 +43,42 @@ function sameShortName(a: string, b: string): boolean {
 interface Machine {
   /** The compute host name this machine last registered or was known by. */
   known?: string;
-  missing: Map<string, { times: number[]; firing?: { startedAt: string; evidence: string[] } }>;
-  flagged: Set<string>;
+}
+
+interface Missing {
+  times: number[];
+  firing?: { startedAt: string; evidence: string[] };
+}
+
+/** A one-off finding that fired (it stays open: no line ends it). */
+interface Flagged {
+  host: string;
+  service: string;
+  kind: string;
+  computeHost: string;
+  startedAt: string;
+  evidence: string[];
+}
+
+/** The leftmost "not found" message of a line and the host it names. */
+function missingHost(text: string): string | undefined {
+  let best: RegExpExecArray | undefined;
+  for (const re of MISSING) {
+    const m = re.exec(text);
+    if (m && (!best || m.index < best.index)) best = m;
+  }
+  return best?.groups!.name;
 }
 
 export function createDetector(rule: Rule): Detector {
   const p = ruleParams(rule, Params);
-  const machines = new Map<string, Machine>();
+  const limits = stateLimits(rule);
+  // Machines by host.name; what log lines name (compute hosts missing, findings made) by machine and name, each
+  // bounded on its own: hostile lines can name any number of compute hosts.
+  const machines = new KeyedState<Machine>(rule.id, limits);
+  const missing = new KeyedState<Missing>(rule.id, limits, (x) => x.firing !== undefined);
+  const flagged = new KeyedState<Flagged>(rule.id, limits, () => true);
+  const evictedWhy = (what: string) => ` (no longer tracked: the rule holds at most ${limits.max_entries} ${what}, state.max_entries, and this was the oldest)`;
 
   function alert(doc: LogDocument, status: 'firing' | 'resolved', kind: string, computeHost: string, startedAt: string, message: string, evidence: string[]): Alert {
     return alertTransition(rule, {
@@ -57,78 +93,115 @@ export function createDetector(rule: Rule): Detector {
     });
   }
 
+  /** Findings dropped to stay within state.max_entries: resolved with the reason, not forgotten silently. */
+  function resolveFlagged(doc: LogDocument, dropped: readonly Evicted<Flagged>[]): Alert[] {
+    return dropped.map(({ value: f }) =>
+      alertTransition(rule, {
+        status: 'resolved',
+        group: { 'host.name': f.host, kind: f.kind, compute_host: f.computeHost },
+        at: doc['@timestamp'],
+        startedAt: f.startedAt,
+        host: f.host,
+        service: f.service,
+        message: `${f.kind} ${f.computeHost} on ${f.host}${evictedWhy('findings')}`,
+        evidence: f.evidence,
+      }),
+    );
+  }
+
   /** A one-off finding: fires, and stays as evidence for the operator (there is no line that ends it). */
-  function once(m: Machine, doc: LogDocument, kind: string, computeHost: string, message: string): Alert[] {
-    const key = `${kind}\0${computeHost}`;
-    if (m.flagged.has(key)) return [];
-    m.flagged.add(key);
-    return [alert(doc, 'firing', kind, computeHost, doc['@timestamp'], message, [doc.event.id])];
+  function once(doc: LogDocument, now: number, kind: string, computeHost: string, message: string): Alert[] {
+    const key = `${doc.host.name}\0${kind}\0${computeHost}`;
+    if (flagged.has(key)) return [];
+    const f: Flagged = { host: doc.host.name, service: doc.service.name, kind, computeHost, startedAt: doc['@timestamp'], evidence: [doc.event.id] };
+    return [...resolveFlagged(doc, flagged.set(key, f, now)), alert(doc, 'firing', kind, computeHost, doc['@timestamp'], message, [doc.event.id])];
+  }
+
+  /** Stores a missing-host state; those dropped while firing resolve with the reason. */
+  function keepMissing(doc: LogDocument, key: string, x: Missing, now: number): Alert[] {
+    return missing.set(key, x, now).flatMap((e) => {
+      if (!e.value.firing) return [];
+      const [host, name] = e.key.split('\0');
+      return [alertTransition(rule, {
+        status: 'resolved',
+        group: { 'host.name': host, kind: 'missing', compute_host: name },
+        at: doc['@timestamp'],
+        startedAt: e.value.firing.startedAt,
+        host,
+        service: doc.service.name,
+        message: `compute host ${name} (nova-compute on ${host})${evictedWhy('missing hosts')}`,
+        evidence: e.value.firing.evidence,
+      })];
+    });
   }
 
   return {
     loggers: ['nova.'],
+    state: () => machines.size + missing.size + flagged.size,
     onLog(doc) {
       const text = doc.message;
       // The templates all name a compute host or a rename: a cheap test first.
       if (!text.includes('ompute') && !text.includes('ename') && !text.includes('ostname')) return [];
-      let m = machines.get(doc.host.name);
-      if (!m) machines.set(doc.host.name, (m = { missing: new Map(), flagged: new Set() }));
-      const out: Alert[] = [];
       const at = doc['@timestamp'];
       const now = Date.parse(at);
+      const m = machines.get(doc.host.name) ?? {};
+      machines.set(doc.host.name, m, now);
+      const out: Alert[] = [];
+      const flaggedAs = (kind: string, name: string) => flagged.has(`${doc.host.name}\0${kind}\0${name}`);
 
       const changed = HOSTNAME_CHANGED.exec(text);
       if (changed) {
         const { old, new: fresh } = changed.groups!;
-        out.push(...once(m, doc, 'renamed', fresh, `nova-compute on ${doc.host.name}: hostname changed from ${old} to ${fresh}; nova will register a new compute host`));
+        out.push(...once(doc, now, 'renamed', fresh, `nova-compute on ${doc.host.name}: hostname changed from ${old} to ${fresh}; nova will register a new compute host`));
       }
       if (RENAME_REFUSED.test(text)) {
-        out.push(...once(m, doc, 'rename-refused', m.known ?? doc.host.name, `nova-compute on ${doc.host.name} refused to start: possible rename detected (known as ${m.known ?? 'unknown'})`));
+        out.push(...once(doc, now, 'rename-refused', m.known ?? doc.host.name, `nova-compute on ${doc.host.name} refused to start: possible rename detected (known as ${m.known ?? 'unknown'})`));
       }
 
       const created = CREATED.exec(text);
       if (created) {
         const name = created.groups!.host;
-        if (looksEphemeral(name)) out.push(...once(m, doc, 'ephemeral-name', name, `nova-compute on ${doc.host.name} registered as ${name}, which looks like a container ID or pod name: it will change on restart`));
+        if (looksEphemeral(name)) out.push(...once(doc, now, 'ephemeral-name', name, `nova-compute on ${doc.host.name} registered as ${name}, which looks like a container ID or pod name: it will change on restart`));
         if (m.known && m.known !== name) {
           const flip = sameShortName(m.known, name);
           out.push(
-            ...once(m, doc, flip ? 'fqdn-flip' : 'renamed', name,
+            ...once(doc, now, flip ? 'fqdn-flip' : 'renamed', name,
               flip
                 ? `nova-compute on ${doc.host.name} registered as ${name}, before as ${m.known}: the same machine under its short and full name`
                 : `nova-compute on ${doc.host.name} registered a new compute host ${name}; the old one, ${m.known}, goes down`),
           );
         }
         // The record exists again: the missing-host alert of that name ends.
-        const missing = m.missing.get(name);
-        if (missing?.firing) {
-          out.push(alert(doc, 'resolved', 'missing', name, missing.firing.startedAt, `compute host ${name} has a record again (created at ${at})`, [...missing.firing.evidence, doc.event.id].slice(-p.evidence_max)));
+        const key = `${doc.host.name}\0${name}`;
+        const x = missing.get(key);
+        if (x?.firing) {
+          out.push(alert(doc, 'resolved', 'missing', name, x.firing.startedAt, `compute host ${name} has a record again (created at ${at})`, [...x.firing.evidence, doc.event.id].slice(-p.evidence_max)));
         }
-        m.missing.delete(name);
+        missing.delete(key);
         m.known = name;
         return out;
       }
 
-      const miss = MISSING.exec(text);
-      if (miss) {
-        const name = miss.groups!.a ?? miss.groups!.b ?? miss.groups!.c;
-        if (looksEphemeral(name)) out.push(...once(m, doc, 'ephemeral-name', name, `nova-compute on ${doc.host.name} runs as ${name}, which looks like a container ID or pod name: it will change on restart`));
-        if (m.known && m.known !== name && !m.flagged.has(`renamed\0${name}`)) {
+      const name = missingHost(text);
+      if (name !== undefined) {
+        if (looksEphemeral(name)) out.push(...once(doc, now, 'ephemeral-name', name, `nova-compute on ${doc.host.name} runs as ${name}, which looks like a container ID or pod name: it will change on restart`));
+        if (m.known && m.known !== name && !flaggedAs('renamed', name)) {
           const flip = sameShortName(m.known, name);
-          out.push(...once(m, doc, flip ? 'fqdn-flip' : 'renamed', name, `nova-compute on ${doc.host.name} now runs as ${name}, before as ${m.known}${flip ? ' (short and full name of one machine)' : ''}`));
+          out.push(...once(doc, now, flip ? 'fqdn-flip' : 'renamed', name, `nova-compute on ${doc.host.name} now runs as ${name}, before as ${m.known}${flip ? ' (short and full name of one machine)' : ''}`));
         }
         m.known ??= name;
-        let state = m.missing.get(name);
-        if (!state) m.missing.set(name, (state = { times: [] }));
+        const key = `${doc.host.name}\0${name}`;
+        const state = missing.get(key) ?? { times: [] };
         if (state.firing) {
           if (state.firing.evidence.length < p.evidence_max) state.firing.evidence.push(doc.event.id);
-          return out;
+          return [...out, ...keepMissing(doc, key, state, now)];
         }
         state.times = slide(state.times, now, p.missing.window_s);
         if (state.times.length >= p.missing.count) {
           state.firing = { startedAt: at, evidence: [doc.event.id] };
           out.push(alert(doc, 'firing', 'missing', name, at, `compute host ${name} (nova-compute on ${doc.host.name}) is missing from nova's database: ComputeHostNotFound`, [doc.event.id]));
         }
+        out.push(...keepMissing(doc, key, state, now));
       }
       return out;
     },

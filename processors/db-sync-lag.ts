@@ -7,7 +7,8 @@
 import { z } from 'zod';
 import { metricId, type Alert, type MetricEvent } from '../core/events.ts';
 import { alertTransition, ruleParams, type Detector, type Rule } from './detect.ts';
-import { createDetector as createPattern } from './pattern.ts';
+import { PatternParams, patternDetector } from './pattern.ts';
+import { KeyedState, stateLimits } from './state.ts';
 
 const MetricParams = z.strictObject({
   /** service.name of the alerts raised from metrics (the group is host.name + service.name). */
@@ -31,7 +32,7 @@ const MetricParams = z.strictObject({
 });
 
 const Params = z.strictObject({
-  logs: z.record(z.string(), z.unknown()).optional(),
+  logs: PatternParams.optional(),
   metrics: MetricParams.optional(),
 });
 
@@ -48,9 +49,10 @@ function render(template: string, fields: Record<string, string>): string {
 
 export function createDetector(rule: Rule): Detector {
   const p = ruleParams(rule, Params);
-  const logs = p.logs ? createPattern({ ...rule, params: p.logs }) : undefined;
+  const logs = p.logs ? patternDetector(rule, p.logs) : undefined;
   const mp = p.metrics;
-  const hosts = new Map<string, HostState>();
+  const limits = stateLimits(rule);
+  const hosts = new KeyedState<HostState>(rule.id, limits, (st) => st.firing !== undefined);
   const thresholds = new Map((mp?.thresholds ?? []).map((t) => [t.name, t]));
 
   function transition(status: 'firing' | 'resolved', host: string, st: HostState, m: MetricEvent, text: string): Alert {
@@ -67,10 +69,18 @@ export function createDetector(rule: Rule): Detector {
   }
 
   function onMetric(m: MetricEvent): Alert[] {
-    const host = m.host.name;
-    let st = hosts.get(host);
-    if (!st) hosts.set(host, (st = { over: new Map(), excused: false }));
     const now = Date.parse(m['@timestamp']);
+    const st = hosts.get(m.host.name) ?? { over: new Map(), excused: false };
+    const out = evaluate(m, st, now);
+    for (const e of hosts.set(m.host.name, st, now)) {
+      // Dropped to stay within state.max_entries while firing: resolved with the reason, not forgotten silently.
+      if (e.value.firing) out.push(transition('resolved', e.key, e.value, m, `${e.key}: no longer tracked: the rule holds at most ${limits.max_entries} hosts (state.max_entries), and this was the oldest`));
+    }
+    return out;
+  }
+
+  function evaluate(m: MetricEvent, st: HostState, now: number): Alert[] {
+    const host = m.host.name;
     if (mp!.not_while && m.metric.name === mp!.not_while.metric) {
       st.excused = mp!.not_while.values.includes(m.metric.value);
       if (st.excused) st.over.clear();
@@ -109,5 +119,6 @@ export function createDetector(rule: Rule): Detector {
   return {
     ...(logs ?? {}),
     ...(mp ? { metrics: [...thresholds.keys(), ...(mp.not_while ? [mp.not_while.metric] : [])], onMetric } : {}),
+    state: () => (logs?.state?.() ?? 0) + hosts.size,
   };
 }

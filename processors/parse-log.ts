@@ -11,7 +11,7 @@
 // its message is the whole line and its time the time it was read.
 import { basename } from 'node:path';
 import { logEventId, type LogDocument, type RawLogEvent } from '../core/events.ts';
-import { parseOtherHeader, partsToUtc } from '../core/log-formats.ts';
+import { hasLeadingTimestamp, parseOtherHeader, partsToUtc, serviceFromFileName, validWallClock } from '../core/log-formats.ts';
 
 export interface ParseOptions {
   /** IANA zone the oslo timestamps were written in. */
@@ -21,7 +21,8 @@ export interface ParseOptions {
 }
 
 export interface OsloHeader {
-  timestamp: string; // ISO 8601, UTC
+  /** ISO 8601 UTC; undefined when the line's date or time cannot exist (2025-13-45 25:61:61). */
+  timestamp: string | undefined;
   pid: number;
   level: string;
   logger: string;
@@ -34,7 +35,7 @@ export interface OsloHeader {
 }
 
 const HEADER =
-  /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:[.,](\d{1,6}))? (\d+) (TRACE|DEBUG|INFO|AUDIT|WARNING|WARN|ERROR|CRITICAL|FATAL) (\S+) ?(.*)$/;
+  /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:[.,](\d{1,6}))? (\d+) (TRACE|DEBUG|INFO|AUDIT|WARNING|WARN|ERROR|CRITICAL|FATAL) (\S+) ?(.*)$/s;
 const INSTANCE = /^\[instance: ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]/;
 
 const absent = (v: string | undefined) => (v === undefined || v === '-' || v === 'None' || v === '' ? undefined : v);
@@ -80,22 +81,25 @@ function applyContext(h: OsloHeader, context: string): void {
   h.projectId = absent(parts[i + 2]);
 }
 
-/** Converts a wall-clock time in `timezone` to ISO 8601 UTC with milliseconds (UTC, the usual case, by hand). */
-export function toUtcIso(date: string, time: string, frac: string, timezone: string): string {
-  if (timezone === 'UTC' || timezone === 'Etc/UTC') return `${date}T${time}.${(frac + '00').slice(0, 3)}Z`;
-  const [y, mo, d] = date.split('-').map(Number);
-  const [h, mi, sec] = time.split(':').map(Number);
-  // The header's pattern already checked the shape; an impossible date (2022-02-30) falls back to the UTC reading.
-  return partsToUtc(y, mo, d, h, mi, sec, frac, undefined, timezone) ?? `${date}T${time}.${(frac + '00').slice(0, 3)}Z`;
+const num2 = (s: string, at: number) => (s.charCodeAt(at) - 48) * 10 + s.charCodeAt(at + 1) - 48;
+
+/** Converts a wall-clock time in `timezone` to ISO 8601 UTC with milliseconds (UTC, the usual case, by hand);
+ * undefined for a date or time that cannot exist (month 13, 2023-02-29, 25:61). */
+export function toUtcIso(date: string, time: string, frac: string, timezone: string): string | undefined {
+  const y = num2(date, 0) * 100 + num2(date, 2);
+  const mo = num2(date, 5);
+  const d = num2(date, 8);
+  const h = num2(time, 0);
+  const mi = num2(time, 3);
+  const sec = num2(time, 6);
+  if (!validWallClock(y, mo, d, h, mi, sec)) return undefined;
+  if (sec < 60 && (timezone === 'UTC' || timezone === 'Etc/UTC')) return `${date}T${time}.${(frac + '00').slice(0, 3)}Z`;
+  return partsToUtc(y, mo, d, h, mi, sec, frac, undefined, timezone);
 }
 
 /** nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08 → nova-api. */
 export function serviceFromPath(path: string): string {
-  const name = basename(path);
-  const logAt = name.indexOf('.log');
-  if (logAt > 0) return name.slice(0, logAt);
-  const dot = name.indexOf('.');
-  return dot > 0 ? name.slice(0, dot) : name;
+  return serviceFromFileName(basename(path));
 }
 
 /** The oslo exception prefix ("date time pid LEVEL logger ") that oslo.log puts before each traceback line. */
@@ -122,6 +126,9 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
   const h = parseOsloHeader(first, opts.timezone);
   const other = h ? undefined : parseOtherHeader(first, opts.timezone);
   const env = raw.envelope;
+  // A timestamp that cannot exist never becomes @timestamp (Elasticsearch would refuse the document, rule windows
+  // would break): the envelope's time, else the time it was read, and a flag.
+  const invalidTime = h ? h.timestamp === undefined : other === undefined && hasLeadingTimestamp(first);
   const doc: LogDocument = {
     '@timestamp': h?.timestamp ?? other?.timestamp ?? env?.time ?? raw.read_at,
     message: h?.message ?? other?.message ?? first,
@@ -130,9 +137,16 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
     service: { name: env?.program ?? serviceFromPath(raw.path) },
     event: { id },
   };
-  if (raw.truncated) doc.log.flags = ['truncated'];
-  if (opts.keepOriginal || raw.original !== undefined) doc.event.original = raw.original ?? raw.text;
-  if (nl >= 0) {
+  const flags = [...(raw.truncated ? ['truncated'] : []), ...(raw.flags ?? []), ...(invalidTime ? ['invalid_timestamp'] : [])];
+  if (flags.length > 0) doc.log.flags = flags;
+  if (opts.keepOriginal || raw.original !== undefined || invalidTime) doc.event.original = raw.original ?? raw.text;
+  if (nl >= 0 && !h && !other && first.startsWith('Traceback (most recent call last)')) {
+    // A bare traceback (a program's stderr): the exception line that ends it is the message.
+    const lines = raw.text.split('\n');
+    const last = lines.findLast((l) => l.length > 0 && l.charCodeAt(0) !== 32 && l.charCodeAt(0) !== 9 && !l.startsWith('Traceback'));
+    if (last !== undefined) doc.message = last;
+    doc.error = { stack_trace: raw.text };
+  } else if (nl >= 0) {
     const { more, stack } = continuation(raw.text.slice(nl + 1).split('\n'));
     if (more.length > 0) doc.message += '\n' + more.join('\n');
     if (stack.length > 0) doc.error = { stack_trace: stack.join('\n') };
@@ -155,3 +169,6 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
   } else if (env?.pid !== undefined) doc.process = { pid: env.pid };
   return doc;
 }
+
+/** Every regular expression above that meets a log line, for the test that proves each runs in linear time. */
+export const PARSE_REGEXES: Readonly<Record<string, RegExp>> = Object.freeze({ HEADER, INSTANCE, EXCEPTION_PREFIX });

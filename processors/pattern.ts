@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { Severity, type Alert, type LogDocument } from '../core/events.ts';
 import { alertTransition, regexParam, fieldValue, ruleParams, slide, type Detector, type Rule } from './detect.ts';
+import { KeyedState, stateLimits } from './state.ts';
 
 const regex = regexParam();
 
@@ -34,16 +35,38 @@ export const PatternParams = z.strictObject({
 interface Group {
   /** Times (ms) of recent evidence, for the threshold window. */
   recent: number[];
-  firing?: { startedAt: string; last: number; evidence: string[] };
+  firing?: {
+    startedAt: string;
+    last: number;
+    evidence: string[];
+    /** The group's fields, and the host and service of the line that fired it (its resolutions name them). */
+    fields: Record<string, string>;
+    captures?: Record<string, string>;
+    host: string;
+    service: string;
+  };
 }
 
 function render(template: string, fields: Record<string, string>): string {
   return template.replace(/\{([\w.]+)\}/g, (_, k: string) => fields[k] ?? '?');
 }
 
+export type PatternParams = z.infer<typeof PatternParams>;
+
 export function createDetector(rule: Rule): Detector {
-  const p = ruleParams(rule, PatternParams);
-  const groups = new Map<string, Group>();
+  return patternDetector(rule, ruleParams(rule, PatternParams));
+}
+
+/** The pattern detector with its params already validated (db-sync-lag validates them as part of its own). */
+export function patternDetector(rule: Rule, p: PatternParams): Detector {
+  const limits = stateLimits(rule);
+  const groups = new KeyedState<Group>(rule.id, limits, (g) => g.firing !== undefined);
+  // A quiet period resolves a group on a line of its host and service (those of match_by, else any): firing groups
+  // filed by them, so a line looks only at its own instead of at every group.
+  const byHost = rule.match_by.includes('host.name');
+  const byService = rule.match_by.includes('service.name');
+  const quietKey = (host: string, service: string) => `${byHost ? host : ''}\0${byService ? service : ''}`;
+  const firingAt = new Map<string, Set<string>>();
 
   function fields(doc: LogDocument, captures: Record<string, string> | undefined): Record<string, string> | undefined {
     const out: Record<string, string> = {};
@@ -55,32 +78,51 @@ export function createDetector(rule: Rule): Detector {
     return { ...captures, ...out };
   }
 
-  function transition(status: 'firing' | 'resolved', g: Group, f: Record<string, string>, doc: LogDocument, at: string, captures?: Record<string, string>): Alert {
+  function transition(status: 'firing' | 'resolved', g: Group, at: string, why = ''): Alert {
+    const f = g.firing!;
     const a = alertTransition(rule, {
       status,
-      group: Object.fromEntries(rule.match_by.map((k) => [k, f[k]])),
+      group: Object.fromEntries(rule.match_by.map((k) => [k, f.fields[k]])),
       at,
-      startedAt: g.firing!.startedAt,
-      host: f['host.name'] ?? doc.host.name,
-      service: f['service.name'] ?? doc.service.name,
-      message: (status === 'resolved' ? 'resolved: ' : '') + render(p.message, { ...f, 'host.name': doc.host.name, 'service.name': doc.service.name }),
-      evidence: g.firing!.evidence,
+      startedAt: f.startedAt,
+      host: f.host,
+      service: f.service,
+      message: (status === 'resolved' ? 'resolved: ' : '') + render(p.message, { ...f.fields, 'host.name': f.host, 'service.name': f.service }) + why,
+      evidence: f.evidence,
     });
-    const level = p.severity_from && captures?.[p.severity_from.group];
+    const level = p.severity_from && f.captures?.[p.severity_from.group];
     if (level !== undefined && p.severity_from!.map[level]) a.alert.severity = p.severity_from!.map[level];
     return a;
   }
 
+  /** A group's alert ends: resolved, and the group forgotten. */
+  function end(key: string, g: Group, at: string, why?: string): Alert {
+    groups.delete(key);
+    const k = quietKey(g.firing!.fields['host.name'] ?? g.firing!.host, g.firing!.fields['service.name'] ?? g.firing!.service);
+    firingAt.get(k)?.delete(key);
+    if (firingAt.get(k)?.size === 0) firingAt.delete(k);
+    return transition('resolved', g, at, why);
+  }
+
+  /** Stores a group; groups dropped to stay within the rule's bounds resolve if they were firing. */
+  function keep(key: string, g: Group, now: number, at: string): Alert[] {
+    const out: Alert[] = [];
+    for (const e of groups.set(key, g, now)) {
+      if (e.value.firing) out.push(end(e.key, e.value, at, ` (no longer tracked: the rule holds at most ${limits.max_entries} groups, state.max_entries, and this was the oldest)`));
+    }
+    return out;
+  }
+
   /** Alerts of the host and service of `doc` that have been quiet long enough resolve now. */
   function quietResolutions(doc: LogDocument, now: number): Alert[] {
-    if (p.quiet_resolve_s === undefined) return [];
+    if (p.quiet_resolve_s === undefined || firingAt.size === 0) return [];
+    const keys = firingAt.get(quietKey(doc.host.name, doc.service.name));
+    if (!keys) return [];
     const out: Alert[] = [];
-    for (const [key, g] of groups) {
-      if (!g.firing || now - g.firing.last < p.quiet_resolve_s * 1000) continue;
-      const f = JSON.parse(key) as Record<string, string>;
-      if ((f['host.name'] ?? doc.host.name) !== doc.host.name || (f['service.name'] ?? doc.service.name) !== doc.service.name) continue;
-      out.push(transition('resolved', g, f, doc, new Date(g.firing.last + p.quiet_resolve_s * 1000).toISOString()));
-      groups.delete(key);
+    for (const key of [...keys]) {
+      const g = groups.get(key);
+      if (!g?.firing || now - g.firing.last < p.quiet_resolve_s * 1000) continue;
+      out.push(end(key, g, new Date(g.firing.last + p.quiet_resolve_s * 1000).toISOString()));
     }
     return out;
   }
@@ -89,6 +131,7 @@ export function createDetector(rule: Rule): Detector {
     loggers: p.loggers,
     // A quiet period is measured on the group's other lines, so such a rule reads every line of its loggers.
     literals: p.quiet_resolve_s === undefined ? p.contains : undefined,
+    state: () => groups.size,
     onLog(doc) {
       const now = Date.parse(doc['@timestamp']);
       const out = quietResolutions(doc, now);
@@ -101,8 +144,7 @@ export function createDetector(rule: Rule): Detector {
         const g = key ? groups.get(key) : undefined;
         if (g?.firing) {
           g.firing.evidence = [...g.firing.evidence, doc.event.id].slice(-p.evidence_max);
-          out.push(transition('resolved', g, f!, doc, doc['@timestamp'], m!.groups));
-          groups.delete(key!);
+          out.push(end(key!, g, doc['@timestamp']));
           return out;
         }
       }
@@ -112,18 +154,24 @@ export function createDetector(rule: Rule): Detector {
       const f = fields(doc, m.groups);
       if (!f) return out;
       const key = JSON.stringify(Object.fromEntries(rule.match_by.map((k) => [k, f[k]])));
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = { recent: [] }));
+      const g = groups.get(key) ?? { recent: [] };
       if (g.firing) {
         g.firing.last = now;
         if (g.firing.evidence.length < p.evidence_max) g.firing.evidence.push(doc.event.id);
+        out.push(...keep(key, g, now, doc['@timestamp']));
         return out;
       }
       g.recent = slide(g.recent, now, p.threshold.window_s);
-      if (g.recent.length < p.threshold.count) return out;
-      g.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id] };
+      if (g.recent.length < p.threshold.count) {
+        out.push(...keep(key, g, now, doc['@timestamp']));
+        return out;
+      }
+      g.firing = { startedAt: doc['@timestamp'], last: now, evidence: [doc.event.id], fields: f, captures: m.groups, host: doc.host.name, service: doc.service.name };
       g.recent = [];
-      out.push(transition('firing', g, f, doc, doc['@timestamp'], m.groups));
+      const k = quietKey(f['host.name'] ?? doc.host.name, f['service.name'] ?? doc.service.name);
+      firingAt.set(k, (firingAt.get(k) ?? new Set()).add(key));
+      out.push(transition('firing', g, doc['@timestamp']));
+      out.push(...keep(key, g, now, doc['@timestamp']));
       return out;
     },
   };

@@ -10,12 +10,13 @@ import { DeadLetter, deadLetter, HealthEvent, metricDocument, MetricEvent, RawLo
 import { ensureTopics, GroupConsumer, groupProgress, TopicProducer, type InBatch } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
-import { componentMetrics, countFiringAlerts, reportConsumerLag } from '../core/metrics.ts';
+import { componentMetrics, countDetectorState, countFiringAlerts, reportConsumerLag, type ComponentMetrics } from '../core/metrics.ts';
 import { registerReadiness } from '../core/status-server.ts';
 import { alertDocumentId, DetectionEngine, loadRules } from './detect.ts';
 import { ElasticsearchSink, type IndexRequest } from './elasticsearch-sink.ts';
 import { NotificationDispatcher, notifiersFromConfig } from './notify.ts';
 import { parseLogEvent } from './parse-log.ts';
+import { TimeBudget } from './time-budget.ts';
 
 const COMPONENT = 'processor';
 
@@ -39,6 +40,8 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   await ensureTopics(cfg.kafka, [logsTopic, metricsTopic, healthTopic, deadTopic, retryTopic], opts.signal);
 
   const engine = await DetectionEngine.create(loadRules(cfg.rules_dir));
+  countDetectorState(() => engine.stateSizes());
+  const budget = new TimeBudget(cfg.processor.event_time_budget_ms);
   const sink = new ElasticsearchSink(es, 'elasticsearch-sink', cfg.elasticsearch.bulk_max_docs);
   const producer = await TopicProducer.connect(cfg.kafka, COMPONENT, opts.signal);
   const notify = new NotificationDispatcher(cfg, notifiersFromConfig(cfg), producer, opts.signal);
@@ -78,16 +81,17 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     metrics.received(batch.messages.length);
     const dead: DeadLetter[] = [];
     const requests: IndexRequest[] = [];
-    const verdicts: (() => Alert[])[] = [];
+    const verdicts: Verdict[] = [];
     const source = (offset: string) => ({ topic: batch.topic, partition: batch.partition, offset });
     const ingested = new Date().toISOString();
 
     for (const m of batch.messages) {
       const text = m.value ?? '';
       try {
-        const { request, detect } = decode(batch.topic, JSON.parse(text), ingested, { partition: batch.partition, offset: m.offset });
-        if (request) requests.push(request);
-        verdicts.push(detect);
+        const { value, ms } = budget.time(() => decode(batch.topic, JSON.parse(text), ingested, { partition: batch.partition, offset: m.offset }));
+        if (value.request) requests.push(value.request);
+        // A dead letter over the budget is not sent back into the topic it came from.
+        verdicts.push({ detect: value.detect, spentMs: ms, ...(batch.topic === deadTopic ? {} : { payload: text, source: source(m.offset) }) });
       } catch (err) {
         if (batch.topic === deadTopic) {
           // Never back into the topic it came from: counted and logged instead.
@@ -105,8 +109,8 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
       else dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
     }
 
-    const alerts: Alert[] = [];
-    for (const detect of verdicts) alerts.push(...detect());
+    const { alerts, overBudget } = runVerdicts(verdicts, budget, metrics);
+    dead.push(...overBudget);
     const alertRequests = alerts.map((a) => ({ index: dailyIndex(cfg.elasticsearch.indices.alerts, a['@timestamp']), id: alertDocumentId(a), doc: a }));
     for (const r of await sink.write(alertRequests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
 
@@ -137,6 +141,33 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
       await es.close();
     },
   };
+}
+
+/** A message of a batch, decoded: the detectors' verdict on it (run once the batch is indexed), what decoding it
+ * took, and what to dead-letter if the two together exceed the time budget. */
+export interface Verdict {
+  detect: () => Alert[];
+  spentMs: number;
+  /** The message as it came; absent: not dead-lettered when over the budget (only counted). */
+  payload?: string;
+  source?: DeadLetter['source'];
+}
+
+/** Runs the verdicts of a batch in order. A message whose decoding and detection took more than the budget is
+ * counted (errors{stage="time_budget"}) and dead-lettered with the reason; its alerts still count. */
+export function runVerdicts(verdicts: Verdict[], budget: TimeBudget, metrics: Pick<ComponentMetrics, 'error'>): { alerts: Alert[]; overBudget: DeadLetter[] } {
+  const alerts: Alert[] = [];
+  const overBudget: DeadLetter[] = [];
+  let over = 0;
+  for (const v of verdicts) {
+    const { value, ms } = budget.time(v.detect);
+    alerts.push(...value);
+    if (!budget.over(v.spentMs + ms)) continue;
+    over++;
+    if (v.payload !== undefined) overBudget.push(deadLetter(COMPONENT, budget.reason(v.spentMs + ms), v.payload, v.source));
+  }
+  if (over > 0) metrics.error('time_budget', over);
+  return { alerts, overBudget };
 }
 
 function valid<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {

@@ -1,15 +1,13 @@
 // Rule tests, like `promtool test rules`: next to each rule, `rules/<id>.test.yaml` gives log lines (metric
 // samples, Ceph health events) and the alert transitions they must cause. Run by `stackwatch rules test` and by
 // the test suite.
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { EventAssembler } from '../collectors/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
-import { ConfigError } from '../core/config.ts';
+import { ConfigError, isTimeZone } from '../core/config.ts';
 import { CephHealthEvent, ZabbixProblemEvent, type Alert } from '../core/events.ts';
-import { DetectionEngine, DEFAULT_RULES_DIR, loadRules } from './detect.ts';
+import { DetectionEngine, DEFAULT_RULES_DIR, loadRules, readYamlFile, ruleDirFiles } from './detect.ts';
 import { parseLogEvent } from './parse-log.ts';
 
 const Expected = z.strictObject({
@@ -31,7 +29,7 @@ const RuleTestFile = z.strictObject({
       z.strictObject({
         name: z.string(),
         host: z.string().default('test-host'),
-        timezone: z.string().default('UTC'),
+        timezone: z.string().refine(isTimeZone, { error: 'expected an IANA time zone like UTC or Europe/Berlin' }).default('UTC'),
         logs: z.array(z.strictObject({ file: z.string(), lines: z.string() })).default([]),
         /** Metric samples, after the logs, in order: `{ at, host, name, value, labels }`. */
         metrics: z
@@ -110,9 +108,9 @@ function compare(actual: Alert[], expected: z.infer<typeof Expected>[]): string[
 export async function runRuleTests(dir: string = DEFAULT_RULES_DIR): Promise<RuleTestResult[]> {
   const rules = loadRules(dir);
   const results: RuleTestResult[] = [];
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.test.yaml')).sort()) {
+  for (const f of ruleDirFiles(dir).filter((n) => n.endsWith('.test.yaml'))) {
     const path = join(dir, f);
-    const parsed = RuleTestFile.safeParse(parseDocument(readFileSync(path, 'utf8')).toJS());
+    const parsed = RuleTestFile.safeParse(readYamlFile(path));
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new ConfigError(`${path}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);

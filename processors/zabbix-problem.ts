@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { Severity, type Alert, type ZabbixProblemEvent } from '../core/events.ts';
 import { alertTransition, regexParam, ruleParams, type Detector, type Rule } from './detect.ts';
+import { KeyedState, stateLimits } from './state.ts';
 
 const ZABBIX_SEVERITIES = ['not_classified', 'information', 'warning', 'average', 'high', 'disaster'] as const;
 
@@ -22,31 +23,44 @@ export function createDetector(rule: Rule): Detector {
   const p = ruleParams(rule, Params);
   const min = ZABBIX_SEVERITIES.indexOf(p.min_severity);
   const ignore = p.ignore_names;
-  /** Open problems by event id: a repeated poll of the same open problem is not a new alert. */
-  const open = new Map<string, { startedAt: string }>();
+  const limits = stateLimits(rule);
+  /** Open problems by event id: a repeated poll of the same open problem is not a new alert. Bounded: a problem
+   * Zabbix resolved while the collector was away is never seen resolved, and would stay for good. */
+  const open = new KeyedState<{ startedAt: string; host: string; service: string; name: string; severity: number }>(rule.id, limits, () => true);
+
+  function transition(resolved: boolean, eventid: string, o: { startedAt: string; host: string; service: string; name: string; severity: number }, at: string, why = ''): Alert {
+    const a = alertTransition(rule, {
+      status: resolved ? 'resolved' : 'firing',
+      group: { 'host.name': o.host, 'zabbix.eventid': eventid },
+      at,
+      startedAt: o.startedAt,
+      host: o.host,
+      service: o.service,
+      message: `${resolved ? 'resolved: ' : ''}Zabbix: ${o.name}${why}`,
+      evidence: [`zabbix-event:${eventid}`],
+    });
+    a.alert.severity = p.severity[ZABBIX_SEVERITIES[o.severity]] ?? rule.severity;
+    return a;
+  }
 
   return {
+    state: () => open.size,
     onZabbixProblem(e: ZabbixProblemEvent): Alert[] {
       const pr = e.problem;
       if (pr.severity < min || ignore?.test(pr.name)) return [];
       const resolved = pr.status === 'resolved';
-      const known = open.get(pr.eventid);
-      if (!resolved && known) return [];
+      if (!resolved && open.has(pr.eventid)) return [];
+      const o = { startedAt: pr.started_at, host: e.host.name, service: e.labels.service ?? 'zabbix', name: pr.name, severity: pr.severity };
       // A resolution seen without the opening (a restart in between) still resolves: Zabbix says when it began.
-      if (resolved) open.delete(pr.eventid);
-      else open.set(pr.eventid, { startedAt: pr.started_at });
-      const a = alertTransition(rule, {
-        status: resolved ? 'resolved' : 'firing',
-        group: { 'host.name': e.host.name, 'zabbix.eventid': pr.eventid },
-        at: resolved ? (pr.ended_at ?? e['@timestamp']) : pr.started_at,
-        startedAt: pr.started_at,
-        host: e.host.name,
-        service: e.labels.service ?? 'zabbix',
-        message: `${resolved ? 'resolved: ' : ''}Zabbix: ${pr.name}`,
-        evidence: [`zabbix-event:${pr.eventid}`],
-      });
-      a.alert.severity = p.severity[ZABBIX_SEVERITIES[pr.severity]] ?? rule.severity;
-      return [a];
+      if (resolved) {
+        open.delete(pr.eventid);
+        return [transition(true, pr.eventid, o, pr.ended_at ?? e['@timestamp'])];
+      }
+      const dropped = open.set(pr.eventid, o, Date.parse(e['@timestamp']));
+      return [
+        ...dropped.map((d) => transition(true, d.key, d.value, e['@timestamp'], ` (no longer tracked: the rule holds at most ${limits.max_entries} open problems, state.max_entries, and this was the oldest)`)),
+        transition(false, pr.eventid, o, pr.started_at),
+      ];
     },
   };
 }

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -d node_modules ] || npm ci --no-audit --no-fund
+# What tests use besides the services (promtool, oslo.messaging): installed now if missing, waiting for another
+# apt-get's lock, never from inside a test.
+scripts/test-deps.sh install
 
 started=()
 for svc in webhook alertmanager kafka elasticsearch kafka-secure elasticsearch-secure; do

@@ -22,10 +22,11 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(python3 python3-oslo.messaging python3-oslo.log)
 # A machine whose package lists were never fetched (fresh container) does not know the packages yet.
+# (-o DPkg::Lock::Timeout: wait for another installer's dpkg lock instead of failing at once)
 if ! apt-cache show python3-oslo.messaging >/dev/null 2>&1; then
-  apt-get update -qq
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
 fi
-apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 
 "$PY" -c 'import oslo_messaging, oslo_log' || {
   echo "amqp-harness: installed ${pkgs[*]} but $PY still cannot import oslo_messaging, oslo_log" >&2

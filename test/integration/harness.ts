@@ -1,6 +1,6 @@
 // What the integration tests share: the real stack's addresses, a configuration with names of its own per
 // test (topics, consumer group, indices), polling helpers, and the stackwatch CLI as a child process.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +72,17 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
       await deleteTopics(cfg.kafka, Object.values(cfg.kafka.topics)).catch(() => {});
     },
   };
+}
+
+/** The path of a program a test needs from the machine (promtool, say). Tests never install anything: an
+ * apt-get from inside a test fails when another holds the dpkg lock; scripts/test-deps.sh installs it before
+ * the tests start (npm test and .ci/run run it). Missing, it fails at once naming that command. */
+export function requireTool(name: string): string {
+  try {
+    return execFileSync('sh', ['-c', 'command -v "$1"', 'sh', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    throw new Error(`${name} is not installed (not on PATH): run \`sudo scripts/test-deps.sh install\` first (npm test and .ci/run do, before the tests start)`);
+  }
 }
 
 /** Polls `probe` until it gives a value (not undefined or false). On timeout the error says what was awaited —

@@ -1,32 +1,25 @@
 // Self-observability of a real `stackwatch run` on the real stack: /metrics has every component's counters and
 // the stage figures and passes `promtool check metrics` (Debian's prometheus package) with nothing to report;
 // /healthz and /readyz answer; normal operation logs nothing; SIGTERM drains and exits 0.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { countDocs, stackwatch, testSetup, waitFor } from './harness.ts';
+import { countDocs, requireTool, stackwatch, testSetup, waitFor } from './harness.ts';
 import { freePort } from '../../bench/measure.ts';
 
 const lines = readFileSync(new URL('../fixtures/oslo-messaging-icehouse-2014.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
-
-function promtool(): string {
-  try {
-    return execFileSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).trim();
-  } catch {
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'prometheus'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    return '/usr/bin/promtool';
-  }
-}
 
 const t = testSetup('status');
 afterAll(() => t.cleanup());
 
 describe('status server', () => {
   it('serves lint-clean metrics of every component, health and readiness, logs nothing, drains on SIGTERM', async () => {
+    // Before anything runs: installed by scripts/test-deps.sh, never from here (see requireTool).
+    const promtool = requireTool('promtool');
     const port = await freePort();
     const configFile = join(t.dir, 'status.yaml');
     mkdirSync(join(t.dir, 'logs'), { recursive: true });
@@ -62,7 +55,7 @@ describe('status server', () => {
     // Asynchronously: a spawnSync would stall this process's event loop, and with it the HTTP client's timer that
     // drops a keep-alive connection before the server closes it (the next fetch then meets a closed socket).
     const lint = await new Promise<{ status: number | null; out: string }>((resolve) => {
-      const child = spawn(promtool(), ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (d) => (out += d));
       child.stderr.on('data', (d) => (out += d));

@@ -1,8 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { toRawEvent } from '../../collectors/openstack-logs.ts';
 import { ConfigError, loadConfig, validateConfig } from '../../core/config.ts';
+import { parseLogEvent } from '../../processors/parse-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-config-'));
 function file(name: string, text: string): string {
@@ -108,5 +112,126 @@ describe('config', () => {
     expect(errorOf(() => validateConfig(structuredClone(good), 'f.yaml', { STACKWATCH_KAFKA_BROKERS: 'nohostport' }))).toBe(
       'f.yaml: kafka.brokers[0]: expected host:port',
     );
+  });
+});
+
+const HOSTILE = new URL('../fixtures/hostile/files/', import.meta.url).pathname;
+
+/** `good` with one field set: `at` is the field's path, as the error names it. */
+function withField(at: string, value: unknown): Record<string, any> {
+  const raw = structuredClone(good) as Record<string, any>;
+  const keys = at.replace(/\[(\d+)\]/g, '.$1').split('.');
+  let node = raw;
+  for (const [i, k] of keys.slice(0, -1).entries()) node = node[k] ??= /^\d+$/.test(keys[i + 1]) ? [] : {};
+  node[keys.at(-1)!] = value;
+  return raw;
+}
+
+describe('config: every field refuses nonsense, naming the field', () => {
+  // Each of these was accepted before (issue 11, "Config and rules").
+  const webhook = (name: string, headers: Record<string, string> = {}) => ({ name, url: 'http://hooks.example/x', headers });
+  const cases: [string, string, unknown, RegExp][] = [
+    ['a time zone that does not exist', 'processor.timezone', 'Mars/Olympus', /expected an IANA time zone/],
+    ['an empty time zone', 'processor.timezone', '', /expected an IANA time zone/],
+    ['a broker port above 65535', 'kafka.brokers[0]', 'kafka-1:99999', /the port from 1 to 65535/],
+    ['broker port 0', 'kafka.brokers[0]', 'kafka-1:0', /the port from 1 to 65535/],
+    ['a status port above 65535', 'status_server.listen', '127.0.0.1:70000', /the port from 0 to 65535/],
+    ['a timeout no timer can hold (it would fire after 1 ms)', 'kafka.connection_timeout_ms', 3_000_000_000, /at most 2147483647 ms/],
+    ['a flush interval no timer can hold', 'collectors.openstack_logs.multiline_flush_ms', 2 ** 31, /at most 2147483647 ms/],
+    ['a shutdown deadline no timer can hold', 'shutdown_timeout_s', 3_000_000, /at most 2147483 s/],
+    ['a fractional interval', 'notify.renotify_interval_s', 1.5, /expected a whole number/],
+    ['a topic name Kafka refuses', 'kafka.topics.logs', 'stackwatch logs', /expected a Kafka topic name/],
+    ['the dead-letter topic the logs topic (the processor would read its own dead letters)', 'kafka.topics.dead_letter', 'stackwatch.logs', /is also the topic of logs/],
+    ['an index name Elasticsearch refuses', 'elasticsearch.indices.logs', 'Stackwatch-Logs', /lowercase/],
+    ['an index prefix inside another kind\'s pattern (stackwatch-logs-* would hold the alerts)', 'elasticsearch.indices.alerts', 'stackwatch-logs-alerts', /overlaps the index prefix of logs/],
+    ['an empty API key', 'elasticsearch.api_key', '', /non-empty/],
+    ['an empty password', 'elasticsearch.password', '', /non-empty/],
+    ['an empty rules directory name', 'rules_dir', '', /non-empty/],
+    ['two webhooks of one name (the second would never be sent to)', 'notify.webhooks', [webhook('chatops'), webhook('chatops')], /already webhooks\[0\]'s/],
+    ['a header value with a line break', 'notify.webhooks', [webhook('chatops', { 'X-Token': 'a\r\nX-Injected: 1' })], /without line breaks/],
+    ['a header name with a space', 'notify.webhooks', [webhook('chatops', { 'X Token': 'a' })], /HTTP header name/],
+    ['a silence that ends before it starts', 'notify.silences', [{ matchers: { 'host.name': 'h' }, starts_at: '2026-11-25T23:00:00Z', ends_at: '2026-11-25T22:00:00Z' }], /after starts_at/],
+    ['an empty Zabbix password', 'collectors.zabbix', { url: 'http://zbx/api_jsonrpc.php', username: 'u', password: '' }, /non-empty/],
+  ];
+  const fieldOf: Record<string, string> = {
+    'notify.webhooks': 'notify.webhooks\\[\\d\\]\\.(?:name|headers\\.X[- ]Token)',
+    'notify.silences': 'notify.silences\\[0\\]\\.ends_at',
+    'collectors.zabbix': 'collectors.zabbix.password',
+    'kafka.brokers[0]': 'kafka.brokers\\[0\\]',
+    'kafka.topics.dead_letter': 'kafka.topics.(?:dead_letter|logs)',
+    'elasticsearch.indices.alerts': 'elasticsearch.indices.(?:alerts|logs)',
+  };
+  it.each(cases)('%s', (_, at, value, message) => {
+    const error = errorOf(() => validateConfig(withField(at, value), 'x.yaml', noEnv));
+    expect(error).toMatch(new RegExp(`^x\\.yaml: ${fieldOf[at] ?? at.replace(/[.[\]]/g, '\\$&')}: `));
+    expect(error).toMatch(message);
+  });
+
+  it('accepts the edges of what is valid', () => {
+    const raw = structuredClone(good) as Record<string, any>;
+    raw.kafka.brokers = ['kafka-1:1', 'kafka-2:65535'];
+    raw.kafka.connection_timeout_ms = 2 ** 31 - 1;
+    raw.status_server = { listen: '127.0.0.1:0' };
+    raw.processor = { timezone: 'Europe/Berlin' };
+    raw.elasticsearch.indices = { logs: 'sw-logs', alerts: 'sw-alerts', metrics: 'sw-metrics', dead_letter: 'sw-logs_dead' };
+    raw.notify = { webhooks: [webhook('a', { 'X-Token': 't' }), webhook('b')], silences: [{ matchers: {}, starts_at: '2026-11-25T22:00:00Z', ends_at: '2026-11-25T22:00:01Z' }] };
+    const cfg = validateConfig(raw, 'x.yaml', noEnv);
+    expect(cfg.processor.timezone).toBe('Europe/Berlin');
+    expect(cfg.status_server.listen).toBe('127.0.0.1:0');
+  });
+
+  it('a time zone is accepted exactly when zone-less timestamps can be read in it (property)', () => {
+    const zones = Intl.supportedValuesOf('timeZone');
+    const zone = fc.oneof(
+      fc.constantFrom(...zones, 'UTC', 'Mars/Olympus', 'Europe/Atlantis', 'GMT+25', '+01:00'),
+      fc.constantFrom(...zones).chain((z) => fc.constantFrom(z.toLowerCase(), `${z}/x`, z.replace('/', ' '), `${z} `)),
+      fc.string({ maxLength: 20 }),
+    );
+    fc.assert(
+      fc.property(zone, (timezone) => {
+        let refused: string | undefined;
+        try {
+          validateConfig(withField('processor.timezone', timezone), 'x.yaml', noEnv);
+        } catch (err) {
+          refused = (err as Error).message;
+        }
+        let readable = true;
+        try {
+          const raw = toRawEvent({ offset: 0, text: '2022-02-04 09:37:50.031 21562 INFO os_vif [-] Loaded VIF plugins' }, 'h', '/var/log/nova/nova-compute.log', 'id', '2022-02-04T10:00:00.000Z');
+          readable = typeof parseLogEvent(raw, { timezone })['@timestamp'] === 'string';
+        } catch {
+          readable = false;
+        }
+        if (refused !== undefined) expect(refused).toMatch(/^x\.yaml: processor\.timezone: expected an IANA time zone/);
+        expect(refused === undefined).toBe(readable);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('config files: YAML alias errors and size', () => {
+  it('an unknown alias and a billion-laughs document are config errors naming the file', () => {
+    const unknown = `${HOSTILE}config-unknown-alias.yaml`;
+    expect(errorOf(() => loadConfig(unknown, noEnv))).toMatch(new RegExp(`^${unknown}:\\d+: invalid YAML: Unresolved alias .*: broker$`));
+    const laughs = `${HOSTILE}config-billion-laughs.yaml`;
+    expect(errorOf(() => loadConfig(laughs, noEnv))).toBe(`${laughs}: invalid YAML: too many aliases (over 100 expansions: a "billion laughs" document?)`);
+  });
+
+  it('YAML warnings (an unknown tag) are errors with the line, not quietly strings', () => {
+    const p = file('tag.yaml', 'kafka:\n  brokers: [127.0.0.1:9092]\nelasticsearch:\n  url: !secret http://x:9200\n');
+    expect(errorOf(() => loadConfig(p, noEnv))).toMatch(new RegExp(`^${p}:4: invalid YAML: Unresolved tag: !secret`));
+  });
+
+  it('a file over 1 MiB is refused by its size before it is read; a pipe after 1 MiB', async () => {
+    const big = file('big.yaml', `# ${'x'.repeat(2 << 20)}\nkafka:\n  brokers: [127.0.0.1:9092]\nelasticsearch:\n  url: http://x:9200\n`);
+    expect(errorOf(() => loadConfig(big, noEnv))).toBe(`${big}: the config file is ${statSync(big).size} bytes; the limit is 1048576 bytes (1 MiB)`);
+    // A pipe has no size: reading stops after 1 MiB + 1 byte. The writer is another process (loadConfig blocks).
+    const fifo = join(dir, 'config.fifo');
+    spawnSync('mkfifo', [fifo]);
+    const writer = spawn(process.execPath, ['-e', `try { require('fs').writeFileSync(${JSON.stringify(fifo)}, '#'.repeat(3 << 20)) } catch {}`]);
+    const exited = new Promise((resolve) => writer.on('exit', resolve));
+    expect(errorOf(() => loadConfig(fifo, noEnv))).toBe(`${fifo}: the config file is more than 1048576 bytes; the limit is 1048576 bytes (1 MiB)`);
+    await exited;
   });
 });

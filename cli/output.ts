@@ -1,0 +1,84 @@
+// What the offline commands (`parse`, `detect`, `replay`) share about their output: buffered stdout that ends quietly
+// when its reader goes away, one bad file never stopping the others, and the same report of unusable lines.
+import type { UnusableLine } from '../collectors/assemble.ts';
+import { FileReadError } from '../collectors/read-file.ts';
+
+/** Buffered stdout: lines are collected synchronously and written in large pieces; the writer waits only when
+ * the reader is slower than we are. When the reader goes away (EPIPE: `stackwatch parse big.log | head -1`) the
+ * output is `closed`, nothing more is written, and the command stops reading and exits 0, as `head` expects. */
+export class Output {
+  private buf: string[] = [];
+  private size = 0;
+  /** The reader is gone, or writing failed: stop producing output. */
+  closed = false;
+  /** A write error other than EPIPE (disk full, say): the command fails with it. */
+  failure?: Error;
+
+  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {
+    // Without a listener, EPIPE is an uncaught exception: a stack trace and exit status 1.
+    out.on('error', (err: NodeJS.ErrnoException) => {
+      this.closed = true;
+      if (err.code !== 'EPIPE') this.failure ??= err;
+    });
+  }
+
+  /** True when the buffer is full and flush() should be awaited. */
+  line(s: string): boolean {
+    if (this.closed) return false;
+    this.buf.push(s);
+    this.size += s.length + 1;
+    return this.size >= 1 << 20;
+  }
+
+  async flush(): Promise<void> {
+    const text = this.buf.length === 0 ? '' : `${this.buf.join('\n')}\n`;
+    this.buf = [];
+    this.size = 0;
+    if (this.closed || text === '') return;
+    if (!this.out.write(text)) {
+      // 'drain' never comes to a stream that failed: wait for either.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.out.off('drain', done);
+          this.out.off('error', done);
+          resolve();
+        };
+        this.out.on('drain', done);
+        this.out.on('error', done);
+      });
+    }
+  }
+}
+
+/** Reads each file with `read`, in order. A file that cannot be read (FileReadError: missing, a directory, no
+ * permission, damaged gzip, shrank while read) is reported on stderr, one line naming it, and the next file is
+ * read; whatever `read` already did with its events stands. Stops early when `stop()` says so (the output is
+ * closed). Returns how many files failed. */
+export async function forEachFile(command: string, paths: string[], read: (path: string, index: number) => Promise<void>, stop: () => boolean = () => false): Promise<number> {
+  let failed = 0;
+  for (const [index, path] of paths.entries()) {
+    if (stop()) break;
+    try {
+      await read(path, index);
+    } catch (err) {
+      if (!(err instanceof FileReadError)) throw err;
+      failed++;
+      process.stderr.write(`stackwatch ${command}: ${err.message}\n`);
+    }
+  }
+  return failed;
+}
+
+/** Lines that are not text (invalid UTF-8, NUL bytes), one JSON object per line on stderr: file, byte offset, reason,
+ * length. The pipeline sends them to its dead-letter topic. */
+export function reportUnusable(path: string, unusable: UnusableLine[]): void {
+  for (const u of unusable) process.stderr.write(`${JSON.stringify({ file: path, offset: u.offset, reason: u.reason, bytes: u.bytes.length })}\n`);
+}
+
+/** A warning that lost nothing (trailing garbage after a .gz file's last member), on stderr. */
+export const warnTo = (command: string) => (message: string) => process.stderr.write(`stackwatch ${command}: warning: ${message}\n`);
+
+export const EXIT_STATUS_HELP = `Exit status: 0 when every file was read to its end; 1 when a file could not be (missing, a directory, no
+permission, damaged gzip data, shrank while read): each such file is named on stderr with where reading stopped,
+and every other file's events are still read; 2 for a usage or configuration error. A closed output (| head)
+ends the command quietly with status 0.`;

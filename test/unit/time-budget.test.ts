@@ -1,0 +1,93 @@
+// The per-event time budget (processors/time-budget.ts): an event whose parsing and detection take longer than the
+// budget is counted and dead-lettered by the processor, and reported by `stackwatch detect`. Time comes from a fake
+// clock that the injected slow detector advances: no timing luck.
+import { describe, expect, it } from 'vitest';
+import { DeadLetter, type Alert, type LogDocument, type RawLogEvent } from '../../core/events.ts';
+import { componentMetrics, counterValue } from '../../core/metrics.ts';
+import { DetectionEngine, type Detector } from '../../processors/detect.ts';
+import { parseLogEvent } from '../../processors/parse-log.ts';
+import { runVerdicts, type Verdict } from '../../processors/processor.ts';
+import { detectTimed, TimeBudget } from '../../processors/time-budget.ts';
+
+/** A clock that moves only when told. */
+function fakeClock() {
+  let now = 0;
+  return { clock: () => now, advance: (ms: number) => void (now += ms) };
+}
+
+const raw = (text: string): RawLogEvent => ({ v: 1, host: 'compute-1', path: '/var/log/nova/nova-compute.log', file_id: 'f', offset: 42, text, read_at: '2026-11-25T10:00:00.000Z' });
+const LINE = '2022-02-04 09:37:50.159 21562 ERROR nova.compute.manager [-] slow work';
+
+/** A detector that takes `ms` of the fake clock on lines containing "slow", and raises one alert. */
+function slowDetector(advance: (ms: number) => void, ms: number): Detector {
+  return {
+    onLog(doc: LogDocument): Alert[] {
+      if (!doc.message.includes('slow')) return [];
+      advance(ms);
+      return [{ rule: { id: 'slow', name: 'slow' } } as Alert];
+    },
+  };
+}
+
+describe('the processor\'s per-event time budget', () => {
+  it('dead-letters and counts an event whose parsing and detection together took longer, and keeps its alerts', async () => {
+    const { clock, advance } = fakeClock();
+    const budget = new TimeBudget(250, clock);
+    const engine = DetectionEngine.of({ slow: slowDetector(advance, 200) });
+    const metrics = componentMetrics('processor');
+    const before = await counterValue('errors', { component: 'processor', stage: 'time_budget' });
+    // As the processor does: decoding (parse) timed, detection run after indexing.
+    const verdict = (text: string, parseMs: number): Verdict => {
+      const { value: doc, ms } = budget.time(() => (advance(parseMs), parseLogEvent(raw(text), { timezone: 'UTC' })));
+      return { detect: () => engine.onLog(doc), spentMs: ms, payload: JSON.stringify(raw(text)), source: { topic: 'logs', partition: 0, offset: '7' } };
+    };
+    const { alerts, overBudget } = runVerdicts(
+      [
+        verdict(LINE, 100), // 100 + 200 > 250: over
+        verdict(LINE.replace('slow', 'quick'), 100), // 100: within
+        verdict(LINE, 10), // 10 + 200: within
+        verdict(LINE.replace('slow', 'quick'), 251), // parsing alone over
+      ],
+      budget,
+      metrics,
+    );
+    expect(alerts).toHaveLength(2);
+    expect(overBudget).toHaveLength(2);
+    for (const d of overBudget) {
+      expect(DeadLetter.safeParse(d).success).toBe(true);
+      expect(d).toMatchObject({ component: 'processor', source: { topic: 'logs', partition: 0, offset: '7' } });
+    }
+    expect(overBudget[0].reason).toMatch(/over the per-event time budget: parsing and detection took 300 ms, more than processor\.event_time_budget_ms \(250 ms\)/);
+    expect(overBudget[1].reason).toMatch(/took 251 ms/);
+    expect(JSON.parse(overBudget[0].payload)).toMatchObject({ text: LINE, offset: 42 });
+    expect((await counterValue('errors', { component: 'processor', stage: 'time_budget' })) - before).toBe(2);
+  });
+
+  it('counts, and does not send back, a message of the dead-letter topic that is over the budget', async () => {
+    const { clock, advance } = fakeClock();
+    const budget = new TimeBudget(1, clock);
+    const counted: string[] = [];
+    const { overBudget } = runVerdicts([{ detect: () => (advance(5), []), spentMs: 0 }], budget, { error: (stage) => void counted.push(stage) });
+    expect(overBudget).toEqual([]);
+    expect(counted).toEqual(['time_budget']);
+  });
+
+  it('takes its budget from processor.event_time_budget_ms, 1000 ms unless set', () => {
+    expect(new TimeBudget().budgetMs).toBe(1000);
+    expect(new TimeBudget(5).over(5)).toBe(false);
+    expect(new TimeBudget(5).over(5.001)).toBe(true);
+  });
+});
+
+describe('stackwatch detect\'s per-event time budget', () => {
+  it('reports an event over the budget with what it took, and still returns its alerts', () => {
+    const { clock, advance } = fakeClock();
+    const budget = new TimeBudget(250, clock, 'the per-event time budget');
+    const engine = DetectionEngine.of({ slow: slowDetector(advance, 300) });
+    const slow = detectTimed(engine, raw(LINE), { timezone: 'UTC' }, budget);
+    expect(slow.alerts).toHaveLength(1);
+    expect(slow.overBudget).toMatch(/took 300 ms, more than the per-event time budget \(250 ms\)/);
+    const quick = detectTimed(engine, raw(LINE.replace('slow', 'quick')), { timezone: 'UTC' }, budget);
+    expect(quick).toEqual({ alerts: [] });
+  });
+});
