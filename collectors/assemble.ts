@@ -12,8 +12,8 @@
 //  - in a stream that has shown timestamped events (RabbitMQ, MariaDB, …): when it has no timestamp;
 //  - in any other stream: on positive evidence (`continuesEvent`: indentation, a traceback's lines).
 // Everything else is an event of its own: lines are never merged because their format is unknown.
-import { isUtf8 } from 'node:buffer';
-import { continuesEvent, hasLeadingTimestamp, isOsloStart, lineKind, unwrap, type Envelope } from '../core/log-formats.ts';
+import { isAscii, isUtf8 } from 'node:buffer';
+import { continuesEvent, hasLeadingTimestamp, isOsloStart, lineKind, osloMessageStart, unwrap, type Envelope } from '../core/log-formats.ts';
 import { maskRanges, redact, secretRanges, type Range } from './redact.ts';
 
 export interface AssembledEvent {
@@ -119,12 +119,14 @@ export class EventAssembler {
     return min;
   }
 
-  push(offset: number, line: string, lineTruncated = false): void {
+  /** `plain`: the caller knows the line holds no CR, U+2028 or U+2029 (the splitter does, for ASCII text). */
+  push(offset: number, line: string, lineTruncated = false, plain = false): void {
     const u = unwrap(line);
     let text = lineTruncated ? dropCutToken(u.text) : u.text;
     // A CR, U+2028 or U+2029 inside a line would stop the parsers' "." and "$" at it: level, logger and request id
-    // would be lost, and a rule's evidence split. It is a blank in the text; event.original keeps it.
-    if (LINE_SEPARATOR.test(text)) text = blankSeparators(text);
+    // would be lost, and a rule's evidence split. It is a blank in the text; event.original keeps it. (An envelope's
+    // JSON escapes can make them too.)
+    if ((!plain || u.envelope) && LINE_SEPARATOR.test(text)) text = blankSeparators(text);
     const raw = lineTruncated ? dropCutToken(line) : line;
     let key = streamKey(u.envelope);
     // An indented line with no envelope after an enveloped one continues that line's event: journalctl indents a
@@ -257,7 +259,7 @@ export class EventAssembler {
     if (!p) return;
     stream.pending = undefined;
     const text = p.parts.length === 1 ? p.parts[0] : p.parts.join('\n');
-    const event: AssembledEvent = { offset: p.offset, text: redact(text) };
+    const event: AssembledEvent = { offset: p.offset, text: redact(text, osloMessageStart(text)) };
     if (p.envelope) {
       event.envelope = p.envelope;
       if (p.envelope.partial) {
@@ -344,7 +346,8 @@ export class LineSplitter {
   constructor(
     startOffset: number,
     private readonly maxLineBytes: number,
-    private readonly onLine: (offset: number, text: string, truncated: boolean) => void,
+    /** `plain`: the line is known to hold no CR, U+2028 or U+2029 (ASCII text with no CR inside). */
+    private readonly onLine: (offset: number, text: string, truncated: boolean, plain?: boolean) => void,
     private readonly reject: (u: UnusableLine) => void,
   ) {
     this.consumed = startOffset;
@@ -403,21 +406,25 @@ export class LineSplitter {
   /** The complete lines of buf[start, lastNewline]. */
   private lines(buf: Buffer, start: number, lastNewline: number, base: number): void {
     const region = buf.subarray(start, lastNewline);
-    if (region.indexOf(0) < 0 && isUtf8(region)) {
-      // Fast path: the whole region is text. Decode once; byte offsets equal character offsets when it is ASCII.
-      const s = region.toString('utf8');
-      const ascii = s.length === region.length;
+    const ascii = region.indexOf(0) < 0 && isAscii(region);
+    if (ascii || (region.indexOf(0) < 0 && isUtf8(region))) {
+      // Fast path: the whole region is text. Decode once; byte offsets equal character offsets when it is ASCII,
+      // and then latin1 decodes it the same, ~20× faster than Node's UTF-8 decoder.
+      const s = region.toString(ascii ? 'latin1' : 'utf8');
       let pos = 0;
       let bytePos = start;
+      // The next CR, found once per region: a line before it holds none (ASCII text holds no U+2028 or U+2029).
+      let cr = ascii ? s.indexOf('\r') : 0;
       while (pos <= s.length) {
         let nl = s.indexOf('\n', pos);
         if (nl < 0) nl = s.length;
         let end = nl;
         if (end > pos && s.charCodeAt(end - 1) === 13) end--;
+        if (ascii && cr >= 0 && cr < pos) cr = s.indexOf('\r', pos);
         const text = s.slice(pos, end);
         const lineBytes = ascii ? nl - pos : Buffer.byteLength(s.slice(pos, nl));
         if (lineBytes > this.maxLineBytes) this.line(buf, bytePos, bytePos + this.maxLineBytes, base + bytePos, true);
-        else if (end > pos) this.onLine(base + bytePos, text, false);
+        else if (end > pos) this.onLine(base + bytePos, text, false, ascii && (cr < 0 || cr >= end));
         bytePos += lineBytes + 1;
         pos = nl + 1;
       }

@@ -47,7 +47,7 @@ export async function* readLogFile(path: string, opts: ReadOptions, batchSize = 
     let events: AssembledEvent[] = [];
     let unusable: UnusableLine[] = [];
     const assembler = new EventAssembler({ maxEventBytes: opts.maxEventBytes, keepOriginal: opts.keepOriginal }, (e) => events.push(e));
-    const splitter = new LineSplitter(0, opts.maxEventBytes, (o, t, cut) => assembler.push(o, t, cut), (u) => unusable.push(u));
+    const splitter = new LineSplitter(0, opts.maxEventBytes, (o, t, cut, plain) => assembler.push(o, t, cut, plain), (u) => unusable.push(u));
     // The identity needs the first ID_BYTES of text, whatever size the first pieces come in.
     const head: Buffer[] = [];
     let fileId: string | undefined;

@@ -527,6 +527,18 @@ export function lineKind(text: string, osloFile = false): LineKind {
   return osloFile ? 'continuation' : otherKind(text);
 }
 
+/** Where an oslo.log event's message starts, past its header and context block ("… [req-… - - - - -] "), or 0 when
+ * the text does not start like one. What comes before it holds no secret: the masking's pre-scan skips it. */
+export function osloMessageStart(text: string): number {
+  if (!osloTimestamp(text)) return 0;
+  const open = text.indexOf(' [', 24);
+  if (open < 0 || open > 300) return 0;
+  const close = text.indexOf('] ', open);
+  if (close < 0 || close - open > 400) return 0;
+  const nl = text.indexOf('\n');
+  return nl >= 0 && nl < close ? 0 : close + 2;
+}
+
 /** Whether the line is an oslo.log event's first line (full header and a `[…]` context block). Once a file has
  * shown one, only such lines start events in it: `lineKind(text, true)` — so a timestamped line inside a message
  * (a failed command's stderr, say) stays with the event that logged it. */

@@ -99,8 +99,12 @@ export function toUtcIso(date: string, time: string, frac: string, timezone: str
 
 /** nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08 → nova-api. */
 export function serviceFromPath(path: string): string {
-  return serviceFromFileName(basename(path));
+  // Every event of a file asks the same: the last answer is kept.
+  if (path !== lastPath) (lastPath = path), (lastService = serviceFromFileName(basename(path)));
+  return lastService;
 }
+let lastPath = '';
+let lastService = '';
 
 /** The oslo exception prefix ("date time pid LEVEL logger ") that oslo.log puts before each traceback line. */
 const EXCEPTION_PREFIX = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:[.,]\d{1,6})? \d+ [A-Z]+ \S+ ?/;
@@ -137,8 +141,9 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
     service: { name: env?.program ?? serviceFromPath(raw.path) },
     event: { id },
   };
-  const flags = [...(raw.truncated ? ['truncated'] : []), ...(raw.flags ?? []), ...(invalidTime ? ['invalid_timestamp'] : [])];
-  if (flags.length > 0) doc.log.flags = flags;
+  if (raw.truncated || raw.flags || invalidTime) {
+    doc.log.flags = [...(raw.truncated ? ['truncated'] : []), ...(raw.flags ?? []), ...(invalidTime ? ['invalid_timestamp'] : [])];
+  }
   if (opts.keepOriginal || raw.original !== undefined || invalidTime) doc.event.original = raw.original ?? raw.text;
   if (nl >= 0 && !h && !other && first.startsWith('Traceback (most recent call last)')) {
     // A bare traceback (a program's stderr): the exception line that ends it is the message.

@@ -62,7 +62,7 @@ function run(data: Buffer, chunks: number[], max = 1 << 20): { events: Assembled
   const events: AssembledEvent[] = [];
   const rejected: UnusableLine[] = [];
   const a = new EventAssembler({ maxEventBytes: max }, (e) => events.push(e));
-  const s = new LineSplitter(0, max, (o, t, cut) => a.push(o, t, cut), (u) => rejected.push(u));
+  const s = new LineSplitter(0, max, (o, t, cut, plain) => a.push(o, t, cut, plain), (u) => rejected.push(u));
   let at = 0;
   for (const c of chunks) {
     if (at >= data.length) break;

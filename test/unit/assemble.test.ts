@@ -19,7 +19,7 @@ function split(chunks: Buffer[], max = 1024, end = true) {
 function assemble(data: Buffer, maxEventBytes = 1024 * 1024, chunk = 64 * 1024) {
   const events: AssembledEvent[] = [];
   const a = new EventAssembler({ maxEventBytes }, (e) => events.push(e));
-  const s = new LineSplitter(0, maxEventBytes, (o, t, cut) => a.push(o, t, cut), () => {});
+  const s = new LineSplitter(0, maxEventBytes, (o, t, cut, plain) => a.push(o, t, cut, plain), () => {});
   for (let i = 0; i < data.length; i += chunk) s.write(data.subarray(i, i + chunk));
   s.end();
   a.flush();

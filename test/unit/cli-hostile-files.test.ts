@@ -14,7 +14,8 @@ const DIST = new URL('../../dist/index.js', import.meta.url).pathname;
 const FILES = new URL('../fixtures/hostile/files/', import.meta.url).pathname;
 const SAMPLES = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
 const env = { ...process.env, STACKWATCH_CONFIG: '' };
-const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, maxBuffer: 1 << 28 });
+// Bounded: a config that is wrongly accepted makes `run` connect and run on; it must fail, not hang the suite.
+const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, maxBuffer: 1 << 28, timeout: 60_000 });
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-hostile-'));
 chmodSync(dir, 0o755); // read by an unprivileged user below
 
@@ -149,7 +150,7 @@ describe('a closed output pipe (| head -1) ends the command quietly', () => {
   });
 });
 
-describe('config files that YAML cannot expand, or that are too big, are config errors (exit 2, one line naming the file)', () => {
+describe('config files that YAML cannot expand, or that are too big, are config errors (exit 2, one line naming the file)', { timeout: 90_000 }, () => {
   it('billion laughs ("Excessive alias count")', () => {
     const file = `${FILES}config-billion-laughs.yaml`;
     const r = cli('run', '--config', file);

@@ -15,7 +15,7 @@ function assemble(data: Buffer | string, opts: { maxEventBytes?: number; keepOri
   const max = opts.maxEventBytes ?? 1 << 20;
   const events: AssembledEvent[] = [];
   const a = new EventAssembler({ maxEventBytes: max, keepOriginal: opts.keepOriginal }, (e) => events.push(e));
-  const s = new LineSplitter(0, max, (o, t, cut) => a.push(o, t, cut), (u) => {
+  const s = new LineSplitter(0, max, (o, t, cut, plain) => a.push(o, t, cut, plain), (u) => {
     throw new Error(`unusable line at ${u.offset}: ${u.reason}`);
   });
   s.write(typeof data === 'string' ? Buffer.from(data) : data);

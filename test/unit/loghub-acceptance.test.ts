@@ -36,7 +36,7 @@ describe('Loghub OpenStack 2k', () => {
   const raw = readFileSync(new URL('loghub-OpenStack_2k.log', FIX), 'utf8').replace(/^\S+ /gm, '');
   const events: AssembledEvent[] = [];
   const assembler = new EventAssembler({ maxEventBytes: 1 << 20 }, (e) => events.push(e));
-  const splitter = new LineSplitter(0, 1 << 20, (o, t, cut) => assembler.push(o, t, cut), (u) => events.push({ offset: u.offset, text: `UNUSABLE ${u.reason}` }));
+  const splitter = new LineSplitter(0, 1 << 20, (o, t, cut, plain) => assembler.push(o, t, cut, plain), (u) => events.push({ offset: u.offset, text: `UNUSABLE ${u.reason}` }));
   splitter.write(Buffer.from(raw));
   splitter.end();
   assembler.flush();
