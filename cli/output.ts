@@ -31,7 +31,9 @@ export class Output {
   }
 
   async flush(): Promise<void> {
-    const text = this.buf.length === 0 ? '' : `${this.buf.join('\n')}\n`;
+    // One flat string (join with a trailing empty piece), not a concatenation: write() would flatten it first.
+    if (this.buf.length > 0) this.buf.push('');
+    const text = this.buf.join('\n');
     this.buf = [];
     this.size = 0;
     if (this.closed || text === '') return;

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/assemble.ts';
 import { readLogFile } from '../collectors/read-file.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
-import { ConfigError } from '../core/config.ts';
+import { ConfigError, MAX_EVENT_BYTES_LIMIT } from '../core/config.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
 import type { Command } from './index.ts';
 import { parseOptions, timeZoneOption } from './options.ts';
@@ -22,7 +22,7 @@ Options:
   --timezone ZONE     zone of the zone-less oslo.log timestamps (IANA name; default UTC)
   --host NAME         host.name of the events (default: this machine's name)
   --original          keep the raw lines in event.original
-  --max-event-bytes N cut events longer than N bytes (default 1048576)
+  --max-event-bytes N cut events longer than N bytes (default 1048576, at most 16 MiB)
 
 ${EXIT_STATUS_HELP}`,
 
@@ -39,7 +39,9 @@ ${EXIT_STATUS_HELP}`,
     );
     if (positionals.length === 0) throw new ConfigError('parse: name at least one FILE (see stackwatch parse --help)');
     const maxEventBytes = Number(values['max-event-bytes']);
-    if (!Number.isInteger(maxEventBytes) || maxEventBytes <= 0) throw new ConfigError('--max-event-bytes: expected a positive whole number');
+    if (!Number.isInteger(maxEventBytes) || maxEventBytes <= 0 || maxEventBytes > MAX_EVENT_BYTES_LIMIT) {
+      throw new ConfigError(`--max-event-bytes: expected a whole number from 1 to ${MAX_EVENT_BYTES_LIMIT} (16 MiB)`);
+    }
     const timezone = timeZoneOption(values.timezone, '--timezone');
     const out = new Output();
     const readAt = new Date().toISOString();

@@ -334,6 +334,8 @@ function dropCutToken(text: string): string {
   return ws >= 0 && text.length - ws <= 4096 ? text.slice(0, ws + 1) : text.slice(0, Math.max(0, text.length - 4096));
 }
 
+const DECODE_BYTES = 64 * 1024;
+
 /** Splits a byte stream into lines with their byte offsets. Lines longer than the cap are cut (the rest up to
  * the newline is skipped); lines that are not valid UTF-8 text, or hold NUL bytes, are handed to `reject`. */
 export class LineSplitter {
@@ -356,6 +358,12 @@ export class LineSplitter {
 
   /** `chunk` holds the bytes that follow everything written before. */
   write(chunk: Buffer): void {
+    // In pieces: decoding a megabyte at once makes an external string in Node, and every line sliced from it costs
+    // more (40 MB took 3.1 s in 1 MiB pieces, 0.5 s in 64 KiB ones).
+    for (let i = 0; i < chunk.length; i += DECODE_BYTES) this.writePiece(chunk.length <= DECODE_BYTES ? chunk : chunk.subarray(i, i + DECODE_BYTES));
+  }
+
+  private writePiece(chunk: Buffer): void {
     let buf = chunk;
     let base = this.carryOffset + (this.carry?.length ?? 0);
     if (this.carry) {

@@ -30,6 +30,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const durationMs = positiveInt.max(MAX_TIMER_MS, { error: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days)` });
 /** Seconds that become a timer's milliseconds. */
 const durationS = positiveInt.max(Math.floor(MAX_TIMER_MS / 1000), { error: `expected at most ${Math.floor(MAX_TIMER_MS / 1000)} s (about 24.8 days)` });
+/** An event is held several times over (its lines, the text, event.original, the JSON) in a heap of 512 MiB
+ * (bin/stackwatch.mjs), per open stream: a bigger cap is no cap. */
+export const MAX_EVENT_BYTES_LIMIT = 16 * 1024 * 1024;
 const nonEmpty = z.string().min(1, { error: 'expected a non-empty string' });
 /** Kafka's own rule for topic names. */
 const topicName = z
@@ -298,7 +301,7 @@ const OpenstackLogsCollector = z.strictObject({
   /** Largest batch of events sent to Kafka in one request. */
   batch_max_lines: positiveInt.default(5000),
   /** An event (with all its continuation lines) is cut at this size and marked truncated. */
-  max_event_bytes: positiveInt.default(1024 * 1024),
+  max_event_bytes: positiveInt.max(MAX_EVENT_BYTES_LIMIT, { error: `expected at most ${MAX_EVENT_BYTES_LIMIT} (16 MiB)` }).default(1024 * 1024),
   /** A multi-line event still open after this long without new lines is sent as it is. */
   multiline_flush_ms: durationMs.default(500),
   /** Keep the raw lines (envelopes included) in event.original. */

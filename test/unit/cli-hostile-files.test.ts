@@ -116,6 +116,12 @@ describe('stackwatch detect reports unusable lines as parse does', () => {
     expect(d.stderr).toMatch(/, 2 unusable line\(s\) \(reported above\)/);
   });
 
+  it('parse refuses an event cap that caps nothing, naming the option', () => {
+    const r = cli('parse', '--max-event-bytes', String(2 ** 40), `${FILES}ok.log`);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('stackwatch: --max-event-bytes: expected a whole number from 1 to 16777216 (16 MiB)\n');
+  });
+
   it('detect refuses a time zone that does not exist, naming the option', () => {
     const r = cli('detect', '--timezone', 'Mars/Olympus', `${FILES}ok.log`);
     expect(r.status).toBe(2);

@@ -140,6 +140,7 @@ describe('config: every field refuses nonsense, naming the field', () => {
     ['a flush interval no timer can hold', 'collectors.openstack_logs.multiline_flush_ms', 2 ** 31, /at most 2147483647 ms/],
     ['a shutdown deadline no timer can hold', 'shutdown_timeout_s', 3_000_000, /at most 2147483 s/],
     ['a fractional interval', 'notify.renotify_interval_s', 1.5, /expected a whole number/],
+    ['an event cap that caps nothing (the heap is 512 MiB)', 'collectors.openstack_logs.max_event_bytes', 2 ** 30, /at most 16777216/],
     ['a topic name Kafka refuses', 'kafka.topics.logs', 'stackwatch logs', /expected a Kafka topic name/],
     ['the dead-letter topic the logs topic (the processor would read its own dead letters)', 'kafka.topics.dead_letter', 'stackwatch.logs', /is also the topic of logs/],
     ['an index name Elasticsearch refuses', 'elasticsearch.indices.logs', 'Stackwatch-Logs', /lowercase/],
