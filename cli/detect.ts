@@ -3,13 +3,12 @@
 import { hostname } from 'node:os';
 import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
-import { readLogFile } from '../collectors/read-file.ts';
 import { ConfigError } from '../core/config.ts';
 import { DEFAULT_RULES_DIR, DetectionEngine, loadRules } from '../processors/detect.ts';
 import { DEFAULT_EVENT_BUDGET_MS, detectTimed, TimeBudget } from '../processors/time-budget.ts';
 import type { Command } from './index.ts';
 import { parseOptions, timeZoneOption } from './options.ts';
-import { EXIT_STATUS_HELP, forEachFile, Output, reportUnusable, warnTo } from './output.ts';
+import { eachEvent, EXIT_STATUS_HELP, Output } from './output.ts';
 
 export const detectCommand: Command = {
   name: 'detect',
@@ -38,40 +37,22 @@ ${EXIT_STATUS_HELP}`,
     const engine = await DetectionEngine.create(loadRules(values['rules-dir']));
     const out = new Output();
     const readAt = new Date().toISOString();
-    let events = 0;
-    let unusable = 0;
     let transitions = 0;
     const budget = new TimeBudget(DEFAULT_EVENT_BUDGET_MS, undefined, 'the per-event time budget');
     let slow = 0;
-    const failed = await forEachFile(
-      'detect',
-      positionals,
-      async (path) => {
-        for await (const batch of readLogFile(path, { maxEventBytes: DEFAULT_MAX_EVENT_BYTES, onWarning: warnTo('detect') }, 500)) {
-          let full = false;
-          for (const e of batch.events) {
-            const { alerts, overBudget } = detectTimed(engine, toRawEvent(e, values.host, path, batch.fileId, readAt), { timezone }, budget);
-            if (overBudget) {
-              slow++;
-              process.stderr.write(`stackwatch detect: ${path}: the event at byte ${e.offset}: ${overBudget}\n`);
-            }
-            for (const alert of alerts) {
-              full = out.line(JSON.stringify(alert)) || full;
-              transitions++;
-            }
-          }
-          if (full) await out.flush();
-          reportUnusable(path, batch.unusable);
-          events += batch.events.length;
-          unusable += batch.unusable.length;
-          if (out.closed) return;
-        }
-      },
-      () => out.closed,
-    );
-    await out.flush();
-    if (out.failure) throw out.failure;
-    if (out.closed) return 0;
+    const read = await eachEvent('detect', positionals, out, { maxEventBytes: DEFAULT_MAX_EVENT_BYTES }, (e, path, fileId) => {
+      const { alerts, overBudget } = detectTimed(engine, toRawEvent(e, values.host, path, fileId, readAt), { timezone }, budget);
+      if (overBudget) {
+        slow++;
+        process.stderr.write(`stackwatch detect: ${path}: the event at byte ${e.offset}: ${overBudget}\n`);
+      }
+      for (const alert of alerts) {
+        out.line(JSON.stringify(alert));
+        transitions++;
+      }
+    });
+    if (!read) return 0;
+    const { events, unusable, failed } = read;
     const problems = [unusable > 0 ? `, ${unusable} unusable line(s) (reported above)` : '', slow > 0 ? `, ${slow} event(s) over the time budget (reported above)` : '', failed > 0 ? `, ${failed} file(s) not read to the end (named above)` : ''].join('');
     process.stderr.write(`stackwatch detect: ${events} events from ${positionals.length} file(s), ${transitions} alert transition(s)${problems}\n`);
     return failed > 0 ? 1 : 0;

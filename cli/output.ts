@@ -1,7 +1,7 @@
 // What the offline commands (`parse`, `detect`, `replay`) share about their output: buffered stdout that ends quietly
 // when its reader goes away, one bad file never stopping the others, and the same report of unusable lines.
-import type { UnusableLine } from '../collectors/assemble.ts';
-import { FileReadError } from '../collectors/read-file.ts';
+import type { AssembledEvent, UnusableLine } from '../collectors/assemble.ts';
+import { FileReadError, readLogFile, type ReadOptions } from '../collectors/read-file.ts';
 
 /** Buffered stdout: lines are collected synchronously and written in large pieces; the writer waits only when
  * the reader is slower than we are. When the reader goes away (EPIPE: `stackwatch parse big.log | head -1`) the
@@ -20,6 +20,11 @@ export class Output {
       this.closed = true;
       if (err.code !== 'EPIPE') this.failure ??= err;
     });
+  }
+
+  /** The buffer is full: flush() should be awaited. */
+  get full(): boolean {
+    return this.size >= 1 << 20;
   }
 
   /** True when the buffer is full and flush() should be awaited. */
@@ -84,3 +89,35 @@ export const EXIT_STATUS_HELP = `Exit status: 0 when every file was read to its 
 permission, damaged gzip data, shrank while read): each such file is named on stderr with where reading stopped,
 and every other file's events are still read; 2 for a usage or configuration error. A closed output (| head)
 ends the command quietly with status 0.`;
+
+/** Every event of every file, in batches, handed to `each` (which writes to `out`): what `parse` and `detect` share.
+ * Files that cannot be read are named on stderr and the next is read (forEachFile); unusable lines are reported.
+ * Returns the counts, or undefined when the reader of the output went away (the command then exits 0). */
+export async function eachEvent(
+  command: string,
+  paths: string[],
+  out: Output,
+  read: Omit<ReadOptions, 'onWarning'>,
+  each: (e: AssembledEvent, path: string, fileId: string) => void,
+): Promise<{ events: number; unusable: number; failed: number } | undefined> {
+  let events = 0;
+  let unusable = 0;
+  const failed = await forEachFile(
+    command,
+    paths,
+    async (path) => {
+      for await (const batch of readLogFile(path, { ...read, onWarning: warnTo(command) }, 500)) {
+        for (const e of batch.events) each(e, path, batch.fileId);
+        if (out.full) await out.flush();
+        reportUnusable(path, batch.unusable);
+        events += batch.events.length;
+        unusable += batch.unusable.length;
+        if (out.closed) return;
+      }
+    },
+    () => out.closed,
+  );
+  await out.flush();
+  if (out.failure) throw out.failure;
+  return out.closed ? undefined : { events, unusable, failed };
+}

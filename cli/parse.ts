@@ -1,13 +1,12 @@
 // `stackwatch parse FILE...`: the pipeline's parse stage offline — the documents it would index, as NDJSON.
 import { hostname } from 'node:os';
 import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/assemble.ts';
-import { readLogFile } from '../collectors/read-file.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError, MAX_EVENT_BYTES_LIMIT } from '../core/config.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
 import type { Command } from './index.ts';
 import { parseOptions, timeZoneOption } from './options.ts';
-import { EXIT_STATUS_HELP, forEachFile, Output, reportUnusable, warnTo } from './output.ts';
+import { eachEvent, EXIT_STATUS_HELP, Output } from './output.ts';
 
 export const parseCommand: Command = {
   name: 'parse',
@@ -45,30 +44,11 @@ ${EXIT_STATUS_HELP}`,
     const timezone = timeZoneOption(values.timezone, '--timezone');
     const out = new Output();
     const readAt = new Date().toISOString();
-    let events = 0;
-    let unusable = 0;
-    const failed = await forEachFile(
-      'parse',
-      positionals,
-      async (path) => {
-        for await (const batch of readLogFile(path, { maxEventBytes, keepOriginal: values.original, onWarning: warnTo('parse') }, 500)) {
-          let full = false;
-          for (const e of batch.events) {
-            const doc = parseLogEvent(toRawEvent(e, values.host, path, batch.fileId, readAt), { timezone });
-            full = out.line(JSON.stringify(doc)) || full;
-          }
-          if (full) await out.flush();
-          reportUnusable(path, batch.unusable);
-          events += batch.events.length;
-          unusable += batch.unusable.length;
-          if (out.closed) return;
-        }
-      },
-      () => out.closed,
-    );
-    await out.flush();
-    if (out.failure) throw out.failure;
-    if (out.closed) return 0;
+    const read = await eachEvent('parse', positionals, out, { maxEventBytes, keepOriginal: values.original }, (e, path, fileId) => {
+      out.line(JSON.stringify(parseLogEvent(toRawEvent(e, values.host, path, fileId, readAt), { timezone })));
+    });
+    if (!read) return 0;
+    const { events, unusable, failed } = read;
     if (unusable > 0 || failed > 0) {
       const problems = [unusable > 0 ? `${unusable} unusable line(s)` : '', failed > 0 ? `${failed} of ${positionals.length} file(s) not read to the end` : ''];
       process.stderr.write(`stackwatch parse: ${events} events, ${problems.filter(Boolean).join(', ')} (see above)\n`);
