@@ -169,7 +169,7 @@ export class EventAssembler {
       else {
         if (piece) piece.at = partial.text.length;
         text = partial.text + text;
-        if (text.length > this.opts.maxEventBytes) text = dropCutToken(text.slice(0, this.opts.maxEventBytes)), (truncated = true);
+        if (text.length > this.opts.maxEventBytes) (text = capText(text, this.opts.maxEventBytes)), (truncated = true);
       }
       if (partial.pieces) pieces = partial.full ? partial.pieces : [...partial.pieces, ...(piece ? [piece] : [])];
       if (partial.truncated) truncated = true;
@@ -216,9 +216,7 @@ export class EventAssembler {
   }
 
   private cut(p: Pending): void {
-    const full = p.parts.join('\n');
-    const max = this.opts.maxEventBytes;
-    const joined = /\s/.test(full.charAt(max)) ? full.slice(0, max) : dropCutToken(full.slice(0, max));
+    const joined = capText(p.parts.join('\n'), this.opts.maxEventBytes);
     p.parts = [joined];
     p.bytes = joined.length;
     p.truncated = true;
@@ -259,7 +257,9 @@ export class EventAssembler {
     if (!p) return;
     stream.pending = undefined;
     const text = p.parts.length === 1 ? p.parts[0] : p.parts.join('\n');
-    const event: AssembledEvent = { offset: p.offset, text: redact(text, osloMessageStart(text)) };
+    // The secrets are found once: they mask the text, and the raw lines of event.original when it is kept.
+    const ranges = secretRanges(text, osloMessageStart(text));
+    const event: AssembledEvent = { offset: p.offset, text: maskRanges(text, ranges) };
     if (p.envelope) {
       event.envelope = p.envelope;
       if (p.envelope.partial) {
@@ -269,7 +269,7 @@ export class EventAssembler {
     }
     if (p.truncated) event.truncated = true;
     if (p.flags) event.flags = p.flags;
-    if (p.pieces) event.original = maskOriginal(text, p.pieces);
+    if (p.pieces) event.original = maskOriginal(text, ranges, p.pieces);
     this.emit(event);
   }
 }
@@ -294,7 +294,7 @@ function streamKey(e: Envelope | undefined): string {
 }
 
 function cutPartial(p: Partial, max: number): void {
-  p.text = /\s/.test(p.text.charAt(max)) ? p.text.slice(0, max) : dropCutToken(p.text.slice(0, max));
+  p.text = capText(p.text, max);
   p.truncated = true;
   p.full = true;
 }
@@ -304,8 +304,7 @@ function cutPartial(p: Partial, max: number): void {
  * across two pieces, or whose value is on the next line, is masked in both. A line whose payload cannot be found
  * in it as written (escapes, colour codes) and that holds part of a secret is replaced by its masked payload.
  * Finally each raw line is masked on its own, for secrets in its envelope. */
-function maskOriginal(text: string, pieces: Piece[]): string {
-  const ranges = secretRanges(text);
+function maskOriginal(text: string, ranges: readonly Range[], pieces: Piece[]): string {
   const out: string[] = [];
   for (const piece of pieces) {
     let raw = piece.raw;
@@ -326,6 +325,11 @@ function maskOriginal(text: string, pieces: Piece[]): string {
     out.push(redact(raw));
   }
   return out.join('\n');
+}
+
+/** The first `max` characters of a text, less the token the cut went through (unless the cut fell on a blank). */
+function capText(text: string, max: number): string {
+  return /\s/.test(text.charAt(max)) ? text.slice(0, max) : dropCutToken(text.slice(0, max));
 }
 
 /** Drops the token a cut went through: half a secret would no longer be recognised by the masking. */

@@ -53,7 +53,8 @@ export function isTimeZone(zone: string): boolean {
     return false;
   }
 }
-const timeZone = z.string().refine(isTimeZone, { error: 'expected an IANA time zone like UTC or Europe/Berlin' });
+/** An IANA time zone name (the config's fields and the rule test files). */
+export const timeZone = z.string().refine(isTimeZone, { error: 'expected an IANA time zone like UTC or Europe/Berlin' });
 
 /** Values that must differ across the keys of a section (two kinds of data sharing one topic or index mix). */
 function distinct(ctx: Ctx, values: Record<string, string>, what: string, overlaps: (a: string, b: string) => boolean = (a, b) => a === b): void {

@@ -467,8 +467,9 @@ function prefixAt(s: string, k: number): Found | undefined {
   return { text, envelope };
 }
 
+/** What may follow a tool's prefix: a timestamped line, or a Docker json-file line. */
 function startsTimestamped(s: string): boolean {
-  return osloTimestamp(s) || otherKind(s) === 'start' || (s.charCodeAt(0) === C_LBRACE && s.indexOf('"log"') > 0);
+  return hasLeadingTimestamp(s) || (s.charCodeAt(0) === C_LBRACE && s.indexOf('"log"') > 0);
 }
 
 /** The service a log file is named after: nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08

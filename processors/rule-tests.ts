@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { EventAssembler } from '../collectors/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
-import { ConfigError, isTimeZone } from '../core/config.ts';
+import { ConfigError, timeZone } from '../core/config.ts';
 import { CephHealthEvent, ZabbixProblemEvent, type Alert } from '../core/events.ts';
 import { DetectionEngine, DEFAULT_RULES_DIR, loadRules, readYamlFile, ruleDirFiles } from './detect.ts';
 import { parseLogEvent } from './parse-log.ts';
@@ -29,7 +29,7 @@ const RuleTestFile = z.strictObject({
       z.strictObject({
         name: z.string(),
         host: z.string().default('test-host'),
-        timezone: z.string().refine(isTimeZone, { error: 'expected an IANA time zone like UTC or Europe/Berlin' }).default('UTC'),
+        timezone: timeZone.default('UTC'),
         logs: z.array(z.strictObject({ file: z.string(), lines: z.string() })).default([]),
         /** Metric samples, after the logs, in order: `{ at, host, name, value, labels }`. */
         metrics: z
