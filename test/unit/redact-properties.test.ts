@@ -317,8 +317,9 @@ describe('redact: linear time', () => {
     const small = best(n, 5);
     const large = best(16 * n, 3);
     // Linear is 16×; the bound leaves room for a busy machine and the garbage collector (a line with 70,000
-    // secrets allocates as many ranges), and fails on quadratic.
-    expect(large / Math.max(small, 500_000)).toBeLessThan(64);
+    // secrets allocates as many ranges: the AUTH line measured 71× once during a full test run), and fails on
+    // quadratic (256×).
+    expect(large / Math.max(small, 500_000)).toBeLessThan(120);
     // And the 512 KB line takes well under the budget of 1 s for a 1 MiB line.
     expect(large).toBeLessThan(500e6);
   });
