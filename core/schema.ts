@@ -1,0 +1,37 @@
+// The one way a zod failure becomes words: the first issue, as `field: message`. Config files, rule files,
+// rule tests, Kafka messages, Zabbix and Ceph answers and state files all report their problems this way, so an
+// error always names the field (`collectors.zabbix.url: expected an http(s) URL`).
+import type { z } from 'zod';
+
+/** A path as a reader writes it: `webhooks[0].name`, `params.fire`; `fallback` for the top level. */
+export function fieldPath(path: readonly PropertyKey[], fallback = '(top level)', dotted = false): string {
+  const text = dotted ? path.map(String).join('.') : path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), '');
+  return text || fallback;
+}
+
+/** The first issue of a failed parse: where (`field`) and what (`message`). Unknown keys are named as fields;
+ * a missing value says `required`. */
+export function firstIssue(error: z.ZodError, fallback = '(top level)'): { field: string; message: string } {
+  const issue = error.issues[0];
+  if (issue.code === 'unrecognized_keys') {
+    const keys = (issue as { keys: string[] }).keys;
+    const base = fieldPath(issue.path, '');
+    return { field: keys.map((k) => (base ? `${base}.${k}` : k)).join(', '), message: 'unknown field' };
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && message.startsWith('Invalid input: expected') && message.endsWith('received undefined')) message = 'required';
+  return { field: fieldPath(issue.path, fallback), message };
+}
+
+/** `field: message` of the first issue. */
+export function issueText(error: z.ZodError, fallback = '(top level)'): string {
+  const { field, message } = firstIssue(error, fallback);
+  return `${field}: ${message}`;
+}
+
+/** Parses `value` with `schema`, or throws `fail(text)` where text is `field: message`. */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, fail: (text: string) => Error, fallback = '(top level)'): z.infer<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  throw fail(issueText(r.error, fallback));
+}
