@@ -6,7 +6,10 @@ import cron from 'node-cron';
 import { parseDocument, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { logger } from './log.ts';
-import { fileErrorReason, readPemFile, readSecretFile, registerSecret, splitUrlCredentials } from './secrets.ts';
+import { fileErrorReason, readPemFile, registerSecret, splitUrlCredentials } from './secrets.ts';
+import { durationMs, durationS, filePath, hostPort, hostPortOf, httpUrl, MAX_EVENT_BYTES_LIMIT, nonEmpty, positiveInt, readFor, secretOf, timeZone, type Ctx } from './config-fields.ts';
+
+export { isTimeZone, MAX_EVENT_BYTES_LIMIT, timeZone } from './config-fields.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/stackwatch/stackwatch.yaml';
 
@@ -14,26 +17,6 @@ export const DEFAULT_CONFIG_PATH = '/etc/stackwatch/stackwatch.yaml';
  * take 3 GB of memory before its error). */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 
-/** `host:port`, the port in [minPort, 65535]. */
-const hostPortOf = (minPort: number, error: string) =>
-  z
-    .string()
-    .regex(/^[A-Za-z0-9._\-[\]:]+:\d{1,5}$/, { error })
-    .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) >= minPort && Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, {
-      error: `${error}, the port from ${minPort} to 65535`,
-    });
-const hostPort = hostPortOf(1, 'expected host:port');
-const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
-const positiveInt = z.number().int({ error: 'expected a whole number' }).positive({ error: 'expected a number above 0' });
-/** Node's timers take at most 2^31-1 ms (about 24.8 days): a longer delay silently becomes 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const durationMs = positiveInt.max(MAX_TIMER_MS, { error: `expected at most ${MAX_TIMER_MS} ms (about 24.8 days)` });
-/** Seconds that become a timer's milliseconds. */
-const durationS = positiveInt.max(Math.floor(MAX_TIMER_MS / 1000), { error: `expected at most ${Math.floor(MAX_TIMER_MS / 1000)} s (about 24.8 days)` });
-/** An event is held several times over (its lines, the text, event.original, the JSON) in a heap of 512 MiB
- * (bin/stackwatch.mjs), per open stream: a bigger cap is no cap. */
-export const MAX_EVENT_BYTES_LIMIT = 16 * 1024 * 1024;
-const nonEmpty = z.string().min(1, { error: 'expected a non-empty string' });
 /** Kafka's own rule for topic names. */
 const topicName = z
   .string()
@@ -43,18 +26,6 @@ const topicName = z
  * spaces, not starting with - _ + (or . for hidden indices). */
 const indexPrefix = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,199}$/, { error: 'expected an index name prefix: lowercase a-z 0-9 . _ -, starting with a letter or digit' });
 
-/** Whether timestamps can be read in `zone`: an IANA name (or link) the runtime's time-zone data knows. */
-export function isTimeZone(zone: string): boolean {
-  if (zone === '') return false;
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-/** An IANA time zone name (the config's fields and the rule test files). */
-export const timeZone = z.string().refine(isTimeZone, { error: 'expected an IANA time zone like UTC or Europe/Berlin' });
 
 /** Values that must differ across the keys of a section (two kinds of data sharing one topic or index mix). */
 function distinct(ctx: Ctx, values: Record<string, string>, what: string, overlaps: (a: string, b: string) => boolean = (a, b) => a === b): void {
@@ -68,30 +39,6 @@ function distinct(ctx: Ctx, values: Record<string, string>, what: string, overla
   }
 }
 
-// ---- Secrets and TLS files. A `<name>_file` option names a file read once at start-up (contents trimmed), e.g. a
-// Docker or Kubernetes secret; an unreadable file fails like any bad field, naming the field and the file. The
-// value fields and their `_file` twins exclude each other; an environment variable overrides both.
-type Ctx = z.core.$RefinementCtx;
-const filePath = z.string().min(1, { error: 'expected a file path' });
-
-/** Reads `path` for `field` (a path under the section), or adds an issue naming the field and the file. */
-function readFor(ctx: Ctx, field: PropertyKey[], path: string, read: (p: string) => string): string | undefined {
-  try {
-    return read(path);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message, path: field, input: path });
-    return undefined;
-  }
-}
-
-/** `value` or the contents of `file` (not both); undefined when neither is set. */
-function secretOf(ctx: Ctx, name: string, value: string | undefined, file: string | undefined, at: PropertyKey[] = []): string | undefined {
-  if (value !== undefined && file !== undefined) {
-    ctx.addIssue({ code: 'custom', message: `set ${name} or ${name}_file, not both`, path: [...at, `${name}_file`], input: file });
-    return undefined;
-  }
-  return file !== undefined ? readFor(ctx, [...at, `${name}_file`], file, readSecretFile) : value;
-}
 
 /** Kafka TLS: the section's presence switches TLS on (an empty `ssl: {}` trusts the system CAs). */
 const KafkaSsl = z
