@@ -6,17 +6,11 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 HELPERS=$SCRIPT_DIR/ceph
 
-STACKWATCH_HOME=${STACKWATCH_HOME:-$REPO_DIR/.stack}
-case $STACKWATCH_HOME in /*) ;; *) STACKWATCH_HOME=$PWD/$STACKWATCH_HOME ;; esac
-RUN_DIR=$STACKWATCH_HOME/run
-LOG_DIR=$STACKWATCH_HOME/log
-
 LOG_TAG=ceph
-# shellcheck source=lib/processes.sh disable=SC2034 # (LOG_TAG, STOP_TIMEOUT: used by the library)
-source "$SCRIPT_DIR/lib/processes.sh"
+# shellcheck source=lib/service.sh
+source "$SCRIPT_DIR/lib/service.sh"
 CEPH_DIR=$STACKWATCH_HOME/ceph
 
 CONF=$CEPH_DIR/ceph.conf
@@ -32,16 +26,14 @@ NUM_OSDS=${SW_CEPH_OSDS:-3}
 OSD_BYTES=${SW_CEPH_OSD_BYTES:-1073741824} # memstore capacity per OSD (RAM, used on demand)
 POOL=${SW_CEPH_POOL:-volumes}
 POOL_PGS=8
-START_TIMEOUT=${SW_START_TIMEOUT:-120}
 SETTLE_TIMEOUT=${SW_CEPH_SETTLE_TIMEOUT:-30}
-STOP_TIMEOUT=${SW_STOP_TIMEOUT:-30}
 MON_ID=a
 MGR_ID=x
 PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-common)
 
 usage() {
   cat <<EOF
-usage: scripts/ceph.sh COMMAND [ARG]
+usage: scripts/ceph.sh COMMAND [ARG | DAEMON...]
 
 A real one-host Ceph cluster (Debian's Ceph 16.2: 1 mon, 1 mgr, $NUM_OSDS OSDs on memstore,
 pool "$POOL" of size 3 with a little data in it) on 127.0.0.1, cephx on, for integration
@@ -58,6 +50,8 @@ commands:
                then SIGKILL after \$SW_STOP_TIMEOUT s)
   status       one line per daemon (name, up/down, pid) and the cluster's health
                (exit 0 if every daemon runs and the cluster is settled, 3 otherwise)
+  start|stop|status DAEMON...  the same for the daemons named (mon.$MON_ID, mgr.$MGR_ID, osd.N)
+               only: start one again on its old data and wait until the cluster sees it
   kill-osd N   SIGKILL osd.N (a genuine fault: OSD_DOWN within ~1 s, PG_DEGRADED a few s later)
   start-osd N  start osd.N again and wait until it is up (it rejoins empty and recovers
                from its peers: HEALTH_OK some 10 s later)
@@ -82,7 +76,7 @@ EOF
 
 
 
-# ---------------------------------------------------------------- daemons
+# ---------------------------------------------------------------- daemons: the services' hooks (scripts/lib/service.sh)
 
 # Daemon names are Ceph's: mon.a, mgr.x, osd.0 ... osd.N-1.
 all_daemons() {
@@ -91,42 +85,43 @@ all_daemons() {
   echo "mgr.$MGR_ID"
   for (( i=0; i<NUM_OSDS; i++ )); do echo "osd.$i"; done
 }
-daemon_pidfile() { echo "$RUN_DIR/ceph-$1.pid"; }
-daemon_log() { echo "$LOG_DIR/ceph-$1.log"; }
+mapfile -t SERVICES < <(all_daemons)
+SERVICE_LOCK=.ceph.lock
+SERVICE_FOREIGN=refuse
+SERVICE_NAME_WIDTH=7
+SERVICE_FILE_PREFIX=ceph- # $RUN_DIR/ceph-<daemon>.pid, $LOG_DIR/ceph-<daemon>.log
+
 # The command line of a daemon we start; its tail doubles as the marker that guards
 # against signalling an unrelated process that inherited a recycled PID.
 daemon_args() { # NAME -> "--conf CONF --id ID"
   printf '%s\n' --conf "$CONF" --id "${1#*.}"
 }
-daemon_marker() { echo "--conf $CONF --id ${1#*.} "; }
+svc_marker() { echo "--conf $CONF --id ${1#*.} "; }
+daemon_pid() { service_pids "$1" | head -n1; }
 
-daemon_pid() { # NAME: print its PID if it is still ours, else drop a stale pid file and fail
-  local file pid
-  file=$(daemon_pidfile "$1")
-  [[ -f $file ]] || return 1
-  pid=$(tr -dc '0-9' <"$file")
-  if [[ -n $pid ]] && pid_matches "$pid" "$(daemon_marker "$1")"; then
-    echo "$pid"
-    return 0
-  fi
-  rm -f "$file"
-  return 1
+# The daemon runs in the foreground with its log on stderr, captured in $LOG_DIR/ceph-NAME.log.
+launch_daemon() { # NAME
+  local args
+  mapfile -t args < <(daemon_args "$1")
+  launch "$(service_log "$1")" "ceph-${1%%.*}" -d "${args[@]}"
 }
+svc_launch() { launch_daemon "$1"; }
 
-# launch_daemon NAME: start the daemon detached (own session, no stdin, in the foreground with
-# its log on stderr, captured in $LOG_DIR/ceph-NAME.log) and record its PID.
-launch_daemon() {
-  local name=$1 type=${1%%.*} logfile args
-  logfile=$(daemon_log "$name")
-  mapfile -t args < <(daemon_args "$name")
-  if [[ -f $logfile ]]; then mv -f "$logfile" "$logfile.1"; fi
-  printf '=== %s ceph.sh: ceph-%s -d %s\n' "$(date -Is)" "$type" "${args[*]}" >"$logfile"
-  setsid nohup "ceph-$type" -d "${args[@]}" >>"$logfile" 2>&1 </dev/null 9>&- &
-  echo "$!" >"$(daemon_pidfile "$name")"
-  LAUNCHED_PID=$!
+# json_true EXPR: evaluate a Python expression over the JSON on stdin (as d)
+json_true() {
+  python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" 2>/dev/null
 }
-
-
+# svc_ready NAME: the cluster sees the daemon (what starting one daemon waits for). A daemon is up while its
+# process runs (svc_alive); the status line of the cluster says the rest.
+svc_ready() {
+  case $1 in
+    mon.*) cephc mon stat >/dev/null 2>&1 ;;
+    mgr.*) cephc mgr stat -f json 2>/dev/null | json_true 'd["available"]' ;;
+    osd.*) cephc osd dump -f json 2>/dev/null |
+      json_true "any(o['osd'] == ${1#osd.} and o['up'] == 1 for o in d['osds'])" ;;
+  esac
+}
+svc_alive() { return 0; }
 
 # ---------------------------------------------------------------- cluster probes
 
@@ -150,10 +145,10 @@ wait_settled() { # T0 TIMEOUT_S: until settled, or fail (a daemon exiting fails 
   while :; do
     if cluster_settled; then return 0; fi
     if [[ $STATE_LINE != "$last" ]]; then log "  $(since "$t0"): $STATE_LINE"; last=$STATE_LINE; fi
-    for name in $(all_daemons); do
-      if ! daemon_pid "$name" >/dev/null; then
-        show_log_tail "$(daemon_log "$name")"
-        log "ceph-$name exited (log: $(daemon_log "$name"))"
+    for name in "${SERVICES[@]}"; do
+      if [[ -z $(daemon_pid "$name") ]]; then
+        show_log_tail "$(service_log "$name")"
+        log "ceph-$name exited (log: $(service_log "$name"))"
         return 1
       fi
     done
@@ -174,7 +169,7 @@ ceph_installed() {
   done
 }
 
-cmd_install() {
+ceph_install() {
   ceph_installed && return 0
   local t0; t0=$(now_ms)
   apt_install apt-ceph.log "${PACKAGES[@]}"
@@ -249,8 +244,8 @@ EOF
 wait_mon() { # T0: until the mon answers
   local t0=$1
   while ! cephc mon stat >/dev/null 2>&1; do
-    if ! daemon_pid "mon.$MON_ID" >/dev/null; then
-      show_log_tail "$(daemon_log "mon.$MON_ID")"
+    if [[ -z $(daemon_pid "mon.$MON_ID") ]]; then
+      show_log_tail "$(service_log "mon.$MON_ID")"
       die "ceph-mon exited during startup"
     fi
     (( $(now_ms) < t0 + START_TIMEOUT * 1000 )) || die "ceph-mon not answering after ${START_TIMEOUT}s"
@@ -272,7 +267,7 @@ create_osd() { # ID
     show_log_tail "$LOG_DIR/ceph-osd.$id-mkfs.log"
     die "ceph-osd --mkfs failed for osd.$id"
   fi
-  launch_daemon "osd.$id"
+  service_launch "osd.$id"
 }
 
 create_cluster() {
@@ -303,7 +298,7 @@ create_cluster() {
     show_log_tail "$mkfs_log"
     die "ceph-mon --mkfs failed"
   fi
-  launch_daemon "mon.$MON_ID"
+  service_launch "mon.$MON_ID"
   wait_mon "$t0"
   log "  $(since "$t0"): mon.$MON_ID up (v2 127.0.0.1:$MON_PORT, v1 :$MON_V1_PORT)"
 
@@ -311,7 +306,7 @@ create_cluster() {
   cephc auth get-or-create "mgr.$MGR_ID" mon 'allow profile mgr' osd 'allow *' \
     mds 'allow *' -o "$CEPH_DIR/mgr.$MGR_ID/keyring" >/dev/null 2>&1 ||
     die "ceph auth get-or-create mgr.$MGR_ID failed"
-  launch_daemon "mgr.$MGR_ID"
+  service_launch "mgr.$MGR_ID"
 
   # OSDs: ceph osd new + ceph-osd --mkfs + start
   for (( i=0; i<NUM_OSDS; i++ )); do create_osd "$i"; done
@@ -338,78 +333,87 @@ create_cluster() {
 
 running_daemons() { # prints "NAME PID" of our daemons still running
   local name pid
-  for name in $(all_daemons); do
-    if pid=$(daemon_pid "$name"); then echo "$name $pid"; fi
+  for name in "${SERVICES[@]}"; do
+    pid=$(daemon_pid "$name")
+    if [[ -n $pid ]]; then echo "$name $pid"; fi
   done
   return 0
 }
 
-cmd_start() {
-  local t0 running
+install_all() {
+  ceph_install
+  log "installed: $(ceph --version)"
+}
+
+# start_all [DAEMON...]: the whole cluster, made anew unless ours runs and settles (a memstore cluster cannot be
+# restarted: its data was in RAM); or, when daemons are named, those daemons again on their old data.
+start_all() {
+  local t0 running name
   t0=$(now_ms)
-  cmd_install
+  ceph_install
+  if (( SERVICE_NAMED )); then
+    for name in "$@"; do
+      [[ -d $CEPH_DIR/$name ]] || die "$name was never created: run scripts/ceph.sh start"
+      # An OSD needs no --mkfs: memstore reloads the (empty) store saved at mkfs time and
+      # the OSD backfills from its peers; the mon's store is on disk.
+      service_start "$name"
+    done
+    return 0
+  fi
   mapfile -t running < <(running_daemons)
-  if (( ${#running[@]} == $(all_daemons | wc -l) )); then
+  if (( ${#running[@]} == ${#SERVICES[@]} )); then
     if wait_settled "$t0" "$SETTLE_TIMEOUT" 2>/dev/null; then
       log "already running and healthy: $STATE_LINE"
       return 0
     fi
     log "running but not healthy ($STATE_LINE): recreating it"
   elif (( ${#running[@]} > 0 )); then
-    log "only ${#running[@]} of $(all_daemons | wc -l) daemons running: recreating the cluster"
+    log "only ${#running[@]} of ${#SERVICES[@]} daemons running: recreating the cluster"
   fi
-  cmd_stop quiet
+  stop_cluster quiet
   t0=$(now_ms) # the time reported counts creation alone; install reports its own
   # a half-made cluster is of no use: stop whatever was started if creation fails
-  trap 'log "start failed; stopping the daemons started so far"; cmd_stop quiet' EXIT
+  trap 'log "start failed; stopping the daemons started so far"; stop_cluster quiet' EXIT
   create_cluster
   trap - EXIT
   log "cluster ready in $(since "$t0"): $STATE_LINE"
 }
 
-cmd_stop() { # [quiet]
-  local quiet=${1:-} t0 names=() pids=() running=() line i p
+stop_all() {
+  if (( SERVICE_NAMED )); then service_stop_all "$@"; else stop_cluster; fi
+}
+
+stop_cluster() { # [quiet]: every daemon of ours, the OSDs and mgr first, so the mon stays to hear them go
+  local quiet=${1:-} t0 names=() pids=() others=() running=() line mon_pid=""
   t0=$(now_ms)
   mapfile -t running < <(running_daemons)
-  for line in "${running[@]}"; do names+=("${line% *}"); pids+=("${line#* }"); done
+  for line in ${running[@]+"${running[@]}"}; do
+    names+=("${line% *}")
+    pids+=("${line#* }")
+    if [[ $line == mon.* ]]; then mon_pid=${line#* }; else others+=("${line#* }"); fi
+  done
   if (( ${#pids[@]} == 0 )); then
     [[ -n $quiet ]] || log "not running"
     return 0
   fi
-  # the OSDs and mgr first, so the mon stays to hear them go
-  local mon_pid=""
-  for (( i=0; i<${#names[@]}; i++ )); do
-    [[ ${names[i]} == mon.* ]] && mon_pid=${pids[i]}
-  done
-  local others=()
-  for p in "${pids[@]}"; do [[ $p == "$mon_pid" ]] || others+=("$p"); done
   (( ${#others[@]} == 0 )) || terminate "${others[@]}"
   [[ -z $mon_pid ]] || terminate "$mon_pid"
-  for line in "${names[@]}"; do rm -f "$(daemon_pidfile "$line")"; done
+  for line in "${names[@]}"; do service_forget "$line"; done
   [[ -n $quiet ]] || log "stopped ${names[*]} (pid ${pids[*]}) in $(since "$t0")"
 }
 
-cmd_status() {
-  local name pid rc=0
-  for name in $(all_daemons); do
-    if pid=$(daemon_pid "$name"); then
-      printf '%-7s up   pid=%s\n' "$name" "$pid"
-    else
-      printf '%-7s down pid=-\n' "$name"
-      rc=3
-    fi
-  done
+status_all() { # the daemons' lines, then the cluster's
+  service_status_all "$@"
   if [[ ! -f $CONF ]] || ! command -v ceph >/dev/null 2>&1; then
     printf 'cluster  not created\n'
-    rc=3
-  elif ! daemon_pid "mon.$MON_ID" >/dev/null; then
+    SERVICE_STATUS_RC=3
+  elif [[ -z $(daemon_pid "mon.$MON_ID") ]]; then
     printf 'cluster  down (mon.%s not running)\n' "$MON_ID"
-    rc=3
+    SERVICE_STATUS_RC=3
   else
-    cluster_settled || rc=3
+    cluster_settled || SERVICE_STATUS_RC=3
     printf 'cluster  %s\n' "$STATE_LINE"
   fi
-  return "$rc"
 }
 
 daemon_arg() { # COMMAND ARG -> the daemon name kill-/start- acts on
@@ -424,47 +428,23 @@ daemon_arg() { # COMMAND ARG -> the daemon name kill-/start- acts on
   esac
 }
 
-# json_true EXPR: evaluate a Python expression over the JSON on stdin (as d)
-json_true() {
-  python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" 2>/dev/null
-}
-daemon_back() { # NAME: the cluster sees the daemon again
-  case $1 in
-    mon.*) cephc mon stat >/dev/null 2>&1 ;;
-    mgr.*) cephc mgr stat -f json 2>/dev/null | json_true 'd["available"]' ;;
-    osd.*) cephc osd dump -f json 2>/dev/null |
-      json_true "any(o['osd'] == ${1#osd.} and o['up'] == 1 for o in d['osds'])" ;;
-  esac
-}
-
-cmd_kill() { # NAME: SIGKILL, a crash as far as the cluster can tell
+kill_daemon() { # NAME: SIGKILL, a crash as far as the cluster can tell
   local name=$1 pid
-  pid=$(daemon_pid "$name") || die "$name is not running (not started by ceph.sh, or already dead)"
+  pid=$(daemon_pid "$name")
+  [[ -n $pid ]] || die "$name is not running (not started by ceph.sh, or already dead)"
   kill -KILL "$pid"
   while is_running "$pid"; do sleep 0.05; done
-  rm -f "$(daemon_pidfile "$name")"
+  service_forget "$name"
   log "$name killed (SIGKILL, pid $pid)"
 }
 
-cmd_start_daemon() { # NAME: start it again on its old data and wait until the cluster sees it
-  local name=$1 pid t0
-  t0=$(now_ms)
-  [[ -d $CEPH_DIR/$name ]] || die "$name was never created: run scripts/ceph.sh start"
-  if pid=$(daemon_pid "$name"); then log "$name already running (pid $pid)"; return 0; fi
-  # An OSD needs no --mkfs: memstore reloads the (empty) store saved at mkfs time and
-  # the OSD backfills from its peers; the mon's store is on disk.
-  launch_daemon "$name"
-  until daemon_back "$name"; do
-    if ! is_running "$LAUNCHED_PID"; then
-      show_log_tail "$(daemon_log "$name")"
-      rm -f "$(daemon_pidfile "$name")"
-      die "ceph-$name exited during startup"
-    fi
-    (( $(now_ms) < t0 + START_TIMEOUT * 1000 )) || die "$name not back after ${START_TIMEOUT}s"
-    sleep 0.2
-  done
-  log "$name up again in $(since "$t0") (pid $LAUNCHED_PID)"
-}
+# kill-osd N, kill-mon, kill-mgr; start-osd N, start-mon, start-mgr (start-* is `start DAEMON`)
+cmd_kill_osd() { local name; name=$(daemon_arg kill-osd "${1:-}"); take_lock "$SERVICE_LOCK"; kill_daemon "$name"; }
+cmd_kill_mon() { take_lock "$SERVICE_LOCK"; kill_daemon "mon.$MON_ID"; }
+cmd_kill_mgr() { take_lock "$SERVICE_LOCK"; kill_daemon "mgr.$MGR_ID"; }
+cmd_start_osd() { local name; name=$(daemon_arg start-osd "${1:-}"); service_main start "$name"; }
+cmd_start_mon() { service_main start "mon.$MON_ID"; }
+cmd_start_mgr() { service_main start "mgr.$MGR_ID"; }
 
 print_env() {
   cat <<EOF
@@ -475,23 +455,4 @@ STACKWATCH_CEPH_CLUSTER_LOG=$CLUSTER_LOG
 EOF
 }
 
-main() {
-  local action=${1:-} name
-  [[ $# -gt 0 ]] && shift
-  case $action in
-    -h|--help|help) usage; return 0 ;;
-    env) print_env ;;
-    status) cmd_status ;;
-    install) take_lock .ceph.lock; cmd_install; log "installed: $(ceph --version)" ;;
-    start) take_lock .ceph.lock; cmd_start ;;
-    stop) take_lock .ceph.lock; cmd_stop ;;
-    kill-osd|kill-mon|kill-mgr)
-      name=$(daemon_arg "$action" "${1:-}"); take_lock .ceph.lock; cmd_kill "$name" ;;
-    start-osd|start-mon|start-mgr)
-      name=$(daemon_arg "$action" "${1:-}"); take_lock .ceph.lock; cmd_start_daemon "$name" ;;
-    "") usage >&2; return 2 ;;
-    *) log "unknown command: $action"; usage >&2; return 2 ;;
-  esac
-}
-
-main "$@"
+service_main "$@"

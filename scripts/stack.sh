@@ -5,17 +5,11 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 HELPERS=$SCRIPT_DIR/stack
 
-STACKWATCH_HOME=${STACKWATCH_HOME:-$REPO_DIR/.stack}
-case $STACKWATCH_HOME in /*) ;; *) STACKWATCH_HOME=$PWD/$STACKWATCH_HOME ;; esac
-RUN_DIR=$STACKWATCH_HOME/run
-LOG_DIR=$STACKWATCH_HOME/log
-
 LOG_TAG=stack
-# shellcheck source=lib/processes.sh disable=SC2034 # (LOG_TAG, STOP_TIMEOUT: used by the library)
-source "$SCRIPT_DIR/lib/processes.sh"
+# shellcheck source=lib/service.sh
+source "$SCRIPT_DIR/lib/service.sh"
 
 # Pinned versions (override only if you know what you are doing).
 KAFKA_VERSION=${SW_KAFKA_VERSION:-4.1.1}
@@ -36,7 +30,6 @@ WEBHOOK_PORT=${SW_WEBHOOK_PORT:-29095}
 
 ES_USER=${SW_ES_USER:-stackwatch}
 AM_BIN=${SW_ALERTMANAGER_BIN:-/usr/bin/prometheus-alertmanager}
-STOP_TIMEOUT=${SW_STOP_TIMEOUT:-30}
 
 KAFKA_DIR=$STACKWATCH_HOME/kafka
 ES_BASE=$STACKWATCH_HOME/elasticsearch # may move, see resolve_es_base
@@ -56,10 +49,15 @@ TLS_DIR=$STACKWATCH_HOME/tls
 AM_DIR=$STACKWATCH_HOME/alertmanager
 WEBHOOK_SCRIPT=$REPO_DIR/scripts/webhook-receiver.mjs
 
-ALL_SERVICES=(webhook alertmanager kafka elasticsearch) # start order; stop is the reverse
+# The lifecycle's settings (scripts/lib/service.sh).
+SERVICES=(webhook alertmanager kafka elasticsearch) # start order; stop is the reverse
 # Started only when named: JVMs of their own (512 MiB heap each) that only the security tests need.
-OPTIONAL_SERVICES=(kafka-secure elasticsearch-secure)
-KNOWN_SERVICES=("${ALL_SERVICES[@]}" "${OPTIONAL_SERVICES[@]}")
+SERVICES_OPTIONAL=(kafka-secure elasticsearch-secure)
+SERVICE_ALIASES=([es]=elasticsearch [es-secure]=elasticsearch-secure)
+SERVICE_LOCK=.lock
+# A Kafka or an Elasticsearch already answering on its port (a developer's own) serves the tests just as well.
+SERVICE_FOREIGN=leave
+SERVICE_NAME_WIDTH=13
 
 usage() {
   cat <<EOF
@@ -100,7 +98,7 @@ files: \$STACKWATCH_HOME/log/<svc>.log, \$STACKWATCH_HOME/run/<svc>.pid
 EOF
 }
 
-
+# ---------------------------------------------------------------- the services' hooks (scripts/lib/service.sh)
 
 svc_port() {
   case $1 in
@@ -203,19 +201,11 @@ svc_alive() {
 
 # ---------------------------------------------------------------- processes
 
-# Our PIDs for a service, main process first (Elasticsearch: server, then launcher).
-svc_pids() {
-  local svc=$1 marker pid
-  marker=$(svc_marker "$svc")
-  if pid=$(read_pid "$RUN_DIR/$svc.pid" "$marker"); then echo "$pid"; fi
-  if [[ $svc == elasticsearch* ]] && pid=$(read_pid "$RUN_DIR/$svc-launcher.pid" "$marker"); then
-    echo "$pid"
-  fi
-  return 0
+# A service's pid files, main process first (Elasticsearch: server, then launcher).
+svc_pidfiles() {
+  echo "$RUN_DIR/$1.pid"
+  if [[ $1 == elasticsearch* ]]; then echo "$RUN_DIR/$1-launcher.pid"; fi
 }
-
-
-
 
 # ---------------------------------------------------------------- install helpers
 
@@ -457,8 +447,6 @@ install_kafka_secure() {
   tls_secrets
 }
 
-install_svc() { mkdir -p "$LOG_DIR" "$RUN_DIR"; "install_${1//-/_}"; }
-
 # ---------------------------------------------------------------- launch
 
 # The settings a single-node broker needs (every internal topic with one replica), for both brokers.
@@ -516,26 +504,21 @@ EOF
     fi
   fi
   launch "$LOG_DIR/kafka.log" java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/kafka.pid"
-  MAIN_PID=$LAUNCHED_PID
 }
 
 # es_launch SVC PIDFILE CMD...: the launcher (CLI) forks the server JVM, which writes -p's pid file early on;
 # the server's PID becomes the service PID (stopping it stops the launcher too), the launcher's is kept beside it.
 es_launch() {
-  local svc=$1 espid=$2; shift 2
+  local svc=$1 espid=$2 launcher; shift 2
   launch "$LOG_DIR/$svc.log" "$@"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/$svc-launcher.pid"
-  MAIN_PID=$LAUNCHED_PID
+  launcher=$LAUNCHED_PID
+  echo "$launcher" >"$RUN_DIR/$svc-launcher.pid"
   local deadline=$(( $(now_ms) + 60000 )) pid=""
-  while (( $(now_ms) < deadline )) && is_running "$LAUNCHED_PID"; do
+  while (( $(now_ms) < deadline )) && is_running "$launcher"; do
     if [[ -s $espid ]]; then pid=$(tr -dc '0-9' <"$espid"); [[ -n $pid ]] && break; fi
     sleep 0.2
   done
-  if [[ -n $pid ]]; then
-    echo "$pid" >"$RUN_DIR/$svc.pid"
-    MAIN_PID=$pid
-  fi
+  LAUNCHED_PID=${pid:-$launcher} # (written to $svc.pid by the library)
 }
 
 launch_elasticsearch() {
@@ -622,8 +605,6 @@ EOF
     fi
   fi
   launch "$LOG_DIR/kafka-secure.log" java "${java_opts[@]}" -cp "$cp" kafka.Kafka "$props"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/kafka-secure.pid"
-  MAIN_PID=$LAUNCHED_PID
 }
 
 launch_elasticsearch_secure() {
@@ -673,96 +654,20 @@ launch_alertmanager() {
     --storage.path="$AM_DIR/data" \
     --web.listen-address="127.0.0.1:$AM_PORT" \
     --cluster.listen-address=
-  echo "$LAUNCHED_PID" >"$RUN_DIR/alertmanager.pid"
-  MAIN_PID=$LAUNCHED_PID
 }
 
 launch_webhook() {
   launch "$LOG_DIR/webhook.log" node "$WEBHOOK_SCRIPT" --port "$WEBHOOK_PORT"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/webhook.pid"
-  MAIN_PID=$LAUNCHED_PID
 }
 
 # ---------------------------------------------------------------- commands
 
-wait_ready() { # SVC PID T0
-  local svc=$1 pid=$2 t0=$3 timeout deadline
-  timeout=$(svc_timeout "$svc")
-  deadline=$(( t0 + timeout * 1000 ))
-  while :; do
-    if svc_ready "$svc"; then
-      log "$svc ready in $(since "$t0") (pid $pid, $(svc_url "$svc"))"
-      return 0
-    fi
-    if ! is_running "$pid"; then
-      show_log_tail "$LOG_DIR/$svc.log"
-      rm -f "$RUN_DIR/$svc.pid" "$RUN_DIR/$svc-launcher.pid"
-      die "$svc exited during startup (log: $LOG_DIR/$svc.log)"
-    fi
-    if (( $(now_ms) >= deadline )); then
-      show_log_tail "$LOG_DIR/$svc.log"
-      log "$svc not ready after ${timeout}s; stopping it (pid $pid)"
-      stop_svc "$svc" quiet
-      die "$svc failed to start (log: $LOG_DIR/$svc.log)"
-    fi
-    sleep 0.25
-  done
-}
-
-start_svc() {
-  local svc=$1 t0 pids port
-  t0=$(now_ms)
-  mapfile -t pids < <(svc_pids "$svc")
-  if (( ${#pids[@]} > 0 )); then
-    if svc_ready "$svc"; then
-      log "$svc already running (pid ${pids[0]}, $(svc_url "$svc"))"
-      return 0
-    fi
-    log "$svc was started earlier (pid ${pids[0]}) but is not ready yet; waiting"
-    wait_ready "$svc" "${pids[0]}" "$t0"
-    return
-  fi
-  if svc_ready "$svc"; then
-    log "$svc already up on $(svc_url "$svc") (not started by stack.sh; leaving it alone)"
-    return 0
-  fi
-  for port in $(svc_ports "$svc"); do
-    if port_open "$port"; then
-      die "$svc: port $port is in use by another process that is not a ready $svc; free it or change the port (see --help)"
-    fi
-  done
-  install_svc "$svc"
-  t0=$(now_ms) # "ready in" counts the start alone; install reports its own time
-  MAIN_PID=""
-  "launch_${svc//-/_}"
-  wait_ready "$svc" "$MAIN_PID" "$t0"
-}
-
-stop_svc() { # SVC [quiet]
-  local svc=$1 quiet=${2:-} t0 pids
-  t0=$(now_ms)
-  mapfile -t pids < <(svc_pids "$svc")
-  if (( ${#pids[@]} == 0 )); then
-    if [[ -z $quiet ]]; then
-      if port_open "$(svc_port "$svc")"; then
-        log "$svc: not started by stack.sh (something else listens on port $(svc_port "$svc"); not touching it)"
-      else
-        log "$svc: not running"
-      fi
-    fi
-    return 0
-  fi
-  terminate "${pids[@]}"
-  rm -f "$RUN_DIR/$svc.pid" "$RUN_DIR/$svc-launcher.pid"
-  [[ -n $quiet ]] || log "$svc stopped (pid ${pids[*]}) in $(since "$t0")"
-}
-
-status_svc() {
-  local svc=$1 pids state pid
-  mapfile -t pids < <(svc_pids "$svc")
-  pid=${pids[0]:--}
-  if svc_alive "$svc"; then state=up; else state=down; STATUS_RC=3; fi
-  printf '%-13s %-4s pid=%-8s %s\n' "$svc" "$state" "$pid" "$(svc_url "$svc")"
+# Elasticsearch's directory may live elsewhere (see resolve_es_base); install and start say so when they move it.
+services_prepare() {
+  case $1 in
+    install|start) resolve_es_base ;;
+    *) resolve_es_base quiet ;;
+  esac
 }
 
 print_env() {
@@ -788,71 +693,4 @@ EOF
   fi
 }
 
-main() {
-  local action=${1:-}
-  [[ $# -gt 0 ]] && shift
-  case $action in
-    -h|--help|help) usage; return 0 ;;
-    install|start|stop|status|env) ;;
-    "") usage >&2; return 2 ;;
-    *) log "unknown command: $action"; usage >&2; return 2 ;;
-  esac
-
-  local selected=() want svc
-  for want in "$@"; do
-    case $want in
-      -h|--help) usage; return 0 ;;
-      all) selected+=("${ALL_SERVICES[@]}") ;;
-      kafka|elasticsearch|alertmanager|webhook|elasticsearch-secure|kafka-secure) selected+=("$want") ;;
-      es) selected+=(elasticsearch) ;;
-      es-secure) selected+=(elasticsearch-secure) ;;
-      *) log "unknown service: $want (kafka, elasticsearch, alertmanager, webhook, elasticsearch-secure, kafka-secure)"; return 2 ;;
-    esac
-  done
-  if (( ${#selected[@]} == 0 )); then
-    selected=("${ALL_SERVICES[@]}")
-    # A bare "stop" also stops the optional services this script started (and says nothing about the others).
-    if [[ $action == stop ]]; then
-      resolve_es_base quiet
-      for svc in "${OPTIONAL_SERVICES[@]}"; do
-        [[ -z $(svc_pids "$svc" 2>/dev/null) ]] || selected+=("$svc")
-      done
-    fi
-  fi
-  # canonical order, duplicates dropped
-  local ordered=()
-  for svc in "${KNOWN_SERVICES[@]}"; do
-    [[ " ${selected[*]} " == *" $svc "* ]] && ordered+=("$svc")
-  done
-
-  case $action in
-    install|start) resolve_es_base ;;
-    *) resolve_es_base quiet ;;
-  esac
-  case $action in
-    env) print_env ;;
-    status)
-      STATUS_RC=0
-      for svc in "${ordered[@]}"; do status_svc "$svc"; done
-      return "$STATUS_RC"
-      ;;
-    install)
-      take_lock .lock
-      for svc in "${ordered[@]}"; do install_svc "$svc"; done
-      log "installed: ${ordered[*]} (in $STACKWATCH_HOME)"
-      ;;
-    start)
-      take_lock .lock
-      local t0; t0=$(now_ms)
-      for svc in "${ordered[@]}"; do start_svc "$svc"; done
-      log "started: ${ordered[*]} in $(since "$t0")"
-      ;;
-    stop)
-      take_lock .lock
-      local i
-      for (( i=${#ordered[@]}-1; i>=0; i-- )); do stop_svc "${ordered[i]}"; done
-      ;;
-  esac
-}
-
-main "$@"
+service_main "$@"

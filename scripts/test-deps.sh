@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the tests need besides the services that scripts/stack.sh, zabbix.sh and ceph.sh install and start:
-# promtool (Debian's prometheus package; the status-server test lints /metrics with it) and Debian's
-# oslo.messaging and oslo.log (the AMQP tests' real client, scripts/amqp-harness/install.sh). Installed here,
+# promtool (Debian's prometheus package; the status-server test lints /metrics with it), shellcheck (Debian's
+# package; scripts/shellcheck.sh lints the shell scripts with it) and Debian's oslo.messaging and oslo.log (the
+# AMQP tests' real client, scripts/amqp-harness/install.sh). Installed here,
 # before any test starts (scripts/test.sh, .ci/run), never from inside a test: an apt-get there fails at once
 # when another one holds the dpkg lock, where apt_install (scripts/lib/processes.sh) waits for it. Idempotent:
 # does nothing when all is there. Run with --help.
@@ -24,18 +25,24 @@ usage() {
 usage: scripts/test-deps.sh [install|check]
 
   install  (default) install what the tests need and the machine lacks: promtool (Debian's
-           prometheus package, with no daemon started), oslo.messaging and oslo.log (Debian's,
-           through scripts/amqp-harness/install.sh). Needs root when something is missing;
+           prometheus package, with no daemon started), shellcheck (Debian's), oslo.messaging
+           and oslo.log (Debian's, through scripts/amqp-harness/install.sh). Needs root when something is missing;
            waits for another apt-get's dpkg lock (up to 300 s) instead of failing.
   check    exit 1, naming what is missing and this script's install command, if anything is.
 EOF
 }
 
 have_promtool() { command -v promtool >/dev/null 2>&1; }
-have_oslo() { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import oslo_messaging, oslo_log' >/dev/null 2>&1; }
+have_shellcheck() { command -v shellcheck >/dev/null 2>&1; }
+# (found, not imported: importing oslo.messaging takes seconds on a busy machine, and check runs in unit tests)
+have_oslo() {
+  [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import importlib.util as u, sys
+sys.exit(0 if u.find_spec("oslo_messaging") and u.find_spec("oslo_log") else 1)' >/dev/null 2>&1
+}
 
 missing() { # one line per missing tool: what it is and what it is for
   have_promtool || echo "promtool (Debian's prometheus package; the status-server test lints /metrics with it)"
+  have_shellcheck || echo "shellcheck (Debian's shellcheck package; scripts/shellcheck.sh lints the shell scripts with it)"
   have_oslo || echo "oslo.messaging and oslo.log for /usr/bin/python3 (the AMQP tests' real client)"
 }
 
@@ -56,6 +63,12 @@ case $cmd in
       apt_install apt-test-deps.log prometheus
       have_promtool || die "prometheus installed but promtool is not on PATH (see $LOG_DIR/apt-test-deps.log)"
       log "promtool installed in $(since "$t0") ($(promtool --version 2>&1 | head -n1))"
+    fi
+    if ! have_shellcheck; then
+      t0=$(now_ms)
+      apt_install apt-test-deps.log shellcheck
+      have_shellcheck || die "shellcheck installed but not on PATH (see $LOG_DIR/apt-test-deps.log)"
+      log "shellcheck installed in $(since "$t0") ($(shellcheck --version | sed -n 's/^version: //p'))"
     fi
     # (its own script, also run on its own by the AMQP tests' harness: a no-op once installed)
     have_oslo || "$SCRIPT_DIR/amqp-harness/install.sh"

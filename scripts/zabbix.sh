@@ -5,18 +5,12 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 HELPERS=$SCRIPT_DIR/zabbix
 ZBX_PY=$HELPERS/zbx.py
 
-STACKWATCH_HOME=${STACKWATCH_HOME:-$REPO_DIR/.stack}
-case $STACKWATCH_HOME in /*) ;; *) STACKWATCH_HOME=$PWD/$STACKWATCH_HOME ;; esac
-RUN_DIR=$STACKWATCH_HOME/run
-LOG_DIR=$STACKWATCH_HOME/log
-
 LOG_TAG=zabbix
-# shellcheck source=lib/processes.sh disable=SC2034 # (LOG_TAG, STOP_TIMEOUT: used by the library)
-source "$SCRIPT_DIR/lib/processes.sh"
+# shellcheck source=lib/service.sh
+source "$SCRIPT_DIR/lib/service.sh"
 ZBX_DIR=$STACKWATCH_HOME/zabbix
 MARIADB_DIR=$STACKWATCH_HOME/mariadb
 
@@ -32,7 +26,6 @@ DB_USER=${SW_ZABBIX_DB_USER:-stackwatch_zabbix}
 PHP_WORKERS=${SW_ZABBIX_PHP_WORKERS:-4}
 FEED_INTERVAL=${SW_ZABBIX_FEED_INTERVAL:-2}
 CACHE_UPDATE=${SW_ZABBIX_CACHE_UPDATE:-10}
-STOP_TIMEOUT=${SW_STOP_TIMEOUT:-30}
 
 API_URL=http://127.0.0.1:$WEB_PORT/api_jsonrpc.php
 API_USER=Admin
@@ -52,11 +45,16 @@ SERVER_CONF=$ZBX_DIR/zabbix_server.conf
 SQL_DIR=/usr/share/zabbix-server-pgsql
 PACKAGES=(zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql php-bcmath php-gd php-mbstring php-xml)
 
-ALL_SERVICES=(zabbix-server zabbix-web mariadb-primary mariadb-replica zabbix-feeder) # start order
+# The lifecycle's settings (scripts/lib/service.sh).
+SERVICES=(zabbix-server zabbix-web mariadb-primary mariadb-replica zabbix-feeder) # start order
+SERVICE_LOCK=.zabbix.lock
+# A process of someone else's on our ports is no Zabbix of ours (its objects, its database): start refuses.
+SERVICE_FOREIGN=refuse
+SERVICE_NAME_WIDTH=16
 
 usage() {
   cat <<EOF
-usage: scripts/zabbix.sh COMMAND
+usage: scripts/zabbix.sh COMMAND [SERVICE...]
 
 A real Zabbix 6.0 LTS (Debian packages: zabbix_server + PHP frontend holding the JSON-RPC API, on the
 local PostgreSQL, database $DB_NAME) and a real MariaDB primary/replica pair (our own mariadbd
@@ -64,16 +62,20 @@ instances; the shared MariaDB on 3306 is not touched). A feeder process writes a
 primary every second and pushes the replica's SHOW SLAVE STATUS Seconds_Behind_Master to the Zabbix
 trapper every ${FEED_INTERVAL}s, as item $LAG_KEY of host $ZBX_HOSTNAME.
 
+SERVICE (default: all, in this order): ${SERVICES[*]}
+
 commands:
   install        apt-get install the Debian packages (idempotent; a no-op when installed)
   start          install if needed; create database $DB_NAME and load the Zabbix schema once; start
                  zabbix_server, the frontend (php -S), the MariaDB primary and replica (datadirs made
                  on first use, replication set up), configure host/items/triggers through the API,
                  start the feeder; wait until the API answers, user.login works and the first lag
-                 value is in history. Processes of ours already running are left alone.
+                 value is in history. Processes of ours already running are left alone; with
+                 SERVICE names, only those (and the steps that go with them) are started.
   stop           stop only processes started by this script, by recorded PID (SIGTERM, then
                  SIGKILL after \$SW_STOP_TIMEOUT s); data (database, datadirs) is kept
-  status         one line per process: name, up/down, pid, address (exit 3 if any is down)
+  status         one line per process: name, up/down, pid, memory, address (exit 3 if any
+                 listed is down)
   env            print STACKWATCH_ZABBIX_* / STACKWATCH_MARIADB_* variables:
                  eval "\$(scripts/zabbix.sh env)"
   lag on SECONDS [--no-wait]
@@ -115,9 +117,6 @@ files: \$STACKWATCH_HOME/log/<name>.log, \$STACKWATCH_HOME/run/<name>.pid, \$STA
 EOF
 }
 
-
-START_TIMEOUT=${SW_START_TIMEOUT:-120}
-
 # Unix sockets are limited to 107 bytes: fall back to /tmp for a deep STACKWATCH_HOME.
 mariadb_socket() { # ROLE
   local s=$MARIADB_DIR/$1/mysqld.sock
@@ -129,7 +128,9 @@ mariadb_socket() { # ROLE
 PRIMARY_SOCKET=$(mariadb_socket primary)
 REPLICA_SOCKET=$(mariadb_socket replica)
 
-svc_addr() {
+# ---------------------------------------------------------------- the services' hooks (scripts/lib/service.sh)
+
+svc_url() {
   case $1 in
     zabbix-server) echo "127.0.0.1:$SERVER_PORT" ;;
     zabbix-web) echo "$API_URL" ;;
@@ -138,13 +139,12 @@ svc_addr() {
     zabbix-feeder) echo "-> $ZBX_HOSTNAME:$LAG_KEY every ${FEED_INTERVAL}s" ;;
   esac
 }
-svc_port() {
+svc_ports() {
   case $1 in
     zabbix-server) echo "$SERVER_PORT" ;;
     zabbix-web) echo "$WEB_PORT" ;;
     mariadb-primary) echo "$PRIMARY_PORT" ;;
     mariadb-replica) echo "$REPLICA_PORT" ;;
-    *) echo "" ;;
   esac
 }
 # A string that must appear in the command line of a process we started; guards against
@@ -185,32 +185,11 @@ svc_ready() {
     zabbix-web) zbx ready 2>/dev/null ;;
     mariadb-primary) sql_root primary 'SELECT 1' >/dev/null 2>&1 ;;
     mariadb-replica) sql_root replica 'SELECT 1' >/dev/null 2>&1 ;;
-    zabbix-feeder) [[ -n $(svc_pids zabbix-feeder) ]] ;;
+    zabbix-feeder) [[ -n $(service_pids zabbix-feeder) ]] ;;
   esac
 }
 
-# ---------------------------------------------------------------- processes
-
-svc_pids() {
-  read_pid "$RUN_DIR/$1.pid" "$(svc_marker "$1")" || true
-}
-# The main PID and the other live processes of its process group that carry the marker (launch
-# uses setsid, so the group id is the main PID): php -S's PHP_CLI_SERVER_WORKERS outlive their master
-# on SIGTERM, so they are stopped explicitly.
-svc_group() { # SVC MAIN_PID
-  local marker pid
-  marker=$(svc_marker "$1")
-  echo "$2"
-  for pid in $(ps -e -o pid=,pgid= | awk -v g="$2" '$2 == g && $1 != g { print $1 }'); do
-    if pid_matches "$pid" "$marker"; then echo "$pid"; fi
-  done
-}
-
-
-
-
 # ---------------------------------------------------------------- install
-
 
 missing_packages() { # print the packages of PACKAGES (+ MariaDB/PostgreSQL clients) not installed
   local want=("${PACKAGES[@]}") p
@@ -248,7 +227,7 @@ ensure_postgres() {
       v=$(basename "$v")
       [[ $v != '*' ]] || continue
       log "PostgreSQL is down: pg_ctlcluster $v main start"
-      pg_ctlcluster --skip-systemctl-redirect "$v" main start >&2 && started=1 || true
+      if pg_ctlcluster --skip-systemctl-redirect "$v" main start >&2; then started=1; fi
     done
   fi
   (( started )) || die "PostgreSQL does not answer on $PG_HOST:$PG_PORT (SW_PG_HOST/SW_PG_PORT)"
@@ -336,18 +315,16 @@ EOF
 
 # ---------------------------------------------------------------- launch
 
-launch_zabbix-server() {
+launch_zabbix_server() {
   launch "$LOG_DIR/zabbix-server.log" /usr/sbin/zabbix_server -f -c "$SERVER_CONF"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/zabbix-server.pid"
 }
 
-launch_zabbix-web() {
+launch_zabbix_web() {
   launch "$LOG_DIR/zabbix-web.log" env PHP_CLI_SERVER_WORKERS="$PHP_WORKERS" php -q \
     -d memory_limit=256M -d post_max_size=16M -d upload_max_filesize=2M -d max_execution_time=300 \
     -d max_input_time=300 -d date.timezone=UTC -d session.save_path="$ZBX_DIR/php-sessions" \
     -d display_errors=0 -d log_errors=1 \
     -S "127.0.0.1:$WEB_PORT" -t "$FRONTEND_DIR"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/zabbix-web.pid"
 }
 
 launch_mariadb() { # ROLE PORT SERVER_ID
@@ -365,18 +342,28 @@ launch_mariadb() { # ROLE PORT SERVER_ID
     touch "$dir/data/.stackwatch-initialized"
   fi
   launch "$LOG_DIR/mariadb-$role.log" /usr/sbin/mariadbd --defaults-file="$dir/my.cnf"
-  echo "$LAUNCHED_PID" >"$RUN_DIR/mariadb-$role.pid"
 }
-launch_mariadb-primary() { launch_mariadb primary "$PRIMARY_PORT" 1; }
-launch_mariadb-replica() { launch_mariadb replica "$REPLICA_PORT" 2; }
+launch_mariadb_primary() { launch_mariadb primary "$PRIMARY_PORT" 1; }
+launch_mariadb_replica() { launch_mariadb replica "$REPLICA_PORT" 2; }
 
-launch_zabbix-feeder() {
+launch_zabbix_feeder() {
   launch "$LOG_DIR/zabbix-feeder.log" env "${ZBX_ENV[@]}" python3 "$ZBX_PY" feeder
-  echo "$LAUNCHED_PID" >"$RUN_DIR/zabbix-feeder.pid"
 }
 
-# after-start steps (also run when the process was already up: all idempotent)
-after_mariadb-primary() {
+# The steps around the services' starts (run by service_start_all also when the process was up already: all
+# idempotent).
+PREPARED=0
+prepare() { # what the server and the frontend read: packages, database, config files (once a run)
+  (( PREPARED )) && return 0
+  do_install
+  ensure_database
+  write_configs
+  PREPARED=1
+}
+before_start_zabbix_server() { prepare; }
+before_start_zabbix_web() { prepare; }
+
+after_start_mariadb_primary() {
   local stamp=$MARIADB_DIR/primary/data/.stackwatch-bootstrapped
   [[ -f $stamp ]] && return 0
   sql_root primary "
@@ -392,13 +379,13 @@ after_mariadb-primary() {
   log "mariadb-primary: database stackwatch, users $REPL_USER and $MONITOR_USER created"
 }
 
-after_mariadb-replica() { # FRESH(1 if we just launched it)
+after_start_mariadb_replica() { # (SERVICE_FRESH=1: we just launched it)
   if [[ -z $(slave_field Master_Host) ]]; then
     log "mariadb-replica: CHANGE MASTER TO 127.0.0.1:$PRIMARY_PORT; START SLAVE"
     sql_root replica "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$PRIMARY_PORT,
       MASTER_USER='$REPL_USER', MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=slave_pos,
       MASTER_CONNECT_RETRY=1; START SLAVE;" || die "setting up replication failed"
-  elif [[ ${1:-0} == 1 && $(slave_field SQL_Delay) != 0 ]]; then
+  elif [[ $SERVICE_FRESH == 1 && $(slave_field SQL_Delay) != 0 ]]; then
     log "mariadb-replica: resetting MASTER_DELAY to 0 (lag off) after restart"
     sql_root replica "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=0; START SLAVE;"
   fi
@@ -418,107 +405,38 @@ after_mariadb-replica() { # FRESH(1 if we just launched it)
   done
 }
 
-# ---------------------------------------------------------------- start/stop
-
-wait_ready() { # SVC PID T0
-  local svc=$1 pid=$2 t0=$3 deadline
-  deadline=$(( t0 + START_TIMEOUT * 1000 ))
-  while :; do
-    if svc_ready "$svc"; then
-      log "$svc ready in $(since "$t0") (pid $pid, $(svc_addr "$svc"))"
-      return 0
-    fi
-    if ! is_running "$pid"; then
-      show_log_tail "$LOG_DIR/$svc.log"
-      rm -f "$RUN_DIR/$svc.pid"
-      die "$svc exited during startup (log: $LOG_DIR/$svc.log)"
-    fi
-    if (( $(now_ms) >= deadline )); then
-      show_log_tail "$LOG_DIR/$svc.log"
-      log "$svc not ready after ${START_TIMEOUT}s; stopping it (pid $pid)"
-      stop_svc "$svc" quiet
-      die "$svc failed to start (log: $LOG_DIR/$svc.log)"
-    fi
-    sleep 0.25
-  done
+# The host, items and triggers through the API, before the feeder sends to them; their itemids in ids.json.
+FEED_SINCE=0
+before_start_zabbix_feeder() {
+  local ids
+  ids=$(zbx setup) || die "configuring Zabbix through the API failed"
+  printf '%s\n' "$ids" >"$ZBX_DIR/ids.json"
+  # Make the new items known to the trapper now rather than at the next cache update.
+  config_reload || true
+  FEED_SINCE=$(date +%s)
+  log "itemids $ids"
 }
-
-start_svc() { # SVC: sets FRESH=1 if launched now
-  local svc=$1 t0 pid port
-  t0=$(now_ms)
-  FRESH=0
-  pid=$(svc_pids "$svc")
-  if [[ -n $pid ]]; then
-    if svc_ready "$svc"; then
-      log "$svc already running (pid $pid, $(svc_addr "$svc"))"
-      return 0
-    fi
-    log "$svc was started earlier (pid $pid) but is not ready yet; waiting"
-    wait_ready "$svc" "$pid" "$t0"
-    return
-  fi
-  port=$(svc_port "$svc")
-  if [[ -n $port ]] && port_open "$port"; then
-    die "$svc: port $port is in use by a process this script did not start; free it or change the port (see --help)"
-  fi
-  "launch_$svc"
-  FRESH=1
-  wait_ready "$svc" "$LAUNCHED_PID" "$t0"
-}
-
-stop_svc() { # SVC [quiet]
-  local svc=$1 quiet=${2:-} t0 pid
-  t0=$(now_ms)
-  pid=$(svc_pids "$svc")
-  if [[ -z $pid ]]; then
-    [[ -n $quiet ]] || log "$svc: not running"
-    return 0
-  fi
-  local group rest=() p marker
-  marker=$(svc_marker "$svc")
-  mapfile -t group < <(svc_group "$svc" "$pid")
-  terminate "$pid" # the main process first: zabbix_server stops its own children
-  for p in "${group[@]:1}"; do pid_matches "$p" "$marker" && rest+=("$p"); done
-  if (( ${#rest[@]} > 0 )); then terminate "${rest[@]}"; fi
-  rm -f "$RUN_DIR/$svc.pid"
-  [[ -n $quiet ]] || log "$svc stopped (pid $pid) in $(since "$t0")"
+after_start_zabbix_feeder() { # the first lag value in history: the whole chain works
+  local v
+  v=$(zbx wait-value "$LAG_KEY" "$FEED_SINCE" "$START_TIMEOUT") || {
+    show_log_tail "$LOG_DIR/zabbix-feeder.log" 10
+    show_log_tail "$LOG_DIR/zabbix-server.log" 10
+    die "no $LAG_KEY value reached Zabbix history"
+  }
+  log "first $LAG_KEY value in Zabbix history: ${v#* } (clock ${v%% *})"
 }
 
 config_reload() {
   /usr/sbin/zabbix_server -c "$SERVER_CONF" -R config_cache_reload >/dev/null 2>&1
 }
 
-do_start() {
-  local t0 ids since_s
-  t0=$(now_ms)
-  do_install
-  ensure_database
-  write_configs
-  start_svc zabbix-server
-  start_svc zabbix-web
-  start_svc mariadb-primary
-  after_mariadb-primary
-  start_svc mariadb-replica
-  after_mariadb-replica "$FRESH"
-  ids=$(zbx setup) || die "configuring Zabbix through the API failed"
-  printf '%s\n' "$ids" >"$ZBX_DIR/ids.json"
-  # Make the new items known to the trapper now rather than at the next cache update.
-  config_reload || true
-  since_s=$(date +%s)
-  start_svc zabbix-feeder
-  local v
-  v=$(zbx wait-value "$LAG_KEY" "$since_s" "$START_TIMEOUT") || {
-    show_log_tail "$LOG_DIR/zabbix-feeder.log" 10
-    show_log_tail "$LOG_DIR/zabbix-server.log" 10
-    die "no $LAG_KEY value reached Zabbix history"
-  }
-  log "first $LAG_KEY value in Zabbix history: ${v#* } (clock ${v%% *})"
-  log "started in $(since "$t0"): API $API_URL (Admin/zabbix), trapper 127.0.0.1:$SERVER_PORT, itemids $ids"
-}
+# ---------------------------------------------------------------- commands
 
-do_stop() {
-  local i
-  for (( i=${#ALL_SERVICES[@]}-1; i>=0; i-- )); do stop_svc "${ALL_SERVICES[i]}"; done
+install_all() { do_install; }
+
+start_all() {
+  service_start_all "$@"
+  log "API $API_URL (Admin/zabbix), trapper 127.0.0.1:$SERVER_PORT"
 }
 
 group_mem() { # PID: memory of the process and its descendants: PSS (shared pages split) and RSS sum
@@ -532,16 +450,10 @@ group_mem() { # PID: memory of the process and its descendants: PSS (shared page
   printf 'pss=%dM/rss=%dM' $(( pss / 1024 )) $(( rss / 1024 ))
 }
 
-do_status() {
-  local svc pid state rc=0 mem
-  for svc in "${ALL_SERVICES[@]}"; do
-    pid=$(svc_pids "$svc")
-    if [[ -n $pid ]] && svc_ready "$svc"; then state=up; else state=down; rc=3; fi
-    mem=""
-    if [[ -n $pid ]]; then mem=$(group_mem "$pid"); fi
-    printf '%-16s %-4s pid=%-8s %-20s %s\n' "$svc" "$state" "${pid:--}" "$mem" "$(svc_addr "$svc")"
-  done
-  return $rc
+svc_status_detail() { # SVC PID: the memory of its processes, and its address
+  local mem=""
+  if [[ $2 != - ]]; then mem=$(group_mem "$2"); fi
+  printf '%-20s %s' "$mem" "$(svc_url "$1")"
 }
 
 print_env() {
@@ -611,18 +523,18 @@ do_lag() {
   for arg in "$@"; do
     case $arg in
       --no-wait) wait=0 ;;
-      *) [[ -z $secs ]] && secs=$arg || die "lag: unexpected argument $arg" ;;
+      *) if [[ -z $secs ]]; then secs=$arg; else die "lag: unexpected argument $arg"; fi ;;
     esac
   done
-  [[ -n $(svc_pids mariadb-replica) ]] || die "the MariaDB replica is not running (scripts/zabbix.sh start)"
+  [[ -n $(service_pids mariadb-replica) ]] || die "the MariaDB replica is not running (scripts/zabbix.sh start)"
   case $mode in
     ""|status)
       echo "Seconds_Behind_Master=$(slave_field Seconds_Behind_Master) SQL_Delay=$(slave_field SQL_Delay)" \
         "Slave_IO_Running=$(slave_field Slave_IO_Running) Slave_SQL_Running=$(slave_field Slave_SQL_Running)"
       return 0 ;;
     on)
-      [[ $secs =~ ^[0-9]+$ ]] && (( secs >= 1 )) || die "usage: lag on SECONDS (a whole number >= 1)"
-      [[ -n $(svc_pids zabbix-feeder) ]] || log "warning: the feeder (heartbeat writer) is not running: lag shows only while the primary gets writes"
+      if [[ ! $secs =~ ^[0-9]+$ ]] || (( secs < 1 )); then die "usage: lag on SECONDS (a whole number >= 1)"; fi
+      [[ -n $(service_pids zabbix-feeder) ]] || log "warning: the feeder (heartbeat writer) is not running: lag shows only while the primary gets writes"
       t0=$(now_ms); since_s=$(date +%s)
       set_delay $(( secs + 2 ))
       log "lag on: MASTER_DELAY=$(( secs + 2 )) on the replica"
@@ -640,8 +552,9 @@ do_lag() {
   return 0
 }
 
-do_reset() {
-  do_stop
+cmd_reset() {
+  take_lock "$SERVICE_LOCK"
+  service_stop_all "${SERVICES[@]}"
   if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then
     psql_su -d postgres -c "DROP DATABASE IF EXISTS \"$DB_NAME\"" && log "dropped database $DB_NAME"
   fi
@@ -649,28 +562,17 @@ do_reset() {
   log "removed $MARIADB_DIR and $ZBX_DIR"
 }
 
-main() {
-  local action=${1:-}
-  [[ $# -gt 0 ]] && shift
-  case $action in
-    -h|--help|help) usage; return 0 ;;
-    env) print_env ;;
-    status) do_status ;;
-    install) take_lock .zabbix.lock; do_install ;;
-    start) take_lock .zabbix.lock; do_start ;;
-    stop) take_lock .zabbix.lock; do_stop ;;
-    reset) take_lock .zabbix.lock; do_reset ;;
-    reload)
-      [[ -n $(svc_pids zabbix-server) ]] || die "zabbix-server is not running"
-      config_reload || die "zabbix_server -R config_cache_reload failed"
-      log "configuration cache reload requested" ;;
-    lag) take_lock .zabbix.lock; do_lag "$@" ;;
-    send)
-      [[ $# -ge 2 ]] || die "usage: send KEY VALUE [HOST]"
-      "$HELPERS/zabbix_sender" -z 127.0.0.1 -p "$SERVER_PORT" -s "${3:-$ZBX_HOSTNAME}" -k "$1" -o "$2" ;;
-    "") usage >&2; return 2 ;;
-    *) log "unknown command: $action"; usage >&2; return 2 ;;
-  esac
+cmd_lag() { take_lock "$SERVICE_LOCK"; do_lag "$@"; }
+
+cmd_reload() {
+  [[ -n $(service_pids zabbix-server) ]] || die "zabbix-server is not running"
+  config_reload || die "zabbix_server -R config_cache_reload failed"
+  log "configuration cache reload requested"
 }
 
-main "$@"
+cmd_send() {
+  [[ $# -ge 2 ]] || die "usage: send KEY VALUE [HOST]"
+  "$HELPERS/zabbix_sender" -z 127.0.0.1 -p "$SERVER_PORT" -s "${3:-$ZBX_HOSTNAME}" -k "$1" -o "$2"
+}
+
+service_main "$@"

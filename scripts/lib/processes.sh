@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Shared by scripts/stack.sh, scripts/zabbix.sh and scripts/ceph.sh (sourced, not run): logging, time,
-# process identity (a PID is ours only while its command line carries our marker), stopping by PID, and
-# apt-get installs that never start packaged daemons. The sourcing script sets LOG_TAG, LOG_DIR and
-# STOP_TIMEOUT first.
+# Shared by scripts/lib/service.sh (the service lifecycle of stack.sh, zabbix.sh and ceph.sh) and by
+# scripts/test-deps.sh (sourced, not run): logging, time, process identity (a PID is ours only while its command
+# line carries our marker), stopping by PID, and apt-get installs that never start packaged daemons. The
+# sourcing script sets LOG_TAG, LOG_DIR, RUN_DIR and STOP_TIMEOUT first.
 
 log() { printf '%s: %s\n' "$LOG_TAG" "$*" >&2; }
 die() { log "$*"; exit 1; }

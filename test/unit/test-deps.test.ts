@@ -115,6 +115,24 @@ describe('what the tests need from the machine', () => {
     expect(found.status).toBe(/missing:/.test(found.stderr) ? 1 : 0);
   });
 
+  it('test-deps.sh check names shellcheck when it is missing, not when it is on PATH', () => {
+    const none = check(join(tmp, 'nothing'));
+    expect(none.status).toBe(1);
+    expect(none.stderr).toMatch(/^test-deps: missing: shellcheck\b/m);
+    const bin = join(tmp, 'bin-shellcheck');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'shellcheck'), '#!/bin/sh\nexit 0\n');
+    chmodSync(join(bin, 'shellcheck'), 0o755);
+    expect(check(bin).stderr).not.toMatch(/missing: shellcheck/);
+  });
+
+  it('scripts/shellcheck.sh lints exactly the shell scripts of the repository', () => {
+    const r = spawnSync(join(REPO, 'scripts/shellcheck.sh'), ['--list'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(shellScripts().sort());
+    expect(shellScripts()).toContain('scripts/lib/service.sh');
+  });
+
   it('a test that needs a program fails at once naming it and the install command', () => {
     expect(requireTool('sh')).toMatch(/\/sh$/);
     const name = `no-such-tool-${process.pid}`;
