@@ -2,9 +2,7 @@
 import { ConfigError } from '../core/config.ts';
 import { ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
-import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
-import { runCephCollector } from '../collectors/ceph.ts';
-import { ZabbixCollector } from '../collectors/zabbix.ts';
+import { collectorFactories, startCollector } from '../collectors/index.ts';
 import { startProcessor } from '../processors/processor.ts';
 import { registerReadiness, startStatusServer } from '../core/status-server.ts';
 import type { Command } from './index.ts';
@@ -31,11 +29,10 @@ Options:
     const role = values.role as (typeof ROLES)[number];
     if (!ROLES.includes(role)) throw new ConfigError(`--role: expected one of ${ROLES.join(', ')}, got ${JSON.stringify(values.role)}`);
     const cfg = readConfig(values.config);
-    const collectorCfg = cfg.collectors.openstack_logs;
-    const zabbixCfg = cfg.collectors.zabbix;
-    const cephCfg = cfg.collectors.ceph;
-    if (role === 'collector' && !collectorCfg && !zabbixCfg && !cephCfg) {
-      throw new ConfigError('collectors: configure at least one of openstack_logs, zabbix, ceph for --role collector');
+    const sections: Record<string, unknown> = cfg.collectors;
+    const configured = collectorFactories.filter((f) => sections[f.name] !== undefined);
+    if (role === 'collector' && configured.length === 0) {
+      throw new ConfigError(`collectors: configure at least one of ${collectorFactories.map((f) => f.name).join(', ')} for --role collector`);
     }
 
     const log = logger('run');
@@ -53,24 +50,17 @@ Options:
         const processor = await startProcessor(cfg, { signal });
         stops.push(() => processor.stop());
       }
-      if (role !== 'processor' && collectorCfg) {
-        await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.dead_letter], signal);
-        const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
-        const collector = new OpenstackLogCollector(collectorCfg, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
-        tasks.push(collector.run(signal).finally(() => producer.disconnect()));
-      }
-      if (role !== 'processor' && zabbixCfg) {
+      // Each collector: its topics, its own producer (client id: the component), then it runs until shutdown.
+      for (const factory of role === 'processor' ? [] : configured) {
         const { topics } = cfg.kafka;
-        await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
-        const producer = await TopicProducer.connect(cfg.kafka, 'zabbix-collector', signal);
-        const zabbix = new ZabbixCollector(zabbixCfg, { producer, topics });
-        tasks.push(zabbix.run(signal).finally(() => producer.disconnect()));
-      }
-      if (role !== 'processor' && cephCfg) {
-        const { topics } = cfg.kafka;
-        await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter], signal);
-        const producer = await TopicProducer.connect(cfg.kafka, 'ceph-collector', signal);
-        tasks.push(runCephCollector(cephCfg, { producer, topics, signal }).finally(() => producer.disconnect()));
+        await ensureTopics(cfg.kafka, [...factory.topics, 'dead_letter' as const].map((kind) => topics[kind]), signal);
+        const producer = await TopicProducer.connect(cfg.kafka, factory.component, signal);
+        try {
+          tasks.push(startCollector(factory, sections[factory.name], producer, topics, signal).finally(() => producer.disconnect()));
+        } catch (err) {
+          await producer.disconnect().catch(() => {});
+          throw err;
+        }
       }
     } catch (err) {
       // Nothing half-started outlives a failed start (a refused topic, SIGTERM while waiting for Kafka).

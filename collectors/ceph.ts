@@ -7,19 +7,30 @@
 // Every sample of a poll carries the poll's time. A command that fails (non-zero exit, timeout, output that is
 // not the JSON we expect) becomes one dead letter with the reason and the output; the other commands' results
 // still go out, except that a failed `health detail` never produces a health event: "could not ask" must not
-// read as "all clear" (and resolve every standing alert).
+// read as "all clear" (and resolve every standing alert). A poll returns all this; the scheduler emits it.
 import { spawn } from 'node:child_process';
 import { z } from 'zod';
-import type { Config } from '../core/config.ts';
+import { durationMs } from '../core/config-fields.ts';
 import { deadLetter, type CephHealthEvent, type DeadLetter, type MetricEvent } from '../core/events.ts';
-import type { OutMessage, TopicProducer } from '../core/kafka.ts';
-import { errorText, logger } from '../core/log.ts';
-import { componentMetrics } from '../core/metrics.ts';
-import { retry } from '../core/retry.ts';
-import { runScheduled } from './schedule.ts';
+import { errorText, type Logger } from '../core/log.ts';
+import { fieldPath } from '../core/schema.ts';
+import { defineCollector, type CollectorContext, type Emission, type PollingCollector, type Rejected } from './collector.ts';
+import { cronSchedule } from './schedule.ts';
 
 export const COMPONENT = 'ceph-collector';
-export type CephCollectorConfig = NonNullable<Config['collectors']['ceph']>;
+
+/** `collectors.ceph`. */
+export const CephConfig = z.strictObject({
+  /** The ceph command and its connection options, as an argv: e.g. [ceph, --connect-timeout, "5"], or
+   * [ssh, mon-1, ceph], or [cephadm, shell, --, ceph]. `status -f json` etc. are appended. */
+  command: z.array(z.string().min(1)).min(1).default(['ceph', '--connect-timeout', '10']),
+  /** The cluster's name in events and alerts (host.name). */
+  cluster_name: z.string().min(1).default('ceph'),
+  schedule: cronSchedule.default('*/15 * * * * *'),
+  /** A command that has not answered after this long is killed and counted as a failed poll. */
+  timeout_ms: durationMs.default(20_000),
+});
+export type CephConfig = z.infer<typeof CephConfig>;
 
 /** The three questions a poll asks; the configured command's argv comes first. */
 export const CEPH_COMMANDS = {
@@ -233,7 +244,7 @@ function validate<S extends z.ZodType>(schema: S, value: unknown): Parsed<z.infe
   const r = schema.safeParse(value);
   if (r.success) return { ok: true, value: r.data, skipped: [] };
   const issue = r.error.issues[0];
-  return { ok: false, error: `unexpected JSON: ${issue.path.join('.') || '(top level)'}: ${issue.message}` };
+  return { ok: false, error: `unexpected JSON: ${fieldPath(issue.path, '(top level)', true)}: ${issue.message}` };
 }
 
 function parseWith<S extends z.ZodType>(schema: S, stdout: string): Parsed<z.infer<S>> {
@@ -340,19 +351,8 @@ export function metricEvents(samples: Sample[], cluster: string, at: string): Me
 
 // ------------------------------------------------------------------------------------------ the collector
 
-export interface CephTopics {
-  health: string;
-  metrics: string;
-  dead_letter: string;
-}
-
-export interface CephCollectorOptions {
-  producer: Pick<TopicProducer, 'send'>;
-  topics: CephTopics;
-}
-
-/** What one poll produced (sent already). */
-export interface PollResult {
+/** What one poll produced: the events, and (as an emission) their messages. */
+export interface PollResult extends Emission {
   at: string;
   health?: CephHealthEvent;
   metrics: MetricEvent[];
@@ -408,16 +408,20 @@ export function commandFailure(command: CephCommand, r: CommandResult, timeoutMs
   return undefined;
 }
 
-export class CephCollector {
-  private readonly log = logger(COMPONENT);
-  private readonly metrics = componentMetrics(COMPONENT);
+export class CephCollector implements PollingCollector<PollResult> {
+  readonly schedule: string;
+  readonly hint = 'check the Kafka brokers (a failed command is a dead letter, not a failed poll)';
+  private readonly log: Logger;
   /** Commands failing at the last poll, so their recovery is logged once. */
   private readonly failing = new Set<CephCommand>();
 
   constructor(
-    private readonly cfg: CephCollectorConfig,
-    private readonly opts: CephCollectorOptions,
-  ) {}
+    private readonly cfg: CephConfig,
+    ctx: CollectorContext,
+  ) {
+    this.log = ctx.log;
+    this.schedule = cfg.schedule;
+  }
 
   /** Runs one command and parses its output; a failure is returned, never thrown. */
   private async ask<T>(command: CephCommand, parse: (stdout: string) => Parsed<T>, signal?: AbortSignal): Promise<{ value: T } | { failure: Failure } | { aborted: true }> {
@@ -432,8 +436,9 @@ export class CephCollector {
     return { value: parsed.value };
   }
 
-  /** One poll: the three commands (at once), then the health event, the samples and the dead letters. */
-  async pollOnce(signal?: AbortSignal): Promise<PollResult> {
+  /** One poll: the three commands (at once), then the health event, the samples and the dead letters (each
+   * counted as an error of its command). A poll cut short by the signal returns nothing to send. */
+  async poll(signal?: AbortSignal): Promise<PollResult> {
     const at = new Date().toISOString();
     const cluster = this.cfg.cluster_name;
     const [status, health, df] = await Promise.all([
@@ -441,7 +446,7 @@ export class CephCollector {
       this.ask('health', parseHealthDetail, signal),
       this.ask('df', parseDf, signal),
     ]);
-    const result: PollResult = { at, metrics: [], deadLetters: [] };
+    const result: PollResult = { at, metrics: [], deadLetters: [], records: [] };
     if (signal?.aborted) return result;
 
     const samples: Sample[] = [];
@@ -462,54 +467,29 @@ export class CephCollector {
     }
     result.metrics = metricEvents(samples, cluster, at);
 
+    const key = cluster;
+    const rejected: Rejected[] = [];
     for (const f of failures) {
       this.failing.add(f.command);
-      this.metrics.error(f.command);
       this.log.warn(f.reason, { cluster, command: [...this.cfg.command, ...CEPH_COMMANDS[f.command]].join(' '), hint: f.hint });
-      result.deadLetters.push(deadLetter(COMPONENT, f.reason, f.payload));
+      const letter = deadLetter(COMPONENT, f.reason, f.payload);
+      result.deadLetters.push(letter);
+      rejected.push({ key, stage: f.command, letter });
     }
-
-    const key = cluster;
-    if (result.health) await this.send(this.opts.topics.health, [{ key, value: JSON.stringify(result.health) }], signal);
-    if (result.metrics.length > 0) await this.send(this.opts.topics.metrics, result.metrics.map((m) => ({ key, value: JSON.stringify(m) })), signal);
-    if (result.deadLetters.length > 0) await this.send(this.opts.topics.dead_letter, result.deadLetters.map((d) => ({ key, value: JSON.stringify(d) })), signal);
-    this.metrics.sent((result.health ? 1 : 0) + result.metrics.length);
+    result.records = [
+      { topic: 'health', messages: result.health ? [{ key, value: result.health }] : [] },
+      { topic: 'metrics', messages: result.metrics.map((m) => ({ key, value: m })) },
+    ];
+    result.rejected = rejected;
     return result;
   }
-
-  /** A poll's messages are state, read again at the next tick: a few attempts, then the poll fails (logged by
-   * the scheduler) rather than holding up the next ones. */
-  private async send(topic: string, messages: OutMessage[], signal?: AbortSignal): Promise<void> {
-    await retry(() => this.opts.producer.send(topic, messages), {
-      what: `send ${messages.length} message(s) to Kafka topic ${topic}`,
-      log: this.log,
-      hint: 'check the Kafka brokers; the next poll reads the cluster again',
-      maxAttempts: 3,
-      signal,
-    });
-  }
 }
 
-export interface RunCephOptions {
-  producer: Pick<TopicProducer, 'send'>;
-  topics: CephTopics;
-  signal: AbortSignal;
-}
-
-/** Polls on `cfg.schedule` (at once, then every tick; never two polls at once) until the signal aborts. */
-export async function runCephCollector(cfg: CephCollectorConfig, opts: RunCephOptions): Promise<void> {
-  const collector = new CephCollector(cfg, { producer: opts.producer, topics: opts.topics });
-  await runScheduled(
-    async (signal) => {
-      await collector.pollOnce(signal);
-    },
-    {
-      schedule: cfg.schedule,
-      name: COMPONENT,
-      log: logger(COMPONENT),
-      metrics: componentMetrics(COMPONENT),
-      signal: opts.signal,
-      hint: 'check the Kafka brokers (a failed command is a dead letter, not a failed poll)',
-    },
-  );
-}
+export const ceph = defineCollector({
+  name: 'ceph',
+  component: COMPONENT,
+  config: CephConfig,
+  topics: ['metrics', 'health'],
+  example: () => ({ command: ['ceph', '--connect-timeout', '2'], cluster_name: 'ceph', timeout_ms: 5000 }),
+  create: (config, ctx) => new CephCollector(config, ctx),
+});

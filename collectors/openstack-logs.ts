@@ -1,7 +1,7 @@
 // The OpenStack log collector: finds the configured files (globs), reads what was appended since the last
 // checkpoint, folds multi-line events, masks secrets (collectors/assemble.ts) and produces each event to Kafka
-// (key: host + file). The checkpoint advances only after Kafka acknowledged the events, so a restart neither
-// loses nor repeats one.
+// (key: host + file) through the emitter (collectors/emitter.ts). The checkpoint advances only after Kafka
+// acknowledged the events, so a restart neither loses nor repeats one.
 //
 // A file is known by the hash of its first line (its "file id"), not its name: a renamed or copied file keeps
 // its id, so it is not read twice, and the event ids derived from it stay the same. An open file is followed by
@@ -10,30 +10,42 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { createGunzip } from 'node:zlib';
 import { globSync } from 'tinyglobby';
-import { batches } from '../core/batch.ts';
-import type { Config } from '../core/config.ts';
+import { z } from 'zod';
+import { durationMs, MAX_EVENT_BYTES_LIMIT, positiveInt } from '../core/config-fields.ts';
 import { deadLetter, type RawLogEvent } from '../core/events.ts';
-import type { OutMessage, TopicProducer } from '../core/kafka.ts';
-import { errorText, logger } from '../core/log.ts';
-import { checkpointSaved, componentMetrics } from '../core/metrics.ts';
-import { retry, sleep } from '../core/retry.ts';
-import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from './assemble.ts';
-import { CheckpointStore } from './checkpoints.ts';
+import { errorText, type Logger } from '../core/log.ts';
+import type { ComponentMetrics } from '../core/metrics.ts';
+import { sleep } from '../core/retry.ts';
+import { defineCollector, type CollectorContext, type StreamCollector } from './collector.ts';
+import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from './logs/assemble.ts';
+import { CheckpointStore } from './state.ts';
 
 export const COMPONENT = 'openstack-logs';
-export type CollectorConfig = NonNullable<Config['collectors']['openstack_logs']>;
+
+/** `collectors.openstack_logs`. */
+export const OpenstackLogsConfig = z.strictObject({
+  paths: z.array(z.string().min(1), { error: 'expected an array of file paths or globs' }).min(1, { error: 'expected at least one path or glob' }),
+  poll_interval_ms: durationMs.default(200),
+  /** Where checkpoints (file identity + offset acknowledged by Kafka) are kept. */
+  checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
+  /** host.name of the events; defaults to this machine's name. */
+  host_name: z.string().min(1).default(hostname()),
+  /** Largest batch of events sent to Kafka in one request. */
+  batch_max_lines: positiveInt.default(5000),
+  /** An event (with all its continuation lines) is cut at this size and marked truncated. */
+  max_event_bytes: positiveInt.max(MAX_EVENT_BYTES_LIMIT, { error: `expected at most ${MAX_EVENT_BYTES_LIMIT} (16 MiB)` }).default(1024 * 1024),
+  /** A multi-line event still open after this long without new lines is sent as it is. */
+  multiline_flush_ms: durationMs.default(500),
+  /** Keep the raw lines (envelopes included) in event.original. */
+  keep_original: z.boolean().default(false),
+});
+export type OpenstackLogsConfig = z.infer<typeof OpenstackLogsConfig>;
 
 const READ_CHUNK = 1024 * 1024;
 const FINGERPRINT_BYTES = 1024;
-const BATCH_MAX_BYTES = 512 * 1024;
-
-export interface CollectorOptions {
-  topic: string;
-  deadLetterTopic: string;
-  producer: Pick<TopicProducer, 'send'>;
-}
 
 /** The file id: a hash of the first line (or first KiB); undefined until the file has that much, unless
  * `whole` says the file will not grow (then a short file is known by all it has). */
@@ -63,7 +75,7 @@ class Followed {
   ) {}
 
   /** Starts reading at `offset` with fresh line and event state. */
-  reset(offset: number, cfg: CollectorConfig): void {
+  reset(offset: number, cfg: OpenstackLogsConfig): void {
     this.pos = offset;
     this.outbox = [];
     this.rejected = [];
@@ -77,17 +89,19 @@ class Followed {
   }
 }
 
-export class OpenstackLogCollector {
-  private readonly log = logger(COMPONENT);
-  private readonly metrics = componentMetrics(COMPONENT);
+export class OpenstackLogCollector implements StreamCollector {
+  private readonly log: Logger;
+  private readonly metrics: ComponentMetrics;
   /** Followed files by inode (dev:ino). */
   private readonly files = new Map<string, Followed>();
   private readonly store: CheckpointStore;
 
   constructor(
-    private readonly cfg: CollectorConfig,
-    private readonly opts: CollectorOptions,
+    private readonly cfg: OpenstackLogsConfig,
+    private readonly ctx: CollectorContext,
   ) {
+    this.log = ctx.log;
+    this.metrics = ctx.metrics;
     this.store = new CheckpointStore(cfg.checkpoint_dir, `${COMPONENT}-${cfg.host_name}`);
   }
 
@@ -231,50 +245,34 @@ export class OpenstackLogCollector {
     return sent + (await this.ship(f, signal));
   }
 
-  /** Sends what the file's assembler produced, then moves its checkpoint. */
+  /** Sends what the file's assembler produced, then moves its checkpoint (once Kafka acknowledged all of it). */
   private async ship(f: Followed, signal?: AbortSignal): Promise<number> {
     const events = f.outbox;
     const rejected = f.rejected;
     f.outbox = [];
     f.rejected = [];
     const key = `${this.cfg.host_name}:${f.path}`;
-    if (rejected.length > 0) {
-      const letters = rejected.map((u) =>
-        deadLetter(COMPONENT, `${u.reason} (${f.path} at byte ${u.offset})`, u.bytes.toString('base64'), undefined),
-      );
-      await this.send(this.opts.deadLetterTopic, letters.map((d) => ({ key, value: JSON.stringify(d) })), f.path, signal);
-      this.metrics.error('unusable_line', rejected.length);
-    }
-    if (events.length > 0) {
-      const readAt = new Date().toISOString();
-      this.metrics.received(events.length);
-      const messages = events.map((e) => ({ key, value: JSON.stringify(toRawEvent(e, this.cfg.host_name, f.path, f.fileId!, readAt)) }));
-      await this.send(this.opts.topic, messages, f.path, signal);
-      this.metrics.sent(events.length);
-      const truncated = events.filter((e) => e.truncated).length;
-      if (truncated > 0) this.metrics.discarded('truncated_event', truncated);
-    }
+    const readAt = new Date().toISOString();
     const offset = f.resumeOffset;
     const done = f.done && f.gz;
-    const previous = this.store.get(f.fileId!);
-    if (!previous || previous.offset !== offset || previous.path !== f.path || (previous.done ?? false) !== done) {
-      this.store.set(f.fileId!, { path: f.path, offset, ...(done ? { done } : {}) });
-      this.store.save();
-      checkpointSaved(COMPONENT);
-    }
+    const fileId = f.fileId!;
+    const path = f.path;
+    await this.ctx.emitter.emit(
+      {
+        records: [{ topic: 'logs', messages: events.map((e) => ({ key, value: toRawEvent(e, this.cfg.host_name, path, fileId, readAt) })) }],
+        rejected: rejected.map((u) => ({ key, stage: 'unusable_line', letter: deadLetter(COMPONENT, `${u.reason} (${path} at byte ${u.offset})`, u.bytes.toString('base64'), undefined) })),
+        commit: () => {
+          const previous = this.store.get(fileId);
+          if (previous && previous.offset === offset && previous.path === path && (previous.done ?? false) === done) return false;
+          this.store.set(fileId, { path, offset, ...(done ? { done } : {}) });
+          this.store.save();
+        },
+      },
+      { batchMaxLines: this.cfg.batch_max_lines, of: path, ...(signal ? { signal } : {}) },
+    );
+    const truncated = events.filter((e) => e.truncated).length;
+    if (truncated > 0) this.metrics.discarded('truncated_event', truncated);
     return events.length;
-  }
-
-  /** Sends in requests that stay well under the topic's max.message.bytes; waits (with backoff) for Kafka. */
-  private async send(topic: string, messages: OutMessage[], path: string, signal?: AbortSignal): Promise<void> {
-    for (const batch of batches(messages, this.cfg.batch_max_lines, BATCH_MAX_BYTES, (m) => m.value.length)) {
-      await retry(() => this.opts.producer.send(topic, batch), {
-        what: `send ${batch.length} event(s) of ${path} to Kafka topic ${topic}`,
-        log: this.log,
-        hint: 'the collector waits and resumes from its checkpoint; check the Kafka brokers',
-        signal,
-      });
-    }
   }
 }
 
@@ -286,3 +284,12 @@ export function toRawEvent(e: AssembledEvent, host: string, path: string, fileId
   if (e.original !== undefined) raw.original = e.original;
   return raw;
 }
+
+export const openstackLogs = defineCollector({
+  name: 'openstack_logs',
+  component: COMPONENT,
+  config: OpenstackLogsConfig,
+  topics: ['logs'],
+  example: (dir) => ({ paths: [`${dir}/logs/*.log`], checkpoint_dir: dir, host_name: 'compute-1' }),
+  create: (config, ctx) => new OpenstackLogCollector(config, ctx),
+});

@@ -3,20 +3,67 @@
 //   - the values of the mapped items since the last poll → metric events (history.get, batched by item ids and
 //     value type; ranges older than `trends_after_s` from trend.get's hourly averages);
 //   - the problems Zabbix has open, and their resolution → problem events.
-// Per-item clocks and the open problems are checkpointed only after Kafka has acknowledged the events, so a crash
-// re-reads, never skips; a re-read sample has the same document id (the sample's own time), so nothing doubles.
+// A poll returns what it read; the scheduler emits it, and the per-item clocks and the open problems are saved
+// only after Kafka has acknowledged the events, so a crash re-reads, never skips; a re-read sample has the same
+// document id (the sample's own time), so nothing doubles.
 import { z } from 'zod';
-import type { Config, ItemMapping } from '../core/config.ts';
+import { durationMs, filePath, httpUrl, nonEmpty, positiveInt, secretOf } from '../core/config-fields.ts';
 import { deadLetter, type HealthEvent, type InventoryEvent, type MetricEvent, type ZabbixProblemEvent } from '../core/events.ts';
-import type { OutMessage, TopicProducer } from '../core/kafka.ts';
-import { logger } from '../core/log.ts';
-import { componentMetrics } from '../core/metrics.ts';
-import { StateFile } from './checkpoints.ts';
-import { runScheduled } from './schedule.ts';
-import { atLeast, ZabbixApi, ZabbixApiError, ZEvent, ZHistory, ZHost, ZItem, ZProblem, ZTrend, type ZabbixApiConfig } from './zabbix-api.ts';
+import type { Logger } from '../core/log.ts';
+import { fieldPath } from '../core/schema.ts';
+import { defineCollector, type CollectorContext, type Emission, type PollingCollector, type Rejected } from './collector.ts';
+import { cronSchedule } from './schedule.ts';
+import { StateFile } from './state.ts';
+import { atLeast, ZabbixApi, ZabbixApiError, ZEvent, ZHistory, ZHost, ZItem, ZProblem, ZTrend, type ZabbixApiConfig } from './zabbix/api.ts';
 
 export const COMPONENT = 'zabbix-collector';
-export type ZabbixConfig = NonNullable<Config['collectors']['zabbix']>;
+
+/** How a Zabbix item key becomes a metric: `key` is a glob over item keys (`*` any text); the first mapping
+ * that matches an item wins. */
+export const ItemMapping = z.strictObject({
+  key: z.string().min(1),
+  /** The metric name; `{key}` keeps the item key itself (for items created under stackwatch's names). */
+  metric: z.string().regex(/^(?:\{key\}|[a-z0-9_]+(?:\.[a-z0-9_]+)+)$/, { error: 'expected a dotted metric name like db.replication.seconds_behind_master, or {key}' }),
+  unit: nonEmpty.optional(),
+  /** Multiply the value (e.g. 1024 for KiB → bytes). */
+  scale: z.number().positive().default(1),
+  /** Labels of the samples, with `{1}`, `{2}` … for the key's parameters: { fs: "{1}" }. */
+  labels: z.record(z.string(), z.string()).default({}),
+});
+export type ItemMapping = z.infer<typeof ItemMapping>;
+
+/** `collectors.zabbix`. */
+export const ZabbixConfig = z
+  .strictObject({
+    /** The frontend's JSON-RPC endpoint, …/api_jsonrpc.php. */
+    url: httpUrl,
+    /** user.login; or an API token (Zabbix 5.4+), better: it needs no session. */
+    username: nonEmpty.optional(),
+    password: nonEmpty.optional(),
+    password_file: filePath.optional(),
+    token: nonEmpty.optional(),
+    token_file: filePath.optional(),
+    schedule: cronSchedule.default('*/30 * * * * *'),
+    /** Only hosts in these host groups (names); absent: every monitored host. */
+    host_groups: z.array(z.string().min(1)).optional(),
+    /** Item keys to collect and their metric names; the defaults cover replica lag, Galera and capacity. */
+    items: z.array(ItemMapping).optional(),
+    /** On the first poll, read this far back (seconds); older than `trends_after_s` is read from trends. */
+    backfill_s: positiveInt.default(600),
+    /** Ranges older than this (seconds) are read from trends (hourly averages) instead of history. */
+    trends_after_s: positiveInt.default(86_400),
+    /** Item ids per history.get call. */
+    batch_items: positiveInt.default(1000),
+    request_timeout_ms: durationMs.default(30_000),
+    checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
+  })
+  .transform((v, ctx) => {
+    const password = secretOf(ctx, 'password', v.password, v.password_file);
+    const token = secretOf(ctx, 'token', v.token, v.token_file);
+    const { password: _p, token: _t, ...rest } = v;
+    return { ...rest, ...(password !== undefined ? { password } : {}), ...(token !== undefined ? { token } : {}) };
+  });
+export type ZabbixConfig = z.output<typeof ZabbixConfig>;
 
 /** Item keys stackwatch reads when the configuration names none: replica lag from Zabbix's "MySQL by Zabbix
  * agent 2" template, filesystem capacity from "Linux by Zabbix agent", and items created under stackwatch's
@@ -84,9 +131,8 @@ const State = z.object({
 });
 type State = z.infer<typeof State>;
 
-export interface ZabbixCollectorOptions {
-  producer: Pick<TopicProducer, 'send'>;
-  topics: { metrics: string; health: string; dead_letter: string };
+/** For tests. */
+export interface ZabbixTestHooks {
   /** The API, for tests with recorded responses; default: fetch. */
   fetch?: typeof fetch;
   /** The clock (Unix ms), for tests. */
@@ -102,12 +148,15 @@ export interface PollSummary {
   apiCalls: number;
 }
 
-const iso = (clock: number, ns = 0) => new Date(clock * 1000 + Math.floor(ns / 1e6)).toISOString();
-const SEND_CHUNK = 5000;
+/** One poll's events (the emission) and what it found. */
+export type ZabbixPoll = Emission & PollSummary;
 
-export class ZabbixCollector {
-  private readonly log = logger(COMPONENT);
-  private readonly metrics = componentMetrics(COMPONENT);
+const iso = (clock: number, ns = 0) => new Date(clock * 1000 + Math.floor(ns / 1e6)).toISOString();
+
+export class ZabbixCollector implements PollingCollector<ZabbixPoll> {
+  readonly schedule: string;
+  readonly hint: string;
+  private readonly log: Logger;
   private readonly stateFile: StateFile<typeof State>;
   private state: State;
   private api?: ZabbixApi;
@@ -115,8 +164,12 @@ export class ZabbixCollector {
 
   constructor(
     private readonly cfg: ZabbixConfig,
-    private readonly opts: ZabbixCollectorOptions,
+    ctx: CollectorContext,
+    private readonly opts: ZabbixTestHooks = {},
   ) {
+    this.log = ctx.log;
+    this.schedule = cfg.schedule;
+    this.hint = `check collectors.zabbix.url (${cfg.url}) and the credentials (STACKWATCH_ZABBIX_TOKEN or STACKWATCH_ZABBIX_USER/PASSWORD)`;
     this.mappings = cfg.items ?? DEFAULT_ITEMS;
     const name = `${COMPONENT}-${new URL(cfg.url).host.replace(/[^A-Za-z0-9.-]/g, '_')}`;
     this.stateFile = new StateFile(cfg.checkpoint_dir, name, State);
@@ -127,8 +180,10 @@ export class ZabbixCollector {
     return { url: this.cfg.url, username: this.cfg.username, password: this.cfg.password, token: this.cfg.token, request_timeout_ms: this.cfg.request_timeout_ms };
   }
 
-  /** One poll: inventory, item values, problems. Events are in Kafka and the state saved when it returns. */
-  async pollOnce(signal?: AbortSignal): Promise<PollSummary> {
+  /** One poll: inventory, item values, problems. Returns the events; the state is saved by the emission's
+   * commit, once Kafka has acknowledged them. A malformed answer from Zabbix fails the poll (nothing is saved,
+   * the next tick reads the range again). */
+  async poll(signal?: AbortSignal): Promise<ZabbixPoll> {
     const api = (this.api ??= await ZabbixApi.connect(this.apiConfig(), this.opts.fetch, signal));
     let apiCalls = 0;
     const call = <S extends z.ZodType>(method: string, params: unknown, schema: S) => {
@@ -141,7 +196,7 @@ export class ZabbixCollector {
       list.flatMap((el) => {
         const r = schema.safeParse(el);
         if (r.success) return [r.data];
-        dead.push(deadLetter(COMPONENT, `${what}: ${r.error.issues[0].path.join('.') || '(element)'}: ${r.error.issues[0].message}`, JSON.stringify(el)));
+        dead.push(deadLetter(COMPONENT, `${what}: ${fieldPath(r.error.issues[0].path, '(element)', true)}: ${r.error.issues[0].message}`, JSON.stringify(el)));
         return [];
       });
     const nowS = Math.floor((this.opts.now?.() ?? Date.now()) / 1000);
@@ -302,43 +357,55 @@ export class ZabbixCollector {
     health.push(...problems);
 
     // Into Kafka (acks=all), then the state.
-    this.metrics.received(samples.length + health.length);
-    const metricMessages: OutMessage[] = samples.map((s) => ({ key: s.host.name, value: JSON.stringify(s) }));
-    for (let i = 0; i < metricMessages.length; i += SEND_CHUNK) await this.opts.producer.send(this.opts.topics.metrics, metricMessages.slice(i, i + SEND_CHUNK));
-    await this.opts.producer.send(this.opts.topics.health, health.map((h) => ({ key: 'host' in h ? h.host.name : 'zabbix', value: JSON.stringify(h) })));
-    if (dead.length > 0) {
-      await this.opts.producer.send(this.opts.topics.dead_letter, dead.map((d) => ({ key: COMPONENT, value: JSON.stringify(d) })));
-      this.metrics.error('dead_letter', dead.length);
-      this.log.warn(`${dead.length} malformed Zabbix record(s) sent to the dead-letter topic ${this.opts.topics.dead_letter}`, { first_reason: dead[0].reason });
-    }
-    this.metrics.sent(samples.length + health.length);
-    this.state = { v: 1, items: { ...this.state.items, ...last }, till: nowS, open, hosts: seenHosts };
-    this.stateFile.save(this.state);
-    return { hosts: hosts.length, items: mapped.length, samples: samples.length, problems: problems.length, deadLettered: dead.length, apiCalls };
+    const state: State = { v: 1, items: { ...this.state.items, ...last }, till: nowS, open, hosts: seenHosts };
+    return {
+      records: [
+        { topic: 'metrics', messages: samples.map((m) => ({ key: m.host.name, value: m })) },
+        { topic: 'health', messages: health.map((h) => ({ key: 'host' in h ? h.host.name : 'zabbix', value: h })) },
+      ],
+      rejected: dead.map((letter) => ({ key: COMPONENT, stage: 'dead_letter', letter })),
+      commit: () => {
+        if (dead.length > 0) this.log.warn(`${dead.length} malformed Zabbix record(s) sent to the dead-letter topic`, { first_reason: dead[0].reason });
+        this.state = state;
+        this.stateFile.save(state);
+      },
+      hosts: hosts.length,
+      items: mapped.length,
+      samples: samples.length,
+      problems: problems.length,
+      deadLettered: dead.length,
+      apiCalls,
+    };
   }
 
-  /** Polls on the schedule until the signal aborts. A malformed answer from Zabbix fails the poll (nothing is
-   * checkpointed, the next tick reads the range again) and is kept in the dead-letter topic with the reason. */
-  async run(signal: AbortSignal): Promise<void> {
-    const poll = async (s: AbortSignal) => {
-      try {
-        await this.pollOnce(s);
-      } catch (err) {
-        if (err instanceof ZabbixApiError && err.payload !== undefined) {
-          await this.opts.producer.send(this.opts.topics.dead_letter, [{ key: COMPONENT, value: JSON.stringify(deadLetter(COMPONENT, err.message, err.payload)) }]).catch(() => {});
-          this.metrics.error('dead_letter');
-        }
-        throw err;
-      }
-    };
-    await runScheduled(poll, {
-      schedule: this.cfg.schedule,
-      name: COMPONENT,
-      log: this.log,
-      metrics: this.metrics,
-      signal,
-      hint: `check collectors.zabbix.url (${this.cfg.url}) and the credentials (STACKWATCH_ZABBIX_TOKEN or STACKWATCH_ZABBIX_USER/PASSWORD)`,
-    });
+  /** A malformed answer is kept in the dead-letter topic with the reason. */
+  failed(err: unknown): Rejected[] {
+    if (!(err instanceof ZabbixApiError) || err.payload === undefined) return [];
+    return [{ key: COMPONENT, stage: 'dead_letter', letter: deadLetter(COMPONENT, err.message, err.payload) }];
+  }
+
+  async close(): Promise<void> {
     await this.api?.close();
+    this.api = undefined;
   }
 }
+
+export const zabbix = defineCollector({
+  name: 'zabbix',
+  component: COMPONENT,
+  config: ZabbixConfig,
+  topics: ['metrics', 'health'],
+  // Applied to a collector the file configures (they never switch one on); a `_FILE` variable and its plain twin
+  // exclude each other.
+  env: {
+    STACKWATCH_ZABBIX_PASSWORD_FILE: 'password_file',
+    STACKWATCH_ZABBIX_TOKEN_FILE: 'token_file',
+    STACKWATCH_ZABBIX_URL: 'url',
+    STACKWATCH_ZABBIX_USER: 'username',
+    STACKWATCH_ZABBIX_PASSWORD: 'password',
+    STACKWATCH_ZABBIX_TOKEN: 'token',
+  },
+  example: (dir) => ({ url: 'http://127.0.0.1:1/api_jsonrpc.php', token: 'example-api-token', checkpoint_dir: dir }),
+  secrets: (c) => [c.password, c.token],
+  create: (config, ctx) => new ZabbixCollector(config, ctx),
+});

@@ -5,10 +5,10 @@
 // yielded first, then a FileReadError names the file and says where reading stopped (a missing file, a directory,
 // no permission, a read error, damaged gzip data, a file that shrank while it was read).
 import { open, type FileHandle } from 'node:fs/promises';
-import { fileErrorReason } from '../core/secrets.ts';
+import { fileErrorReason } from '../../core/secrets.ts';
 import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from './assemble.ts';
 import { gunzip, GzipError, type GzipSource } from './gunzip.ts';
-import { fingerprint } from './openstack-logs.ts';
+import { fingerprint } from '../openstack-logs.ts';
 
 export interface ReadOptions {
   maxEventBytes: number;

@@ -13,7 +13,7 @@
 //  - in any other stream: on positive evidence (`continuesEvent`: indentation, a traceback's lines).
 // Everything else is an event of its own: lines are never merged because their format is unknown.
 import { isAscii, isUtf8 } from 'node:buffer';
-import { continuesEvent, hasLeadingTimestamp, isOsloStart, lineKind, osloMessageStart, unwrap, type Envelope } from '../core/log-formats.ts';
+import { continuesEvent, hasLeadingTimestamp, isOsloStart, lineKind, osloMessageStart, unwrap, type Envelope } from '../../core/log-formats.ts';
 import { maskRanges, redact, secretRanges, type Range } from './redact.ts';
 
 export interface AssembledEvent {

@@ -1,9 +1,11 @@
-// Where a collector remembers how far it got: per file identity, the byte offset up to which Kafka has
-// acknowledged every event. Written atomically (temp file + rename), so a crash leaves the old or the new
-// checkpoint, never half of one.
+// Where a collector remembers how far it got, saved by an emission's commit once Kafka has acknowledged it: per
+// file identity, the byte offset up to which Kafka has acknowledged every event; or a poller's own state (the
+// Zabbix item clocks). Written atomically (temp file + rename), so a crash leaves the old or the new checkpoint,
+// never half of one.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { issueText } from '../core/schema.ts';
 
 const CheckpointFile = z.object({
   v: z.literal(1),
@@ -60,7 +62,7 @@ export class StateFile<S extends z.ZodType> {
       throw err;
     }
     const parsed = this.schema.safeParse(JSON.parse(text));
-    if (!parsed.success) throw new Error(`${this.path}: unreadable state file (${parsed.error.issues[0].message}); move it away to start over`);
+    if (!parsed.success) throw new Error(`${this.path}: unreadable state file (${issueText(parsed.error)}); move it away to start over`);
     return parsed.data;
   }
 
