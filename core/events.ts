@@ -103,7 +103,9 @@ export interface MetricDocument {
 
 /** The identity of a sample: the same sample read twice (a replay, an overlapping poll) is one document. */
 export function metricId(m: Pick<MetricEvent, '@timestamp' | 'host' | 'metric' | 'labels'>): string {
-  const labels = Object.keys(m.labels).sort().map((k) => `${k}=${m.labels[k]}`);
+  const labels = Object.keys(m.labels)
+    .sort()
+    .map((k) => `${k}=${m.labels[k]}`);
   return stableId(m.host.name, m.metric.name, m['@timestamp'], ...labels);
 }
 
@@ -116,7 +118,6 @@ export function metricDocument(m: MetricEvent, ingested?: string): MetricDocumen
     event: { id: metricId(m), dataset: m.source, ...(ingested ? { ingested } : {}) },
   };
 }
-
 
 /** Ceph health as the Ceph collector reads it from `ceph health detail -f json` (topic `kafka.topics.health`). */
 export const CephHealthEvent = z.object({
@@ -169,9 +170,34 @@ export const InventoryEvent = z.object({
 });
 export type InventoryEvent = z.infer<typeof InventoryEvent>;
 
+/** A host's current inventory in the inventory index (`<indices.inventory>`, not daily): one document per host,
+ * under the stable id of its name, so a newer inventory of the host overwrites the older. */
+export interface InventoryDocument {
+  '@timestamp': string;
+  host: InventoryEvent['host'];
+  event: { id: string; dataset: string; ingested?: string };
+}
+
+export function inventoryDocument(e: InventoryEvent, ingested?: string): InventoryDocument {
+  return { '@timestamp': e['@timestamp'], host: e.host, event: { id: stableId('inventory', e.host.name), dataset: e.source, ...(ingested ? { ingested } : {}) } };
+}
+
 /** What the health topic carries: state, not samples. */
 export const HealthEvent = z.discriminatedUnion('kind', [CephHealthEvent, ZabbixProblemEvent, InventoryEvent]);
 export type HealthEvent = z.infer<typeof HealthEvent>;
+
+/** Every kind of event the processor decodes and hands to the detectors, told apart by `kind`. The health events
+ * carry their kind on the wire; a parsed log document and a metric sample are wrapped with theirs (their wire
+ * and index formats have no such field). processors/decode.ts makes them; a detector declares the kinds it
+ * accepts (detectors/detector.ts). */
+export type PipelineEvent = { kind: 'log'; doc: LogDocument } | { kind: 'metric'; sample: MetricEvent } | HealthEvent;
+export type EventKind = PipelineEvent['kind'];
+export type EventOf<K extends EventKind> = Extract<PipelineEvent, { kind: K }>;
+export type LogEvent = EventOf<'log'>;
+export type MetricSample = EventOf<'metric'>;
+/** Every event kind (a record, so that a kind added to the union and not here fails to type-check). */
+const KINDS: Record<EventKind, true> = { log: true, metric: true, 'ceph-health': true, 'zabbix-problem': true, inventory: true };
+export const EVENT_KINDS = Object.keys(KINDS) as EventKind[];
 
 export const AlertStatus = z.enum(['firing', 'resolved']);
 export const Severity = z.enum(['info', 'warning', 'critical', 'page']);

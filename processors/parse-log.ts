@@ -34,8 +34,7 @@ export interface OsloHeader {
   message: string;
 }
 
-const HEADER =
-  /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:[.,](\d{1,6}))? (\d+) (TRACE|DEBUG|INFO|AUDIT|WARNING|WARN|ERROR|CRITICAL|FATAL) (\S+) ?(.*)$/s;
+const HEADER = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:[.,](\d{1,6}))? (\d+) (TRACE|DEBUG|INFO|AUDIT|WARNING|WARN|ERROR|CRITICAL|FATAL) (\S+) ?(.*)$/s;
 const INSTANCE = /^\[instance: ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\]/;
 
 const absent = (v: string | undefined) => (v === undefined || v === '-' || v === 'None' || v === '' ? undefined : v);
@@ -100,7 +99,7 @@ export function toUtcIso(date: string, time: string, frac: string, timezone: str
 /** nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08 → nova-api. */
 export function serviceFromPath(path: string): string {
   // Every event of a file asks the same: the last answer is kept.
-  if (path !== lastPath) (lastPath = path), (lastService = serviceFromFileName(basename(path)));
+  if (path !== lastPath) ((lastPath = path), (lastService = serviceFromFileName(basename(path))));
   return lastService;
 }
 let lastPath = '';

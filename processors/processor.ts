@@ -1,21 +1,24 @@
 // The processor: consumes the collectors' topics from Kafka in a consumer group — raw log events (parsed into ECS
-// documents), metric samples, health events (Ceph health, Zabbix problems, inventory) and the dead-letter topic
-// (indexed for Kibana) — bulk-indexes what it keeps, runs the detectors, indexes and sends the alerts, and only then commits the offsets. A crash at any
+// documents), metric samples, health events (Ceph health, Zabbix problems, inventory: a host's current state,
+// indexed) and the dead-letter topic (indexed for Kibana), each decoded by the table in processors/decode.ts —
+// bulk-indexes what it keeps, runs the detectors, indexes and sends the alerts, and only then commits the offsets. A crash at any
 // point replays the uncommitted batch; deterministic ids make the replay overwrite, not add.
-import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, waitForElasticsearch } from '../core/elastic.ts';
-import { installIndexTemplates } from '../core/index-setup.ts';
-import { DeadLetter, deadLetter, HealthEvent, metricDocument, MetricEvent, RawLogEvent, stableId, type Alert } from '../core/events.ts';
+import { installIndexTemplates } from '../sinks/index-setup.ts';
+import { deadLetter, type Alert, type DeadLetter } from '../core/events.ts';
 import { ensureTopics, GroupConsumer, groupProgress, TopicProducer, type InBatch } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
 import { componentMetrics, countDetectorState, countFiringAlerts, reportConsumerLag, type ComponentMetrics } from '../core/metrics.ts';
 import { registerReadiness } from '../core/status-server.ts';
-import { alertDocumentId, DetectionEngine, loadRules } from './detect.ts';
-import { ElasticsearchSink, type IndexRequest } from './elasticsearch-sink.ts';
-import { NotificationDispatcher, notifiersFromConfig } from './notify.ts';
-import { parseLogEvent } from './parse-log.ts';
+import { alertDocumentId } from '../detectors/detector.ts';
+import { DetectionEngine } from '../detectors/engine.ts';
+import { loadRules } from '../detectors/rules.ts';
+import { ElasticsearchSink, type IndexRequest } from '../sinks/elasticsearch.ts';
+import { NotificationDispatcher } from '../notifiers/dispatch.ts';
+import { notifiersFromConfig } from '../notifiers/index.ts';
+import { decodeMessage, type TopicKind } from './decode.ts';
 import { TimeBudget } from './time-budget.ts';
 
 const COMPONENT = 'processor';
@@ -56,25 +59,23 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   });
   registerReadiness(COMPONENT, () => (sink.lastError ? `Elasticsearch does not take bulk requests: ${sink.lastError}` : undefined));
 
-  /** Decodes one message of the batch's topic: what to index, and the detectors' verdict on it (run after the
-   * batch is indexed). Throws for a message that is not what its topic carries. */
+  /** The kind of each topic consumed (its key in kafka.topics), for the decode table. */
+  const kindOf = new Map<string, TopicKind>([
+    [logsTopic, 'logs'],
+    [metricsTopic, 'metrics'],
+    [healthTopic, 'health'],
+    [deadTopic, 'dead_letter'],
+  ]);
+
+  /** Decodes one message of the batch's topic (processors/decode.ts): what to index, and the detectors' verdict on
+   * it (run after the batch is indexed). Throws for a message that is not what its topic carries. */
   function decode(topic: string, value: unknown, ingested: string, at: { partition: number; offset: string }): { request?: IndexRequest; detect: () => Alert[] } {
-    if (topic === deadTopic) {
-      // Into Kibana's reach: the dead letters of every component, under the id of their place in the topic.
-      const d = valid(DeadLetter, value, 'a dead letter');
-      return { request: { index: dailyIndex(cfg.elasticsearch.indices.dead_letter, d['@timestamp']), id: stableId(topic, at.partition, at.offset), doc: d }, detect: () => [] };
-    }
-    if (topic === logsTopic) {
-      const doc = parseLogEvent(valid(RawLogEvent, value, 'a raw log event'), { timezone: cfg.processor.timezone });
-      return { request: { index: dailyIndex(cfg.elasticsearch.indices.logs, doc['@timestamp']), id: doc.event.id, doc }, detect: () => engine.onLog(doc) };
-    }
-    if (topic === metricsTopic) {
-      const m = valid(MetricEvent, value, 'a metric event');
-      const doc = metricDocument(m, ingested);
-      return { request: { index: dailyIndex(cfg.elasticsearch.indices.metrics, m['@timestamp']), id: doc.event.id, doc }, detect: () => engine.onMetric(m) };
-    }
-    const h = valid(HealthEvent, value, 'a health event');
-    return { detect: () => (h.kind === 'ceph-health' ? engine.onCephHealth(h) : h.kind === 'zabbix-problem' ? engine.onZabbixProblem(h) : []) };
+    const { document: d, event } = decodeMessage(kindOf.get(topic)!, value, { timezone: cfg.processor.timezone, ingested, source: { topic, ...at } });
+    const prefix = d && cfg.elasticsearch.indices[d.index];
+    return {
+      ...(d ? { request: { index: d.daily === undefined ? prefix! : dailyIndex(prefix!, d.daily), id: d.id, doc: d.doc } } : {}),
+      detect: event ? () => engine.on(event) : () => [],
+    };
   }
 
   async function onBatch(batch: InBatch): Promise<void> {
@@ -115,7 +116,10 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     for (const r of await sink.write(alertRequests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
 
     if (dead.length > 0) {
-      await producer.send(deadTopic, dead.map((d) => ({ key: d.component, value: JSON.stringify(d) })));
+      await producer.send(
+        deadTopic,
+        dead.map((d) => ({ key: d.component, value: JSON.stringify(d) })),
+      );
       metrics.error('dead_letter', dead.length);
       log.warn(`${dead.length} event(s) sent to the dead-letter topic ${deadTopic}`, { first_reason: dead[0].reason });
     }
@@ -168,11 +172,4 @@ export function runVerdicts(verdicts: Verdict[], budget: TimeBudget, metrics: Pi
   }
   if (over > 0) metrics.error('time_budget', over);
   return { alerts, overBudget };
-}
-
-function valid<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  throw new Error(`not ${what}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
 }

@@ -1,14 +1,17 @@
 // Rule tests, like `promtool test rules`: next to each rule, `rules/<id>.test.yaml` gives log lines (metric
-// samples, Ceph health events) and the alert transitions they must cause. Run by `stackwatch rules test` and by
-// the test suite.
+// samples, Ceph health events, Zabbix problems) and the alert transitions they must cause. Run by `stackwatch rules
+// test` and by the test suite. What a test gives goes the pipeline's way: log lines through the collector's
+// assembly, every event through the processor's decode table (processors/decode.ts), then the engine.
 import { join } from 'node:path';
 import { z } from 'zod';
-import { EventAssembler } from '../collectors/assemble.ts';
+import { EventAssembler } from '../collectors/logs/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError, timeZone } from '../core/config.ts';
 import { CephHealthEvent, ZabbixProblemEvent, type Alert } from '../core/events.ts';
-import { DetectionEngine, DEFAULT_RULES_DIR, loadRules, readYamlFile, ruleDirFiles } from './detect.ts';
-import { parseLogEvent } from './parse-log.ts';
+import { ruleIssue } from '../detectors/rules.ts';
+import { DetectionEngine } from '../detectors/engine.ts';
+import { DEFAULT_RULES_DIR, loadRules, readYamlFile, ruleDirFiles } from '../detectors/rules.ts';
+import { decodeMessage, type TopicKind } from './decode.ts';
 
 const Expected = z.strictObject({
   status: z.enum(['firing', 'resolved']),
@@ -32,9 +35,7 @@ const RuleTestFile = z.strictObject({
         timezone: timeZone.default('UTC'),
         logs: z.array(z.strictObject({ file: z.string(), lines: z.string() })).default([]),
         /** Metric samples, after the logs, in order: `{ at, host, name, value, labels }`. */
-        metrics: z
-          .array(z.strictObject({ at: z.string(), host: z.string(), name: z.string(), value: z.number(), labels: z.record(z.string(), z.string()).default({}) }))
-          .default([]),
+        metrics: z.array(z.strictObject({ at: z.string(), host: z.string(), name: z.string(), value: z.number(), labels: z.record(z.string(), z.string()).default({}) })).default([]),
         /** Ceph health events, after the metrics, in order: `{ at, cluster, status, checks }`. */
         ceph_health: z
           .array(
@@ -47,9 +48,7 @@ const RuleTestFile = z.strictObject({
           )
           .default([]),
         /** Zabbix problems, after the Ceph health events, in order. */
-        zabbix_problems: z
-          .array(ZabbixProblemEvent.shape.problem.extend({ at: z.string(), host: z.string() }).strict())
-          .default([]),
+        zabbix_problems: z.array(ZabbixProblemEvent.shape.problem.extend({ at: z.string(), host: z.string() }).strict()).default([]),
         alerts: z.array(Expected),
       }),
     )
@@ -63,11 +62,17 @@ export interface RuleTestResult {
   problems: string[];
 }
 
-/** Turns log lines into alert transitions with the pipeline's own assembly, parse and engine. */
+/** The alert transitions of one message of a topic of `kind`, decoded as the processor decodes it. */
+function detect(engine: DetectionEngine, kind: TopicKind, value: unknown, timezone = 'UTC', offset = 0): Alert[] {
+  const { event } = decodeMessage(kind, value, { timezone, source: { topic: `test:${kind}`, partition: 0, offset: String(offset) } });
+  return event ? engine.on(event) : [];
+}
+
+/** Turns log lines into alert transitions with the pipeline's own assembly, decoding (parse) and engine. */
 export function alertsFor(engine: DetectionEngine, host: string, file: string, lines: string, timezone = 'UTC'): Alert[] {
   const alerts: Alert[] = [];
   const assembler = new EventAssembler({ maxEventBytes: 1 << 20 }, (e) => {
-    alerts.push(...engine.onLog(parseLogEvent(toRawEvent(e, host, file, `test:${file}`, '2000-01-01T00:00:00.000Z'), { timezone })));
+    alerts.push(...detect(engine, 'logs', toRawEvent(e, host, file, `test:${file}`, '2000-01-01T00:00:00.000Z'), timezone, e.offset));
   });
   let offset = 0;
   for (const line of lines.split('\n')) {
@@ -111,26 +116,24 @@ export async function runRuleTests(dir: string = DEFAULT_RULES_DIR): Promise<Rul
   for (const f of ruleDirFiles(dir).filter((n) => n.endsWith('.test.yaml'))) {
     const path = join(dir, f);
     const parsed = RuleTestFile.safeParse(readYamlFile(path));
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new ConfigError(`${path}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
-    }
+    if (!parsed.success) throw new ConfigError(`${path}: ${ruleIssue(parsed.error, '(top level)')}`);
     const rule = rules.find((r) => r.id === parsed.data.rule);
     if (!rule) throw new ConfigError(`${path}: rule: no rule with id ${parsed.data.rule} in ${dir}`);
     for (const t of parsed.data.tests) {
       const engine = await DetectionEngine.create([rule]);
       const actual = t.logs.flatMap((l) => alertsFor(engine, t.host, l.file, l.lines, t.timezone));
       for (const m of t.metrics) {
-        actual.push(...engine.onMetric({ v: 1, '@timestamp': m.at, source: 'test', host: { name: m.host }, metric: { name: m.name, value: m.value }, labels: m.labels }));
+        actual.push(...detect(engine, 'metrics', { v: 1, '@timestamp': m.at, source: 'test', host: { name: m.host }, metric: { name: m.name, value: m.value }, labels: m.labels }));
       }
       for (const h of t.ceph_health) {
-        actual.push(...engine.onCephHealth({ v: 1, kind: 'ceph-health', '@timestamp': h.at, cluster: { name: h.cluster }, status: h.status, checks: h.checks }));
+        actual.push(...detect(engine, 'health', { v: 1, kind: 'ceph-health', '@timestamp': h.at, cluster: { name: h.cluster }, status: h.status, checks: h.checks }));
       }
       for (const z of t.zabbix_problems) {
         const { at, host, ...problem } = z;
-        actual.push(...engine.onZabbixProblem({ v: 1, kind: 'zabbix-problem', '@timestamp': at, host: { name: host }, problem, labels: {} }));
+        actual.push(...detect(engine, 'health', { v: 1, kind: 'zabbix-problem', '@timestamp': at, host: { name: host }, problem, labels: {} }));
       }
-      if (t.logs.length + t.metrics.length + t.ceph_health.length + t.zabbix_problems.length === 0) throw new ConfigError(`${path}: ${t.name}: no logs, metrics, ceph_health or zabbix_problems to test with`);
+      if (t.logs.length + t.metrics.length + t.ceph_health.length + t.zabbix_problems.length === 0)
+        throw new ConfigError(`${path}: ${t.name}: no logs, metrics, ceph_health or zabbix_problems to test with`);
       results.push({ file: path, rule: rule.id, name: t.name, problems: compare(actual, t.alerts) });
     }
   }

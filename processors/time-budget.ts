@@ -11,7 +11,7 @@
 // events on a busy machine (two shared cores, Kafka and Elasticsearch beside us: a GC pause or a lost time slice
 // costs tens of milliseconds), and a spurious dead letter is a false alarm.
 import type { Alert, RawLogEvent } from '../core/events.ts';
-import type { DetectionEngine } from './detect.ts';
+import type { DetectionEngine } from '../detectors/engine.ts';
 import { parseLogEvent, type ParseOptions } from './parse-log.ts';
 
 export const DEFAULT_EVENT_BUDGET_MS = 1000;
@@ -47,6 +47,6 @@ export class TimeBudget {
 /** `stackwatch detect`'s step for one event: parse, detect, and the reason to report when the two took more than
  * the budget (undefined within it). */
 export function detectTimed(engine: DetectionEngine, raw: RawLogEvent, opts: ParseOptions, budget: TimeBudget): { alerts: Alert[]; overBudget?: string } {
-  const { value: alerts, ms } = budget.time(() => engine.onLog(parseLogEvent(raw, opts)));
+  const { value: alerts, ms } = budget.time(() => engine.on({ kind: 'log', doc: parseLogEvent(raw, opts) }));
   return budget.over(ms) ? { alerts, overBudget: budget.reason(ms) } : { alerts };
 }

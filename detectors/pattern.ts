@@ -3,9 +3,10 @@
 // after how long without evidence the alert resolves by itself. Named groups of the regexes can be used in
 // `match_by`, in the message and for the severity (Ceph's [WRN]/[ERR], say).
 import { z } from 'zod';
-import { Severity, type Alert, type LogDocument } from '../core/events.ts';
-import { alertTransition, regexParam, fieldValue, ruleParams, slide, type Detector, type Rule } from './detect.ts';
-import { KeyedState, stateLimits } from './state.ts';
+import { Severity, type Alert, type LogDocument, type LogEvent } from '../core/events.ts';
+import { alertTransition, defineDetector, type Detector } from './detector.ts';
+import { addEvidence, closingEvidence, fieldValue, FiringGroups, quietFor, slide, untracked } from './kit.ts';
+import { regexParam, type Rule } from './rules.ts';
 
 const regex = regexParam();
 
@@ -53,14 +54,16 @@ function render(template: string, fields: Record<string, string>): string {
 
 export type PatternParams = z.infer<typeof PatternParams>;
 
-export function createDetector(rule: Rule): Detector {
-  return patternDetector(rule, ruleParams(rule, PatternParams));
-}
+export const detector = defineDetector({
+  name: 'pattern',
+  params: PatternParams,
+  example: { fire: 'boom', message: 'boom on {host.name}' },
+  create: (p, { rule }) => patternDetector(rule, p),
+});
 
 /** The pattern detector with its params already validated (db-sync-lag validates them as part of its own). */
 export function patternDetector(rule: Rule, p: PatternParams): Detector {
-  const limits = stateLimits(rule);
-  const groups = new KeyedState<Group>(rule.id, limits, (g) => g.firing !== undefined);
+  const groups = new FiringGroups<Group>(rule, (g) => g.firing !== undefined);
   // A quiet period resolves a group on a line of its host and service (those of match_by, else any): firing groups
   // filed by them, so a line looks only at its own instead of at every group.
   const byHost = rule.match_by.includes('host.name');
@@ -106,11 +109,7 @@ export function patternDetector(rule: Rule, p: PatternParams): Detector {
 
   /** Stores a group; groups dropped to stay within the rule's bounds resolve if they were firing. */
   function keep(key: string, g: Group, now: number, at: string): Alert[] {
-    const out: Alert[] = [];
-    for (const e of groups.set(key, g, now)) {
-      if (e.value.firing) out.push(end(e.key, e.value, at, ` (no longer tracked: the rule holds at most ${limits.max_entries} groups, state.max_entries, and this was the oldest)`));
-    }
-    return out;
+    return groups.keep(key, g, now, (k, v) => end(k, v, at, untracked(groups.limits, 'groups')));
   }
 
   /** Alerts of the host and service of `doc` that have been quiet long enough resolve now. */
@@ -121,18 +120,17 @@ export function patternDetector(rule: Rule, p: PatternParams): Detector {
     const out: Alert[] = [];
     for (const key of [...keys]) {
       const g = groups.get(key);
-      if (!g?.firing || now - g.firing.last < p.quiet_resolve_s * 1000) continue;
+      if (!g?.firing || !quietFor(g.firing.last, now, p.quiet_resolve_s)) continue;
       out.push(end(key, g, new Date(g.firing.last + p.quiet_resolve_s * 1000).toISOString()));
     }
     return out;
   }
 
   return {
-    loggers: p.loggers,
     // A quiet period is measured on the group's other lines, so such a rule reads every line of its loggers.
-    literals: p.quiet_resolve_s === undefined ? p.contains : undefined,
+    accepts: { kinds: ['log'], loggers: p.loggers, literals: p.quiet_resolve_s === undefined ? p.contains : undefined },
     state: () => groups.size,
-    onLog(doc) {
+    on({ doc }: LogEvent) {
       const now = Date.parse(doc['@timestamp']);
       const out = quietResolutions(doc, now);
       const text = doc.message;
@@ -143,7 +141,7 @@ export function patternDetector(rule: Rule, p: PatternParams): Detector {
         const key = f && JSON.stringify(Object.fromEntries(rule.match_by.map((k) => [k, f[k]])));
         const g = key ? groups.get(key) : undefined;
         if (g?.firing) {
-          g.firing.evidence = [...g.firing.evidence, doc.event.id].slice(-p.evidence_max);
+          g.firing.evidence = closingEvidence(g.firing.evidence, doc.event.id, p.evidence_max);
           out.push(end(key!, g, doc['@timestamp']));
           return out;
         }
@@ -157,7 +155,7 @@ export function patternDetector(rule: Rule, p: PatternParams): Detector {
       const g = groups.get(key) ?? { recent: [] };
       if (g.firing) {
         g.firing.last = now;
-        if (g.firing.evidence.length < p.evidence_max) g.firing.evidence.push(doc.event.id);
+        addEvidence(g.firing.evidence, doc.event.id, p.evidence_max);
         out.push(...keep(key, g, now, doc['@timestamp']));
         return out;
       }

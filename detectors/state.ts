@@ -10,7 +10,7 @@
 // counted (stackwatch_detector_state_evictions_total{rule, reason}).
 import { z } from 'zod';
 import { stateEvicted } from '../core/metrics.ts';
-import type { Rule } from './detect.ts';
+import type { Rule } from './rules.ts';
 
 export const StateLimits = z.strictObject({
   /** Entries of each kind of state the rule's detector keeps (groups, connections, …). */
@@ -79,7 +79,7 @@ export class KeyedState<V> {
 
   constructor(
     private readonly rule: string,
-    private readonly limits: StateLimits,
+    readonly limits: StateLimits,
     /** Whether an entry holds an open alert (asked whenever it is stored). */
     private readonly isOpen: (v: V) => boolean = () => false,
   ) {}

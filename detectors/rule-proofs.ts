@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import type { z } from 'zod';
 import { ConfigError } from '../core/config.ts';
 import { proofKey } from '../core/regex.ts';
-import { DetectionEngine, DEFAULT_RULES_DIR, loadRules, PROOFS_FILE, type ProofsFile } from './detect.ts';
+import { DetectionEngine } from './engine.ts';
+import { DEFAULT_RULES_DIR, loadRules, PROOFS_FILE, type ProofsFile } from './rules.ts';
 
 export interface Verdict {
   where: string;
@@ -20,7 +21,11 @@ export interface Verdict {
 }
 
 interface Recheck {
-  check(source: string, flags: string, params?: Record<string, unknown>): Promise<{
+  check(
+    source: string,
+    flags: string,
+    params?: Record<string, unknown>,
+  ): Promise<{
     status: 'safe' | 'vulnerable' | 'unknown';
     checker?: string;
     complexity?: { type: string; summary: string; isFuzz: boolean };
