@@ -5,31 +5,23 @@ import { readFileSync } from 'node:fs';
 import { maskUrlCredentials } from '../core/secrets.ts';
 import { ConfigError, type Config } from '../core/config.ts';
 import { esClient } from '../core/elastic.ts';
-import {
-  DASHBOARDS_DIR,
-  defaultRetentionDays,
-  INDEX_KINDS,
-  pruneDailyIndices,
-  setupElasticsearch,
-  type IndexKind,
-  type SetupAction,
-  type SetupResult,
-} from '../core/index-setup.ts';
+import { DAILY_KINDS, defaultRetentionDays, pruneDailyIndices, setupElasticsearch, type DailyKind, type SetupAction, type SetupResult } from '../sinks/index-setup.ts';
 import { errorText } from '../core/log.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig } from './options.ts';
 
-export const KIBANA_NDJSON = new URL('kibana/stackwatch.ndjson', DASHBOARDS_DIR);
+// Relative to the repository root, not to this file: the same URL resolves from cli/ and from the bundle in dist/.
+export const KIBANA_NDJSON = new URL('../dashboards/kibana/stackwatch.ndjson', import.meta.url);
 
 /** The data view titles in the NDJSON (the default prefixes), rewritten to the configured ones on import. */
-const DEFAULT_PREFIX: Record<IndexKind, string> = {
+const DEFAULT_PREFIX: Record<DailyKind, string> = {
   logs: 'stackwatch-logs',
   alerts: 'stackwatch-alerts',
   metrics: 'stackwatch-metrics',
   dead_letter: 'stackwatch-dead-letter',
 };
 
-const KIND_NAMES: Record<IndexKind, string> = { logs: 'logs', alerts: 'alerts', metrics: 'metrics', dead_letter: 'dead_letter' };
+const KIND_NAMES: Record<DailyKind, string> = { logs: 'logs', alerts: 'alerts', metrics: 'metrics', dead_letter: 'dead_letter' };
 
 export const setupCommand: Command = {
   name: 'setup',
@@ -37,8 +29,8 @@ export const setupCommand: Command = {
                         [--kibana URL [--kibana-space SPACE]]
 
 Creates or updates what stackwatch needs in Elasticsearch, and changes nothing that is already right (run it
-after every upgrade; running it twice changes nothing the second time). Per index kind — logs, alerts, metrics,
-dead_letter, each with daily indices <prefix>-YYYY.MM.DD (elasticsearch.indices.<kind>):
+after every upgrade; running it twice changes nothing the second time). Per daily index kind — logs, alerts,
+metrics, dead_letter, each with daily indices <prefix>-YYYY.MM.DD (elasticsearch.indices.<kind>):
   component templates <prefix>@settings and <prefix>@mappings (explicit ECS mappings), and the composable index
     template <prefix> for <prefix>-* built from them and from <prefix>@custom when it exists — put your own
     settings (replicas, …) and fields there: setup never touches it;
@@ -47,8 +39,10 @@ dead_letter, each with daily indices <prefix>-YYYY.MM.DD (elasticsearch.indices.
     N days after it was created — for live data, N days after its day; old logs replayed today stay N days (set
     on the existing daily indices too). Without ILM (e.g. Elasticsearch's minimal distribution), setup says so:
     run \`stackwatch setup --prune\` daily from cron instead.
-It checks the existing daily indices against the templates: a missing field is added; a field mapped with
-another type is an error naming the index and the field (the index needs a reindex).
+The host inventory (elasticsearch.indices.inventory) is one index, not daily: the same three templates for that
+one name, no alias, no retention (neither ILM nor --prune ever deletes it).
+It checks the existing indices against the templates: a missing field is added; a field mapped with another
+type is an error naming the index and the field (the index needs a reindex).
 
 Options:
   --config FILE         configuration file (default: $STACKWATCH_CONFIG or /etc/stackwatch/stackwatch.yaml); only
@@ -57,7 +51,7 @@ Options:
                         days to keep a kind's daily indices (repeatable or comma-separated: logs=14,metrics=365;
                         KIND: logs, alerts, metrics, dead_letter), over elasticsearch.retention_days of the
                         configuration. Written into the ILM policy; a kind named in neither keeps its policy as it is (or gets the default when it has none: logs 30, alerts 365,
-                        metrics 180, dead_letter 30 — dashboards/ilm/). Also what --prune uses.
+                        metrics 180, dead_letter 30 — sinks/ilm/). Also what --prune uses.
   --prune               delete the daily indices older than their kind's retention: whose day (in their name)
                         and whose creation are both N days ago or more — ILM's rule (for clusters without ILM;
                         with ILM it does nothing)
@@ -139,13 +133,13 @@ index has a conflicting mapping (the message names the index and field), 2 for a
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-export function parseRetention(values: string[]): Partial<Record<IndexKind, number>> {
-  const out: Partial<Record<IndexKind, number>> = {};
+export function parseRetention(values: string[]): Partial<Record<DailyKind, number>> {
+  const out: Partial<Record<DailyKind, number>> = {};
   for (const item of values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean)) {
     const m = /^([a-z_-]+)=(\d+)d?$/.exec(item);
-    const kind = m?.[1].replace('-', '_') as IndexKind | undefined;
-    if (!m || !kind || !INDEX_KINDS.includes(kind) || Number(m[2]) < 1) {
-      throw new ConfigError(`--retention: expected KIND=DAYS with KIND one of ${INDEX_KINDS.join(', ')} and DAYS ≥ 1, got ${JSON.stringify(item)}`);
+    const kind = m?.[1].replace('-', '_') as DailyKind | undefined;
+    if (!m || !kind || !DAILY_KINDS.includes(kind) || Number(m[2]) < 1) {
+      throw new ConfigError(`--retention: expected KIND=DAYS with KIND one of ${DAILY_KINDS.join(', ')} and DAYS ≥ 1, got ${JSON.stringify(item)}`);
     }
     out[kind] = Number(m[2]);
   }
@@ -172,7 +166,7 @@ function kibanaUrl(url: string, space: string | undefined): string {
 // Report
 
 function formatAction(a: SetupAction): string {
-  const detail = a.what === 'index template' ? `${a.name}-*, alias ${a.name}` : (a.detail ?? '');
+  const detail = a.what === 'index template' ? (a.detail ?? `${a.name}-*, alias ${a.name}`) : (a.detail ?? '');
   return `  ${a.result.padEnd(10)} ${a.what.padEnd(19)} ${a.name}${detail ? `  (${detail})` : ''}`;
 }
 
@@ -184,14 +178,14 @@ function summary(actions: SetupAction[]): string {
 }
 
 /** The retention of each kind: the ILM policy's when there is one, else --retention, else the default. */
-function retentionDays(asked: Partial<Record<IndexKind, number>>, result: SetupResult): Record<IndexKind, number> {
-  return Object.fromEntries(INDEX_KINDS.map((k) => [k, result.retention[k] ?? asked[k] ?? defaultRetentionDays(k)])) as Record<IndexKind, number>;
+function retentionDays(asked: Partial<Record<DailyKind, number>>, result: SetupResult): Record<DailyKind, number> {
+  return Object.fromEntries(DAILY_KINDS.map((k) => [k, result.retention[k] ?? asked[k] ?? defaultRetentionDays(k)])) as Record<DailyKind, number>;
 }
 
-function retentionText(result: SetupResult, days: Record<IndexKind, number>, cfg: Config): string {
-  const list = INDEX_KINDS.map((k) => `${KIND_NAMES[k]} ${days[k]} d`).join(', ');
+function retentionText(result: SetupResult, days: Record<DailyKind, number>, cfg: Config): string {
+  const list = DAILY_KINDS.map((k) => `${KIND_NAMES[k]} ${days[k]} d`).join(', ');
   if (result.ilm.available === true) {
-    return `Retention: ILM policies ${INDEX_KINDS.map((k) => `${cfg.elasticsearch.indices[k]} (${days[k]} d)`).join(', ')}: a daily index is deleted that many days after it was created.`;
+    return `Retention: ILM policies ${DAILY_KINDS.map((k) => `${cfg.elasticsearch.indices[k]} (${days[k]} d)`).join(', ')}: a daily index is deleted that many days after it was created.`;
   }
   if (result.ilm.available === undefined) {
     return [
@@ -222,7 +216,7 @@ function elasticsearchError(url: string, err: unknown): string {
 /** The NDJSON with the data views (and the Vega charts' index) on the configured index prefixes. */
 export function kibanaObjects(cfg: Config): string {
   let text = readFileSync(KIBANA_NDJSON, 'utf8');
-  for (const kind of INDEX_KINDS) {
+  for (const kind of DAILY_KINDS) {
     const prefix = cfg.elasticsearch.indices[kind];
     if (prefix !== DEFAULT_PREFIX[kind]) text = text.split(`${DEFAULT_PREFIX[kind]}-*`).join(`${prefix}-*`);
   }

@@ -4,7 +4,7 @@
 import { ConfigError } from '../core/config.ts';
 import { esClient } from '../core/elastic.ts';
 import { errorText } from '../core/log.ts';
-import { DAY_MS, DEFAULT_MIN_HISTORY_DAYS, DEFAULT_MIN_SAMPLES, humanDuration, parseDays, queryTrends, type Trend } from '../core/trends.ts';
+import { DAY_MS, DEFAULT_MIN_HISTORY_DAYS, DEFAULT_MIN_SAMPLES, humanDuration, parseDays, queryTrends, type Trend } from './trends-query.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig } from './options.ts';
 

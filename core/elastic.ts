@@ -1,6 +1,6 @@
 // The Elasticsearch connection: the client (credentials, TLS, one clear line for a refused request), waiting for
 // the cluster, daily index names, and what an error says. What stackwatch keeps in the cluster (templates,
-// aliases, retention) is core/index-setup.ts.
+// aliases, retention) is sinks/index-setup.ts.
 import { Client, errors } from '@elastic/elasticsearch';
 import type { Config } from './config.ts';
 import { clarifyElasticsearchError } from './es-errors.ts';
@@ -49,8 +49,10 @@ export function statusOf(err: unknown): number | undefined {
 /** The reason of an Elasticsearch error, innermost cause first ("mapper_parsing_exception: …"). */
 export function esReason(err: unknown): string {
   if (err instanceof errors.ResponseError) {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an error body of any shape, read by key
     const e = (err.body as Record<string, any> | undefined)?.error;
     if (e && typeof e === 'object') {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the same body's nested causes
       let inner: Record<string, any> = e;
       while (inner.caused_by) inner = inner.caused_by;
       return `${inner.type}: ${inner.reason}`;

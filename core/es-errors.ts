@@ -4,6 +4,7 @@
 // message of such errors in place (same class, statusCode, body and meta), before they reach the caller.
 import type { errors } from '@elastic/elasticsearch';
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON from Elasticsearch or our own files, read by key and checked where it matters
 type Json = Record<string, any>;
 
 /** The innermost reason of an Elasticsearch error body, on one line. */

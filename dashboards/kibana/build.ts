@@ -5,7 +5,7 @@
 //   npx tsx dashboards/kibana/build.ts
 //
 // Every query is Lucene (query_string), so test/integration/saved-searches.test.ts runs each against real indexed
-// data. Field names are the index templates' (dashboards/index-templates/); the unit test checks every one.
+// data. Field names are the index templates' (sinks/index-templates/); the unit test checks every one.
 import { writeFileSync } from 'node:fs';
 
 export const NDJSON_FILE = new URL('stackwatch.ndjson', import.meta.url);

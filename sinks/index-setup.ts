@@ -1,9 +1,9 @@
 // What stackwatch keeps in Elasticsearch for the indices it writes: index templates, the read alias over each
 // kind's daily indices, and retention (`stackwatch setup`, and every processor at start).
 //
-// Per index kind (logs, alerts, metrics, dead_letter; `<prefix>` is elasticsearch.indices.<kind>):
+// Per daily index kind (logs, alerts, metrics, dead_letter; `<prefix>` is elasticsearch.indices.<kind>):
 //   component template `<prefix>@settings`  shards, replicas, refresh, default search fields, ILM policy name
-//   component template `<prefix>@mappings`  explicit ECS mappings (dashboards/index-templates/stackwatch-base.json
+//   component template `<prefix>@mappings`  explicit ECS mappings (sinks/index-templates/stackwatch-base.json
 //                                           merged with stackwatch-<kind>.json)
 //   component template `<prefix>@custom`    optional, never written by stackwatch: a site's own additions (more
 //                                           replicas, a field) survive every setup and upgrade
@@ -11,27 +11,40 @@
 //                                           alias `<prefix>` over every daily index
 //   ILM policy         `<prefix>`           hot, then delete N days after the index was created (for live data,
 //                                           its day) — only on a cluster with ILM (index lifecycle management)
+// The inventory is one index, not daily: `<name>` is elasticsearch.indices.inventory and the index itself (a
+// document per host, overwritten as the host changes). Its index template matches that one name and has the same
+// three components, no alias (the index has the name) and no ILM policy: retention never deletes it.
+//
 // Every object carries `_meta.hash` of its content: an object whose hash matches is left alone, so running setup
 // (or starting a processor) twice changes nothing.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { errors } from '@elastic/elasticsearch';
-import { esReason, statusOf, type Client, type ElasticsearchConfig } from './elastic.ts';
-import { logger } from './log.ts';
+import { esReason, statusOf, type Client, type ElasticsearchConfig } from '../core/elastic.ts';
+import { logger } from '../core/log.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Template bodies
 
 export type IndexKind = keyof ElasticsearchConfig['indices'];
-export const INDEX_KINDS: readonly IndexKind[] = ['logs', 'alerts', 'metrics', 'dead_letter'];
+/** The kinds written to daily indices `<prefix>-YYYY.MM.DD`: each has a read alias and a retention. */
+export type DailyKind = Exclude<IndexKind, 'inventory'>;
+export const DAILY_KINDS: readonly DailyKind[] = ['logs', 'alerts', 'metrics', 'dead_letter'];
+export const INDEX_KINDS: readonly IndexKind[] = [...DAILY_KINDS, 'inventory'];
 
-export const DASHBOARDS_DIR = new URL('../dashboards/', import.meta.url);
-const TEMPLATE_DIR = new URL('index-templates/', DASHBOARDS_DIR);
-const ILM_DIR = new URL('ilm/', DASHBOARDS_DIR);
+export function isDaily(kind: IndexKind): kind is DailyKind {
+  return kind !== 'inventory';
+}
+
+// Relative to the repository root, not to this file: the same URL resolves from sinks/ (tsx, vitest) and from the
+// bundle in dist/.
+const TEMPLATE_DIR = new URL('../sinks/index-templates/', import.meta.url);
+const ILM_DIR = new URL('../sinks/ilm/', import.meta.url);
 
 /** Priority of stackwatch's index templates: above the built-in ones (100), below a site's own overrides. */
 export const TEMPLATE_PRIORITY = 200;
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON from Elasticsearch or our own files, read by key and checked where it matters
 type Json = Record<string, any>;
 
 function readJson(url: URL): Json {
@@ -66,7 +79,7 @@ export interface KindTemplate {
   description: string;
 }
 
-/** The settings and mappings of one index kind, from dashboards/index-templates/ (base + kind). */
+/** The settings and mappings of one index kind, from sinks/index-templates/ (base + kind). */
 export function kindTemplate(kind: IndexKind): KindTemplate {
   const base = readJson(new URL('stackwatch-base.json', TEMPLATE_DIR));
   const own = readJson(new URL(`stackwatch-${kind}.json`, TEMPLATE_DIR));
@@ -77,14 +90,14 @@ export function kindTemplate(kind: IndexKind): KindTemplate {
   };
 }
 
-/** Default retention of a kind in days: the delete phase of dashboards/ilm/stackwatch-<kind>.json. */
-export function defaultRetentionDays(kind: IndexKind): number {
+/** Default retention of a kind in days: the delete phase of sinks/ilm/stackwatch-<kind>.json. */
+export function defaultRetentionDays(kind: DailyKind): number {
   const days = parseDays(ilmPolicyFile(kind).policy?.phases?.delete?.min_age);
-  if (days === undefined) throw new Error(`dashboards/ilm/stackwatch-${kind}.json: the delete phase needs a min_age in days, like "30d"`);
+  if (days === undefined) throw new Error(`sinks/ilm/stackwatch-${kind}.json: the delete phase needs a min_age in days, like "30d"`);
   return days;
 }
 
-export function ilmPolicyFile(kind: IndexKind): Json {
+export function ilmPolicyFile(kind: DailyKind): Json {
   return readJson(new URL(`stackwatch-${kind}.json`, ILM_DIR));
 }
 
@@ -122,13 +135,26 @@ export interface KindObjects {
   template: { name: string; body: Json };
 }
 
-/** Exactly what goes into the cluster for one kind. `ilm`: name the ILM policy `<prefix>` in the settings. */
+/** Exactly what goes into the cluster for one kind. `ilm`: name the ILM policy `<prefix>` in the settings (never
+ * for the inventory, which is not daily). */
 export function kindObjects(kind: IndexKind, prefix: string, ilm: boolean, source: (kind: IndexKind) => KindTemplate = kindTemplate): KindObjects {
   const t = source(kind);
   const settings: Json = { ...t.settings };
   // Age counts from the index's creation (ILM's default), not from the day in its name: live data is deleted N days
   // after its day all the same, and old logs replayed for a post-mortem stay N days instead of vanishing at once.
-  if (ilm) settings['index.lifecycle.name'] = prefix;
+  if (ilm && isDaily(kind)) settings['index.lifecycle.name'] = prefix;
+  const template = isDaily(kind)
+    ? {
+        body: {
+          index_patterns: [`${prefix}-*`],
+          template: { aliases: { [prefix]: {} } },
+        },
+        description: `${t.description}; daily indices ${prefix}-YYYY.MM.DD, read alias ${prefix}; add your own settings and mappings in the component template ${prefix}@custom`,
+      }
+    : {
+        body: { index_patterns: [prefix] },
+        description: `${t.description}; the one index ${prefix}, not daily and never pruned; add your own settings and mappings in the component template ${prefix}@custom`,
+      };
   return {
     kind,
     prefix,
@@ -138,20 +164,20 @@ export function kindObjects(kind: IndexKind, prefix: string, ilm: boolean, sourc
       name: prefix,
       body: withHash(
         {
-          index_patterns: [`${prefix}-*`],
+          index_patterns: template.body.index_patterns,
           priority: TEMPLATE_PRIORITY,
           composed_of: [`${prefix}@settings`, `${prefix}@mappings`, `${prefix}@custom`],
           ignore_missing_component_templates: [`${prefix}@custom`],
-          template: { aliases: { [prefix]: {} } },
+          ...('template' in template.body ? { template: template.body.template } : {}),
         },
-        `${t.description}; daily indices ${prefix}-YYYY.MM.DD, read alias ${prefix}; add your own settings and mappings in the component template ${prefix}@custom`,
+        template.description,
       ),
     },
   };
 }
 
 /** The ILM policy of a kind with its delete phase at `days`. */
-export function ilmPolicy(kind: IndexKind, days: number): Json {
+export function ilmPolicy(kind: DailyKind, days: number): Json {
   const file = ilmPolicyFile(kind).policy;
   const policy = structuredClone(file) as Json;
   policy.phases.delete.min_age = `${days}d`;
@@ -232,9 +258,9 @@ export interface SetupOptions {
   /** A retention policy the user may not read or write is a warning, not an error (a starting processor). */
   retentionBestEffort?: boolean;
   /** Retention in days per kind, written into the ILM policies. A kind not named keeps its policy as it is (an
-   * SRE may have tuned it), or gets the default of dashboards/ilm/ when it has none. */
-  retention?: Partial<Record<IndexKind, number>>;
-  /** Where the settings and mappings come from (default: dashboards/index-templates/); for tests. */
+   * SRE may have tuned it), or gets the default of sinks/ilm/ when it has none. */
+  retention?: Partial<Record<DailyKind, number>>;
+  /** Where the settings and mappings come from (default: sinks/index-templates/); for tests. */
   templates?: (kind: IndexKind) => KindTemplate;
 }
 
@@ -248,8 +274,8 @@ export interface MappingConflict {
 export interface SetupResult {
   actions: SetupAction[];
   ilm: IlmSupport;
-  /** The retention (days) of each kind's ILM policy, when the cluster has ILM. */
-  retention: Partial<Record<IndexKind, number>>;
+  /** The retention (days) of each daily kind's ILM policy, when the cluster has ILM. */
+  retention: Partial<Record<DailyKind, number>>;
   conflicts: MappingConflict[];
 }
 
@@ -287,17 +313,18 @@ export function fieldOfReason(reason: string): string | undefined {
   return m?.[1];
 }
 
-function refused(what: string, name: string, prefix: string, err: unknown): SetupError {
+/** `indices`: what the object is for, as the message names it (`indices <prefix>-*`, or `index <name>`). */
+function refused(what: string, name: string, indices: string, err: unknown): SetupError {
   const reason = esReason(err);
   const field = fieldOfReason(reason);
-  return new SetupError(`Elasticsearch refused the ${what} ${name} (indices ${prefix}-*${field ? `, field ${field}` : ''}): ${reason}`, { cause: err });
+  return new SetupError(`Elasticsearch refused the ${what} ${name} (${indices}${field ? `, field ${field}` : ''}): ${reason}`, { cause: err });
 }
 
 async function putIfChanged(
   client: Client,
   what: 'component template' | 'index template',
   name: string,
-  prefix: string,
+  indices: string,
   body: Json,
   existing: Json | undefined,
 ): Promise<SetupAction> {
@@ -306,7 +333,7 @@ async function putIfChanged(
     if (what === 'component template') await client.cluster.putComponentTemplate({ name, ...body } as never);
     else await client.indices.putIndexTemplate({ name, ...body } as never);
   } catch (err) {
-    throw refused(what, name, prefix, err);
+    throw refused(what, name, indices, err);
   }
   return { what, name, result: existing ? 'updated' : 'created' };
 }
@@ -337,11 +364,12 @@ export async function setupElasticsearch(client: Client, cfg: ElasticsearchConfi
   for (const [i, { kind, prefix }] of kinds.entries()) {
     const now = current[i];
     // Whether the indices get an ILM policy: what the cluster says, or — when it would not say — what the
-    // settings already installed say, so a processor without ILM privileges never undoes what setup did.
-    const useIlm = ilm.available ?? Boolean(now.settings?.template?.settings?.index?.lifecycle?.name);
+    // settings already installed say, so a processor without ILM privileges never undoes what setup did. The
+    // inventory never does: it is not daily and nothing expires.
+    const useIlm = isDaily(kind) && (ilm.available ?? Boolean(now.settings?.template?.settings?.index?.lifecycle?.name));
     const objs = kindObjects(kind, prefix, useIlm, opts.templates);
 
-    if (useIlm && ilm.available) {
+    if (useIlm && ilm.available && isDaily(kind)) {
       try {
         result.actions.push(await ensurePolicy(client, kind, prefix, opts.retention?.[kind], result));
       } catch (err) {
@@ -350,15 +378,17 @@ export async function setupElasticsearch(client: Client, cfg: ElasticsearchConfi
         logger('elasticsearch').warn(`cannot check the ILM policy ${prefix} (${esReason(err instanceof SetupError ? err.cause : err)}): run \`stackwatch setup\` as a user with the manage_ilm privilege`);
       }
     }
-    result.actions.push(await putIfChanged(client, 'component template', objs.settings.name, prefix, objs.settings.body, now.settings));
-    result.actions.push(await putIfChanged(client, 'component template', objs.mappings.name, prefix, objs.mappings.body, now.mappings));
-    result.actions.push(await putIfChanged(client, 'index template', objs.template.name, prefix, objs.template.body, now.template));
-    if (opts.existingIndices) await checkExistingIndices(client, (opts.templates ?? kindTemplate)(kind), prefix, result, useIlm && ilm.available === true);
+    const indices = isDaily(kind) ? `indices ${prefix}-*` : `index ${prefix}`;
+    result.actions.push(await putIfChanged(client, 'component template', objs.settings.name, indices, objs.settings.body, now.settings));
+    result.actions.push(await putIfChanged(client, 'component template', objs.mappings.name, indices, objs.mappings.body, now.mappings));
+    const template = await putIfChanged(client, 'index template', objs.template.name, indices, objs.template.body, now.template);
+    result.actions.push(isDaily(kind) ? template : { ...template, detail: `the one index ${prefix}, not daily` });
+    if (opts.existingIndices) await checkExistingIndices(client, (opts.templates ?? kindTemplate)(kind), prefix, result, useIlm && ilm.available === true, isDaily(kind));
   }
   return result;
 }
 
-async function ensurePolicy(client: Client, kind: IndexKind, prefix: string, days: number | undefined, result: SetupResult): Promise<SetupAction> {
+async function ensurePolicy(client: Client, kind: DailyKind, prefix: string, days: number | undefined, result: SetupResult): Promise<SetupAction> {
   const existing = await getOrUndefined(() => client.ilm.getLifecycle({ name: prefix }));
   const current = existing?.[prefix]?.policy as Json | undefined;
   const currentDays = parseDays(current?.phases?.delete?.min_age);
@@ -370,7 +400,7 @@ async function ensurePolicy(client: Client, kind: IndexKind, prefix: string, day
   try {
     await client.ilm.putLifecycle({ name: prefix, policy: ilmPolicy(kind, want) as never });
   } catch (err) {
-    throw refused('ILM policy', prefix, prefix, err);
+    throw refused('ILM policy', prefix, `indices ${prefix}-*`, err);
   }
   result.retention[kind] = want;
   return { what: 'ILM policy', name: prefix, result: current ? 'updated' : 'created', detail: `delete after ${want}d` };
@@ -379,8 +409,17 @@ async function ensurePolicy(client: Client, kind: IndexKind, prefix: string, day
 const DAILY = (prefix: string) => new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d{4})\\.(\\d{2})\\.(\\d{2})$`);
 
 /** Existing indices of a kind: their mappings against the template (conflicts reported, missing fields added),
- * the read alias (added where missing) and, with ILM, the lifecycle policy (set where an index has none). */
-async function checkExistingIndices(client: Client, template: KindTemplate, prefix: string, result: SetupResult, ilm: boolean): Promise<void> {
+ * the read alias (added where missing) and, with ILM, the lifecycle policy (set where an index has none). For a kind
+ * that is not daily (the inventory), the one index named `prefix`: its mappings only. */
+async function checkExistingIndices(client: Client, template: KindTemplate, prefix: string, result: SetupResult, ilm: boolean, daily: boolean): Promise<void> {
+  if (!daily) {
+    const mappings = await client.indices.getMapping({ index: prefix, ignore_unavailable: true, allow_no_indices: true, expand_wildcards: 'open' }).catch((err) => {
+      if (statusOf(err) === 404) return {};
+      throw err;
+    });
+    if (Object.keys(mappings).includes(prefix)) await checkMappings(client, template, prefix, [prefix], mappings, result);
+    return;
+  }
   // An index named like the alias would make every new daily index fail to be created.
   const same = await client.indices.get({ index: prefix, ignore_unavailable: true, allow_no_indices: true }).catch((err) => {
     if (statusOf(err) === 404) return {};
@@ -391,10 +430,42 @@ async function checkExistingIndices(client: Client, template: KindTemplate, pref
   }
 
   const mappings = await client.indices.getMapping({ index: `${prefix}-*`, ignore_unavailable: true, allow_no_indices: true, expand_wildcards: 'open' });
-  const daily = DAILY(prefix);
-  const indices = Object.keys(mappings).filter((name) => daily.test(name)).sort();
+  const dailyName = DAILY(prefix);
+  const indices = Object.keys(mappings).filter((name) => dailyName.test(name)).sort();
   if (indices.length === 0) return;
+  await checkMappings(client, template, `${prefix}-*`, indices, mappings, result);
 
+  const aliased = await client.indices.getAlias({ name: prefix, index: `${prefix}-*`, ignore_unavailable: true, allow_no_indices: true }).catch((err) => {
+    if (statusOf(err) === 404) return {};
+    throw err;
+  });
+  const without = indices.filter((index) => !(aliased as Json)[index]?.aliases?.[prefix]);
+  if (without.length > 0) {
+    await client.indices.updateAliases({ actions: without.map((index) => ({ add: { index, alias: prefix } })) });
+    result.actions.push({ what: 'alias', name: prefix, result: 'updated', detail: `added to ${without.length} existing ${without.length === 1 ? 'index' : 'indices'}` });
+  } else {
+    result.actions.push({ what: 'alias', name: prefix, result: 'unchanged', detail: `on ${indices.length} ${indices.length === 1 ? 'index' : 'indices'}` });
+  }
+
+  if (!ilm) return;
+  // Indices created before the policy existed: managed from now on (one that has a policy of its own keeps it).
+  const settings = (await client.indices.getSettings({ index: `${prefix}-*`, name: 'index.lifecycle.name', ignore_unavailable: true, allow_no_indices: true, expand_wildcards: 'open' })) as Json;
+  const unmanaged = indices.filter((index) => !settings[index]?.settings?.index?.lifecycle?.name);
+  for (const part of chunks(unmanaged, 50)) {
+    try {
+      await client.indices.putSettings({ index: part.join(','), settings: { 'index.lifecycle.name': prefix } });
+    } catch (err) {
+      throw refused('lifecycle settings of the existing index', part.join(', '), `indices ${prefix}-*`, err);
+    }
+  }
+  if (unmanaged.length > 0) {
+    result.actions.push({ what: 'index settings', name: `${prefix}-*`, result: 'updated', detail: `ILM policy ${prefix} set on ${unmanaged.length} existing ${unmanaged.length === 1 ? 'index' : 'indices'}` });
+  }
+}
+
+/** The mappings of existing `indices` (of one kind, reported as `pattern`) against the template: conflicts
+ * reported, missing fields added by a mapping update. */
+async function checkMappings(client: Client, template: KindTemplate, pattern: string, indices: string[], mappings: Json, result: SetupResult): Promise<void> {
   const desired = template.mappings;
   const want = flattenProperties(desired.properties ?? {}, '', {});
   const missingIn: string[] = [];
@@ -442,34 +513,7 @@ async function checkExistingIndices(client: Client, template: KindTemplate, pref
     }
     const fields = [...added].sort();
     const named = fields.length > 8 ? `${fields.slice(0, 8).join(', ')} and ${fields.length - 8} more fields` : fields.join(', ');
-    result.actions.push({ what: 'mapping', name: `${prefix}-*`, result: 'updated', detail: `${named} added to ${missingIn.length} existing ${missingIn.length === 1 ? 'index' : 'indices'}` });
-  }
-
-  const aliased = await client.indices.getAlias({ name: prefix, index: `${prefix}-*`, ignore_unavailable: true, allow_no_indices: true }).catch((err) => {
-    if (statusOf(err) === 404) return {};
-    throw err;
-  });
-  const without = indices.filter((index) => !(aliased as Json)[index]?.aliases?.[prefix]);
-  if (without.length > 0) {
-    await client.indices.updateAliases({ actions: without.map((index) => ({ add: { index, alias: prefix } })) });
-    result.actions.push({ what: 'alias', name: prefix, result: 'updated', detail: `added to ${without.length} existing ${without.length === 1 ? 'index' : 'indices'}` });
-  } else {
-    result.actions.push({ what: 'alias', name: prefix, result: 'unchanged', detail: `on ${indices.length} ${indices.length === 1 ? 'index' : 'indices'}` });
-  }
-
-  if (!ilm) return;
-  // Indices created before the policy existed: managed from now on (one that has a policy of its own keeps it).
-  const settings = (await client.indices.getSettings({ index: `${prefix}-*`, name: 'index.lifecycle.name', ignore_unavailable: true, allow_no_indices: true, expand_wildcards: 'open' })) as Json;
-  const unmanaged = indices.filter((index) => !settings[index]?.settings?.index?.lifecycle?.name);
-  for (const part of chunks(unmanaged, 50)) {
-    try {
-      await client.indices.putSettings({ index: part.join(','), settings: { 'index.lifecycle.name': prefix } });
-    } catch (err) {
-      throw refused('lifecycle settings of the existing index', part.join(', '), prefix, err);
-    }
-  }
-  if (unmanaged.length > 0) {
-    result.actions.push({ what: 'index settings', name: `${prefix}-*`, result: 'updated', detail: `ILM policy ${prefix} set on ${unmanaged.length} existing ${unmanaged.length === 1 ? 'index' : 'indices'}` });
+    result.actions.push({ what: 'mapping', name: pattern, result: 'updated', detail: `${named} added to ${missingIn.length} existing ${missingIn.length === 1 ? 'index' : 'indices'}` });
   }
 }
 
@@ -491,10 +535,13 @@ export async function removeIndexTemplates(client: Client, cfg: ElasticsearchCon
   const ignore404 = (err: unknown) => {
     if (statusOf(err) !== 404) throw err;
   };
-  for (const prefix of Object.values(cfg.indices)) {
+  for (const kind of INDEX_KINDS) {
+    const prefix = cfg.indices[kind];
     await client.indices.deleteIndexTemplate({ name: prefix }).catch(ignore404);
     await client.cluster.deleteComponentTemplate({ name: `${prefix}@settings` }).catch(ignore404);
     await client.cluster.deleteComponentTemplate({ name: `${prefix}@mappings` }).catch(ignore404);
+    // The inventory has no policy: a policy by its name is not stackwatch's.
+    if (!isDaily(kind)) continue;
     await client.ilm.deleteLifecycle({ name: prefix }).catch((err) => {
       if (![400, 404, 405].includes(statusOf(err) ?? 0)) throw err;
     });
@@ -505,7 +552,7 @@ export async function removeIndexTemplates(client: Client, cfg: ElasticsearchCon
 // Retention without ILM
 
 export interface PrunedIndex {
-  kind: IndexKind;
+  kind: DailyKind;
   index: string;
   /** The day in its name (YYYY-MM-DD). */
   day: string;
@@ -525,16 +572,17 @@ export function dailyIndexAge(prefix: string, index: string, createdMs: number, 
   return { day, ageDays: (nowMs - Math.max(start, Number.isFinite(createdMs) ? createdMs : start)) / 86_400_000 };
 }
 
-/** The daily indices older than their kind's retention (see dailyIndexAge). Deletes them unless `dryRun`. */
+/** The daily indices older than their kind's retention (see dailyIndexAge). Deletes them unless `dryRun`. The
+ * inventory is not daily: never pruned. */
 export async function pruneDailyIndices(
   client: Client,
   cfg: ElasticsearchConfig,
-  retention: Record<IndexKind, number>,
+  retention: Record<DailyKind, number>,
   opts: { dryRun?: boolean; now?: Date } = {},
 ): Promise<PrunedIndex[]> {
   const now = (opts.now ?? new Date()).getTime();
   const out: PrunedIndex[] = [];
-  for (const kind of INDEX_KINDS) {
+  for (const kind of DAILY_KINDS) {
     const prefix = cfg.indices[kind];
     const rows = (await client.cat.indices({ index: `${prefix}-*`, h: 'index,creation.date', format: 'json', expand_wildcards: 'open' }).catch((err) => {
       if (statusOf(err) === 404) return [];

@@ -7,7 +7,7 @@
 // sample. The samples are read raw (a point-in-time search paged with search_after, sorted by time) and folded
 // into running sums as they arrive, so memory is bounded per series whatever the number of samples.
 import type { estypes } from '@elastic/elasticsearch';
-import type { Client } from './elastic.ts';
+import type { Client } from '../core/elastic.ts';
 
 export const DAY_MS = 86_400_000;
 
