@@ -1,14 +1,46 @@
 #!/usr/bin/env bash
-# Every test stackwatch has: type check, unit tests, and integration tests against the real local stack
-# (Kafka, Elasticsearch, Alertmanager, the pager webhook, Zabbix with MariaDB replication, Ceph), which it starts
-# if needed and stops afterwards — only the services it started itself. Extra arguments go to vitest (e.g. --project unit, a file name).
+# Every test stackwatch has: the static checks (type check, ESLint, Prettier, shellcheck), unit tests, and
+# integration tests against the real local stack (Kafka, Elasticsearch, Alertmanager, the pager webhook, Zabbix
+# with MariaDB replication, Ceph), which it starts if needed and stops afterwards — only the services it started
+# itself. Extra arguments go to vitest (e.g. --project unit, a file name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -d node_modules ] || npm ci --no-audit --no-fund
-# What tests use besides the services (promtool, oslo.messaging): installed now if missing, waiting for another
-# apt-get's lock, never from inside a test.
+
+# The static checks need no service: they run in the background while the services start, each into its own log
+# with its time, and the tests wait for them (a failed one ends the run, with its output, before any test). Their
+# commands are package.json's scripts (typecheck, lint, format:check); their caches live in .stack/cache/, which
+# `npm ci` keeps.
+checks_dir=.stack/checks
+mkdir -p "$checks_dir" .stack/cache
+check_names=()
+check_pids=()
+start_check() {
+  local name=$1
+  shift
+  (
+    start=$(date +%s%N)
+    rc=0
+    "$@" >"$checks_dir/$name.log" 2>&1 || rc=$?
+    echo $((($(date +%s%N) - start) / 1000000)) >"$checks_dir/$name.ms"
+    exit "$rc"
+  ) &
+  check_names+=("$name")
+  check_pids+=($!)
+}
+start_check tsc npm run --silent typecheck
+start_check eslint npm run --silent lint
+start_check prettier npm run --silent format:check
+
+# What tests use besides the services (promtool, shellcheck, oslo.messaging): installed now if missing, waiting for
+# another apt-get's lock, never from inside a test.
 scripts/test-deps.sh install
+if [ -x scripts/shellcheck.sh ]; then
+  start_check shellcheck scripts/shellcheck.sh
+else
+  echo "test: scripts/shellcheck.sh does not exist: shell scripts not linted"
+fi
 
 started=()
 for svc in webhook alertmanager kafka elasticsearch kafka-secure elasticsearch-secure; do
@@ -18,25 +50,36 @@ done
 # one-host Ceph cluster. Started here if down, stopped afterwards if started here.
 extra=()
 for svc in zabbix ceph; do
-  scripts/$svc.sh status >/dev/null 2>&1 || extra+=("$svc")
+  "scripts/$svc.sh" status >/dev/null 2>&1 || extra+=("$svc")
 done
+# shellcheck disable=SC2317 # (run by the EXIT trap)
 stop_started() {
-  for svc in ${extra[@]+"${extra[@]}"}; do scripts/$svc.sh stop || true; done
+  for svc in ${extra[@]+"${extra[@]}"}; do "scripts/$svc.sh" stop || true; done
   [ ${#started[@]} -eq 0 ] || scripts/stack.sh stop "${started[@]}"
 }
 trap stop_started EXIT
 [ ${#started[@]} -eq 0 ] || scripts/stack.sh start "${started[@]}"
-for svc in ${extra[@]+"${extra[@]}"}; do scripts/$svc.sh start; done
+for svc in ${extra[@]+"${extra[@]}"}; do "scripts/$svc.sh" start; done
 
-echo "test: type check (tsc --noEmit)"
-npx tsc --noEmit
+checks_failed=0
+for i in "${!check_pids[@]}"; do
+  name=${check_names[$i]}
+  if wait "${check_pids[$i]}"; then
+    echo "test: $name passed ($(cat "$checks_dir/$name.ms") ms)"
+  else
+    echo "test: $name FAILED ($(cat "$checks_dir/$name.ms" 2>/dev/null || echo '?') ms):"
+    sed 's/^/  /' "$checks_dir/$name.log"
+    checks_failed=1
+  fi
+done
+[ "$checks_failed" -eq 0 ] || exit 1
 
-mkdir -p .stack
 results=.stack/test-results.json
 rc=0
 npx vitest run --reporter=default --reporter=json --outputFile="$results" "$@" || rc=$?
 
 # One plain closing line that any CI reads: "N passed, N failed".
+# shellcheck disable=SC2016 # (JavaScript's template literals, not the shell's)
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const skipped = r.numPendingTests + r.numTodoTests;
