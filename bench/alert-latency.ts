@@ -4,7 +4,8 @@
 import { appendFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
+import { startCollector } from '../collectors/index.ts';
+import { openstackLogs } from '../collectors/openstack-logs.ts';
 import { validateConfig } from '../core/config.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { startLocalStack } from '../core/local-stack.ts';
@@ -35,7 +36,7 @@ export const alertLatencyBench: Benchmark = {
       {
         kafka: { brokers: ['x:1'], topics: { logs: `swbench.${run}.logs`, dead_letter: `swbench.${run}.dlq`, notify_retry: `swbench.${run}.retry` }, consumer_group: `swbench-${run}` },
         elasticsearch: { url: 'http://x:1', indices: { logs: `swbench-${run}-logs`, alerts: `swbench-${run}-alerts` } },
-        alertmanager: { url: 'http://x:1' },
+        notify: { alertmanager: { url: 'http://x:1' } },
         collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, 'cp'), host_name: host } },
       },
       'latency benchmark',
@@ -45,8 +46,7 @@ export const alertLatencyBench: Benchmark = {
     const processor = await startProcessor(cfg, { signal: ctl.signal });
     await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs]);
     const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs');
-    const collector = new OpenstackLogCollector(cfg.collectors.openstack_logs!, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
-    const collecting = collector.run(ctl.signal).catch(() => {});
+      const collecting = startCollector(openstackLogs, cfg.collectors.openstack_logs!, producer, cfg.kafka.topics, ctl.signal).catch(() => {});
     const webhook = env.STACKWATCH_WEBHOOK_URL;
 
     const latencies: number[] = [];

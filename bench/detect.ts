@@ -6,7 +6,8 @@
 //     on the fast path (proved regexes on irregexp, as shipped) and with every regex on the linear engines (as an
 //     unproved user regex runs). Target (issue 11): ≤ 1 s for any such line through every shipped rule.
 import { readFileSync } from 'node:fs';
-import { DetectionEngine, loadRules } from '../processors/detect.ts';
+import { DetectionEngine } from '../detectors/engine.ts';
+import { loadRules } from '../detectors/rules.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
 import { buildCorpus } from './corpus.ts';
 import { hostileCases, runHostile } from './hostile-rules.ts';
@@ -27,13 +28,16 @@ async function throughput(lines: string[], runs: number): Promise<{ parseS: numb
     const docs = [];
     let start = performance.now();
     for (const text of lines) {
-      docs.push(parseLogEvent({ v: 1, host: 'bench', path: '/var/log/nova/nova-compute.log', file_id: 'bench', offset, text, read_at: '2026-11-25T10:00:00.000Z' }, { timezone: 'UTC' }));
+      docs.push({
+        kind: 'log' as const,
+        doc: parseLogEvent({ v: 1, host: 'bench', path: '/var/log/nova/nova-compute.log', file_id: 'bench', offset, text, read_at: '2026-11-25T10:00:00.000Z' }, { timezone: 'UTC' }),
+      });
       offset += text.length + 1;
     }
     parseS.push((performance.now() - start) / 1000);
     start = performance.now();
     let alerts = 0;
-    for (const d of docs) alerts += engine.onLog(d).length;
+    for (const e of docs) alerts += engine.on(e).length;
     detectS.push((performance.now() - start) / 1000);
     progress(`detect: run ${run}/${runs}: parse ${fmt(parseS.at(-1)!, 2)} s, detect ${fmt(detectS.at(-1)!, 2)} s, ${alerts} alert transitions`);
   }
@@ -74,7 +78,13 @@ export const detectBench: Benchmark = {
       table([
         ['stage', 'best s', 'median s', 'events/s (best)', 'µs/event (best)'],
         ['parse', fmt(Math.min(...parseS), 2), fmt(median(parseS), 2), fmt(lines.length / Math.min(...parseS), 0), fmt((1e6 * Math.min(...parseS)) / lines.length, 2)],
-        ['detect (every shipped rule)', fmt(Math.min(...detectS), 2), fmt(median(detectS), 2), fmt(lines.length / Math.min(...detectS), 0), fmt((1e6 * Math.min(...detectS)) / lines.length, 2)],
+        [
+          'detect (every shipped rule)',
+          fmt(Math.min(...detectS), 2),
+          fmt(median(detectS), 2),
+          fmt(lines.length / Math.min(...detectS), 0),
+          fmt((1e6 * Math.min(...detectS)) / lines.length, 2),
+        ],
       ]),
       '',
       `hostile 1 MiB lines (test/fixtures/hostile/rules/), parse + every shipped rule, the worst case of each rule (best of 3):`,

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Alert } from '../core/events.ts';
-import type { DetectionEngine } from '../processors/detect.ts';
+import type { DetectionEngine } from '../detectors/engine.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
 
 export const HOSTILE_RULES_DIR = new URL('../test/fixtures/hostile/rules/', import.meta.url).pathname;
@@ -42,7 +42,7 @@ export function runHostile(engine: DetectionEngine, c: HostileCase, bytes: numbe
   const line = hostileLine(c, bytes);
   const start = performance.now();
   if (c.kind === 'zabbix-problem') {
-    const alerts = engine.onZabbixProblem({
+    const alerts = engine.on({
       v: 1,
       kind: 'zabbix-problem',
       '@timestamp': '2026-11-25T10:00:00Z',
@@ -54,6 +54,6 @@ export function runHostile(engine: DetectionEngine, c: HostileCase, bytes: numbe
   }
   const doc = parseLogEvent({ v: 1, host: 'hostile', path: c.path!, file_id: c.name, offset: 0, text: line, read_at: '2026-11-25T10:00:00.000Z' }, { timezone: 'UTC' });
   const parsed = performance.now();
-  const alerts = engine.onLog(doc);
+  const alerts = engine.on({ kind: 'log', doc });
   return { alerts, ms: performance.now() - start, parseMs: parsed - start };
 }

@@ -6,7 +6,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ZabbixApi } from '../collectors/zabbix-api.ts';
+import { ZabbixApi } from '../collectors/zabbix/api.ts';
+import { collectorContext } from '../collectors/emitter.ts';
+import { pollOnce } from '../collectors/schedule.ts';
 import { ZabbixCollector, type ZabbixConfig } from '../collectors/zabbix.ts';
 import { validateConfig } from '../core/config.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
@@ -101,9 +103,10 @@ export const zabbixPollBench: Benchmark = {
           request_timeout_ms: 60_000,
           checkpoint_dir: mkdtempSync(join(tmpdir(), 'sw-zbx-bench-')),
         };
-        const collector = new ZabbixCollector(zcfg, { producer, topics });
+        const ctx = collectorContext('zabbix-collector', producer, topics);
+        const collector = new ZabbixCollector(zcfg, ctx);
         const t0 = performance.now();
-        const s = await collector.pollOnce();
+        const s = await pollOnce(collector, ctx.emitter);
         const ms = performance.now() - t0;
         times.push(ms);
         rows.push([String(r), fmt(ms / 1000, 2), String(s.items), String(s.samples), String(s.apiCalls), fmt(s.samples / (ms / 1000), 0)]);

@@ -10,7 +10,9 @@ import type { Alert } from '../core/events.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
 import { CephCollector } from '../collectors/ceph.ts';
+import { collectorContext } from '../collectors/emitter.ts';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
+import { pollOnce } from '../collectors/schedule.ts';
 import { startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
 import { parseOptions, shutdownSignal } from './options.ts';
@@ -75,7 +77,7 @@ Options:
           consumer_group: `stackwatch-demo-${run}`,
         },
         elasticsearch: { url: 'http://127.0.0.1:29200' },
-        alertmanager: { url: 'http://127.0.0.1:29094' },
+        notify: { alertmanager: { url: 'http://127.0.0.1:29094' } },
         collectors: {
           openstack_logs: { paths: [join(logsDir, '*')], checkpoint_dir: join(work, 'checkpoints'), host_name: DEMO_HOST },
           ceph: { command: [process.execPath, CEPH_REPLAY], cluster_name: DEMO_CLUSTER },
@@ -102,13 +104,14 @@ Options:
     const started = Date.now();
     const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs', signal);
     await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs, cfg.kafka.topics.dead_letter], signal);
-    const collector = new OpenstackLogCollector(cfg.collectors.openstack_logs!, { topic: cfg.kafka.topics.logs, deadLetterTopic: cfg.kafka.topics.dead_letter, producer });
+    const collector = new OpenstackLogCollector(cfg.collectors.openstack_logs!, collectorContext('openstack-logs', producer, cfg.kafka.topics));
     let sent = await collector.pollOnce(signal);
     // The files are quiet now: after the multi-line flush interval their last events go out too.
     await sleep(cfg.collectors.openstack_logs!.multiline_flush_ms + 50, signal);
     sent += await collector.pollOnce(signal);
     // Ceph: one poll of the real collector (health event + usage metrics).
-    const ceph = await new CephCollector(cfg.collectors.ceph!, { producer, topics: cfg.kafka.topics }).pollOnce(signal);
+    const cephCtx = collectorContext('ceph-collector', producer, cfg.kafka.topics);
+    const ceph = await pollOnce(new CephCollector(cfg.collectors.ceph!, cephCtx), cephCtx.emitter, signal);
     await producer.disconnect();
     const expected = sent + ceph.metrics.length; // health events go to the detectors, not to an index
     const deadline = Date.now() + 180_000;
@@ -148,7 +151,7 @@ Options:
     for (const a of [...alerts].sort((x, y) => x['@timestamp'].localeCompare(y['@timestamp']))) say(formatAlert(a));
     if (alerts.length === 0) say('  none');
 
-    const am = cfg.alertmanager!.url;
+    const am = cfg.notify.alertmanager!.url;
     const amAlerts = (await (await fetch(`${am}/api/v2/alerts`)).json()) as { labels: Record<string, string> }[];
     const stillFiring = amAlerts.filter((a) => a.labels.host === DEMO_HOST || a.labels.host === DEMO_CLUSTER).length;
     say(`\nAlertmanager (${am}) took every transition; ${stillFiring} alert(s) of this host are active there now.`);

@@ -1,10 +1,11 @@
 // `stackwatch detect FILE...`: a post-mortem on old logs (a sosreport, say): parse them and run every rule,
 // printing each alert transition as one JSON object per line. Needs no Kafka or Elasticsearch.
 import { hostname } from 'node:os';
-import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/assemble.ts';
+import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/logs/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError } from '../core/config.ts';
-import { DEFAULT_RULES_DIR, DetectionEngine, loadRules } from '../processors/detect.ts';
+import { DetectionEngine } from '../detectors/engine.ts';
+import { DEFAULT_RULES_DIR, loadRules } from '../detectors/rules.ts';
 import { DEFAULT_EVENT_BUDGET_MS, detectTimed, TimeBudget } from '../processors/time-budget.ts';
 import type { Command } from './index.ts';
 import { parseOptions, timeZoneOption } from './options.ts';
@@ -53,7 +54,11 @@ ${EXIT_STATUS_HELP}`,
     });
     if (!read) return 0;
     const { events, unusable, failed } = read;
-    const problems = [unusable > 0 ? `, ${unusable} unusable line(s) (reported above)` : '', slow > 0 ? `, ${slow} event(s) over the time budget (reported above)` : '', failed > 0 ? `, ${failed} file(s) not read to the end (named above)` : ''].join('');
+    const problems = [
+      unusable > 0 ? `, ${unusable} unusable line(s) (reported above)` : '',
+      slow > 0 ? `, ${slow} event(s) over the time budget (reported above)` : '',
+      failed > 0 ? `, ${failed} file(s) not read to the end (named above)` : '',
+    ].join('');
     process.stderr.write(`stackwatch detect: ${events} events from ${positionals.length} file(s), ${transitions} alert transition(s)${problems}\n`);
     return failed > 0 ? 1 : 0;
   },

@@ -1,7 +1,7 @@
 // What the offline commands (`parse`, `detect`, `replay`) share about their output: buffered stdout that ends quietly
 // when its reader goes away, one bad file never stopping the others, and the same report of unusable lines.
-import type { AssembledEvent, UnusableLine } from '../collectors/assemble.ts';
-import { FileReadError, readLogFile, type ReadOptions } from '../collectors/read-file.ts';
+import type { AssembledEvent, UnusableLine } from '../collectors/logs/assemble.ts';
+import { FileReadError, readLogFile, type ReadOptions } from '../collectors/logs/read-file.ts';
 
 /** Buffered stdout: lines are collected synchronously and written in large pieces; the writer waits only when
  * the reader is slower than we are. When the reader goes away (EPIPE: `stackwatch parse big.log | head -1`) the

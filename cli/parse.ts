@@ -1,6 +1,6 @@
 // `stackwatch parse FILE...`: the pipeline's parse stage offline — the documents it would index, as NDJSON.
 import { hostname } from 'node:os';
-import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/assemble.ts';
+import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/logs/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError, MAX_EVENT_BYTES_LIMIT } from '../core/config.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';

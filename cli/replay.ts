@@ -4,7 +4,7 @@
 import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
-import { readLogFile } from '../collectors/read-file.ts';
+import { readLogFile } from '../collectors/logs/read-file.ts';
 import { batches } from '../core/batch.ts';
 import { ConfigError } from '../core/config.ts';
 import { deadLetter } from '../core/events.ts';

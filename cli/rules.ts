@@ -1,8 +1,9 @@
 // `stackwatch rules test`: runs every rule's own tests (rules/<id>.test.yaml), like `promtool test rules`.
 // `stackwatch rules prove`: proves the rules' regexes linear with recheck, for the fast path (core/regex.ts).
 import { ConfigError } from '../core/config.ts';
-import { DEFAULT_RULES_DIR, DetectionEngine, loadRules, PROOFS_FILE } from '../processors/detect.ts';
-import { proveRules, writeProofs } from '../processors/rule-proofs.ts';
+import { DetectionEngine } from '../detectors/engine.ts';
+import { proveRules, writeProofs } from '../detectors/rule-proofs.ts';
+import { DEFAULT_RULES_DIR, loadRules, PROOFS_FILE } from '../detectors/rules.ts';
 import { runRuleTests } from '../processors/rule-tests.ts';
 import type { Command } from './index.ts';
 import { parseOptions } from './options.ts';
@@ -49,7 +50,9 @@ Options:
 async function prove(dir: string): Promise<number> {
   const { verdicts, file } = await proveRules(dir);
   for (const v of verdicts) {
-    process.stdout.write(`${v.status === 'proved' ? 'PROVED' : 'SLOWER'}  ${v.where} ${v.regex}: ${v.status === 'proved' ? v.detail : `${v.status}: ${v.detail}; runs on RE2 and V8's linear engine`}\n`);
+    process.stdout.write(
+      `${v.status === 'proved' ? 'PROVED' : 'SLOWER'}  ${v.where} ${v.regex}: ${v.status === 'proved' ? v.detail : `${v.status}: ${v.detail}; runs on RE2 and V8's linear engine`}\n`,
+    );
   }
   process.stdout.write(`${file.proofs.length} regex(es) proved linear, written to ${writeProofs(dir, file)}\n`);
   return verdicts.every((v) => v.status === 'proved') ? 0 : 1;

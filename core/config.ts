@@ -1,13 +1,13 @@
 // The configuration: one YAML file, one zod schema, validated once at start-up. The schema is the type.
 // Environment variables override URLs and secrets, so a config file can be shared without them.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { hostname } from 'node:os';
-import cron from 'node-cron';
 import { parseDocument, visit, type Document } from 'yaml';
 import { z } from 'zod';
+import { collectorEnv, collectorSecrets, collectorsShape } from '../collectors/index.ts';
+import { notifierEnv, notifierSecrets, notifiersShape } from '../notifiers/index.ts';
 import { logger } from './log.ts';
 import { fileErrorReason, readPemFile, registerSecret, splitUrlCredentials } from './secrets.ts';
-import { durationMs, durationS, filePath, hostPort, hostPortOf, httpUrl, MAX_EVENT_BYTES_LIMIT, nonEmpty, positiveInt, readFor, secretOf, timeZone, type Ctx } from './config-fields.ts';
+import { durationMs, durationS, filePath, hostPort, hostPortOf, httpUrl, nonEmpty, positiveInt, readFor, secretOf, timeZone, type Ctx } from './config-fields.ts';
 
 export { isTimeZone, MAX_EVENT_BYTES_LIMIT, timeZone } from './config-fields.ts';
 
@@ -137,6 +137,9 @@ const ElasticsearchSection = z.strictObject({
       metrics: indexPrefix.default('stackwatch-metrics'),
       /** Daily indices of the dead-letter topic's events (what could not be processed, and why), for Kibana. */
       dead_letter: indexPrefix.default('stackwatch-dead-letter'),
+      /** One index by this very name, not daily: a document per host, its current Zabbix inventory (the id is the
+       * host). Never pruned by retention. */
+      inventory: indexPrefix.default('stackwatch-inventory'),
     })
     .superRefine((v, ctx) => distinct(ctx, v, 'index prefix', (a, b) => a === b || a.startsWith(`${b}-`)))
     .prefault({}),
@@ -172,55 +175,10 @@ const ElasticsearchSection = z.strictObject({
   };
 });
 
-const AlertmanagerSection = z.strictObject({
-  url: httpUrl,
-  /** Firing alerts are posted again this often so Alertmanager does not time them out (its resolve_timeout is 5m). */
-  resend_interval_s: durationS.default(60),
-});
-
-/** HTTP header names are tokens (RFC 9110); values hold no line breaks or NUL (undici refuses them at the first send). */
-const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const httpHeaderValue = z.string().regex(/^[^\r\n\0]*$/, { error: 'expected an HTTP header value without line breaks' });
-
+/** Where alerts go: each notifier's section (notifiers/index.ts lists them; each schema is next to its notifier),
+ * and what applies to all of them. */
 const NotifySection = z.strictObject({
-  pagerduty: z
-    .strictObject({
-      routing_key: z.string().min(1, { error: 'expected the integration key of a PagerDuty Events API v2 service' }).optional(),
-      routing_key_file: filePath.optional(),
-      url: httpUrl.default('https://events.pagerduty.com/v2/enqueue'),
-    })
-    .transform((v, ctx) => {
-      const routingKey = secretOf(ctx, 'routing_key', v.routing_key, v.routing_key_file);
-      if (routingKey === undefined) {
-        if (v.routing_key === undefined && v.routing_key_file === undefined) ctx.addIssue({ code: 'custom', message: 'required (or routing_key_file)', path: ['routing_key'], input: v });
-        return z.NEVER;
-      }
-      return { ...v, routing_key: routingKey };
-    })
-    .optional(),
-  webhooks: z
-    .array(
-      z.strictObject({
-        /** Unique: what was sent is remembered per webhook name. */
-        name: z.string().regex(/^[a-z0-9-]+$/, { error: 'expected a short name like chatops' }),
-        url: httpUrl,
-        headers: z
-          .record(z.string(), httpHeaderValue)
-          .superRefine((headers, ctx) => {
-            for (const name of Object.keys(headers)) {
-              if (!HTTP_TOKEN.test(name)) ctx.addIssue({ code: 'custom', message: 'expected an HTTP header name (letters, digits and !#$%&\'*+.^_`|~-)', path: [name], input: name });
-            }
-          })
-          .default({}),
-      }),
-    )
-    .superRefine((list, ctx) => {
-      for (const [i, w] of list.entries()) {
-        const first = list.findIndex((o) => o.name === w.name);
-        if (first < i) ctx.addIssue({ code: 'custom', message: `the name ${JSON.stringify(w.name)} is already webhooks[${first}]'s`, path: [i, 'name'], input: w.name });
-      }
-    })
-    .default([]),
+  ...notifiersShape(),
   /** Maintenance windows: alerts that match every matcher, with a timestamp inside the window, are indexed
    * but not sent. Matchers: rule.id, host.name, service.name, severity; a value ending in * matches a prefix. */
   silences: z
@@ -239,92 +197,12 @@ const NotifySection = z.strictObject({
   renotify_interval_s: durationS.default(3600),
 });
 
-const OpenstackLogsCollector = z.strictObject({
-  paths: z.array(z.string().min(1), { error: 'expected an array of file paths or globs' }).min(1, { error: 'expected at least one path or glob' }),
-  poll_interval_ms: durationMs.default(200),
-  /** Where checkpoints (file identity + offset acknowledged by Kafka) are kept. */
-  checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
-  /** host.name of the events; defaults to this machine's name. */
-  host_name: z.string().min(1).default(hostname()),
-  /** Largest batch of events sent to Kafka in one request. */
-  batch_max_lines: positiveInt.default(5000),
-  /** An event (with all its continuation lines) is cut at this size and marked truncated. */
-  max_event_bytes: positiveInt.max(MAX_EVENT_BYTES_LIMIT, { error: `expected at most ${MAX_EVENT_BYTES_LIMIT} (16 MiB)` }).default(1024 * 1024),
-  /** A multi-line event still open after this long without new lines is sent as it is. */
-  multiline_flush_ms: durationMs.default(500),
-  /** Keep the raw lines (envelopes included) in event.original. */
-  keep_original: z.boolean().default(false),
-});
-
-/** A node-cron schedule (seconds field first when there are six fields): refused at start-up if invalid. */
-const cronSchedule = z.string().refine((v) => cron.validate(v), { error: 'expected a cron expression like "*/30 * * * * *" (every 30 s)' });
-
-/** How a Zabbix item key becomes a metric: `key` is a glob over item keys (`*` any text); the first mapping
- * that matches an item wins. */
-const ItemMapping = z.strictObject({
-  key: z.string().min(1),
-  /** The metric name; `{key}` keeps the item key itself (for items created under stackwatch's names). */
-  metric: z.string().regex(/^(?:\{key\}|[a-z0-9_]+(?:\.[a-z0-9_]+)+)$/, { error: 'expected a dotted metric name like db.replication.seconds_behind_master, or {key}' }),
-  unit: nonEmpty.optional(),
-  /** Multiply the value (e.g. 1024 for KiB → bytes). */
-  scale: z.number().positive().default(1),
-  /** Labels of the samples, with `{1}`, `{2}` … for the key's parameters: { fs: "{1}" }. */
-  labels: z.record(z.string(), z.string()).default({}),
-});
-export type ItemMapping = z.infer<typeof ItemMapping>;
-
-const ZabbixCollector = z.strictObject({
-  /** The frontend's JSON-RPC endpoint, …/api_jsonrpc.php. */
-  url: httpUrl,
-  /** user.login; or an API token (Zabbix 5.4+), better: it needs no session. */
-  username: nonEmpty.optional(),
-  password: nonEmpty.optional(),
-  password_file: filePath.optional(),
-  token: nonEmpty.optional(),
-  token_file: filePath.optional(),
-  schedule: cronSchedule.default('*/30 * * * * *'),
-  /** Only hosts in these host groups (names); absent: every monitored host. */
-  host_groups: z.array(z.string().min(1)).optional(),
-  /** Item keys to collect and their metric names; the defaults cover replica lag, Galera and capacity. */
-  items: z.array(ItemMapping).optional(),
-  /** On the first poll, read this far back (seconds); older than `trends_after_s` is read from trends. */
-  backfill_s: positiveInt.default(600),
-  /** Ranges older than this (seconds) are read from trends (hourly averages) instead of history. */
-  trends_after_s: positiveInt.default(86_400),
-  /** Item ids per history.get call. */
-  batch_items: positiveInt.default(1000),
-  request_timeout_ms: durationMs.default(30_000),
-  checkpoint_dir: z.string().min(1).default('/var/lib/stackwatch'),
-}).transform((v, ctx) => {
-  const password = secretOf(ctx, 'password', v.password, v.password_file);
-  const token = secretOf(ctx, 'token', v.token, v.token_file);
-  const { password: _p, token: _t, ...rest } = v;
-  return { ...rest, ...(password !== undefined ? { password } : {}), ...(token !== undefined ? { token } : {}) };
-});
-
-const CephCollector = z.strictObject({
-  /** The ceph command and its connection options, as an argv: e.g. [ceph, --connect-timeout, "5"], or
-   * [ssh, mon-1, ceph], or [cephadm, shell, --, ceph]. `status -f json` etc. are appended. */
-  command: z.array(z.string().min(1)).min(1).default(['ceph', '--connect-timeout', '10']),
-  /** The cluster's name in events and alerts (host.name). */
-  cluster_name: z.string().min(1).default('ceph'),
-  schedule: cronSchedule.default('*/15 * * * * *'),
-  /** A command that has not answered after this long is killed and counted as a failed poll. */
-  timeout_ms: durationMs.default(20_000),
-});
-
 export const ConfigSchema = z.strictObject({
   kafka: KafkaSection,
   elasticsearch: ElasticsearchSection,
-  alertmanager: AlertmanagerSection.optional(),
   notify: NotifySection.prefault({}),
-  collectors: z
-    .strictObject({
-      openstack_logs: OpenstackLogsCollector.optional(),
-      zabbix: ZabbixCollector.optional(),
-      ceph: CephCollector.optional(),
-    })
-    .prefault({}),
+  /** Each collector's section is its own schema, next to its code (collectors/index.ts lists them). */
+  collectors: z.strictObject(collectorsShape()).prefault({}),
   processor: z
     .strictObject({
       /** oslo.log timestamps carry no zone: the zone they were written in (IANA name). */
@@ -368,15 +246,10 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   STACKWATCH_KAFKA_SASL_USERNAME: ['kafka', 'sasl', 'username'],
   STACKWATCH_KAFKA_SASL_PASSWORD: ['kafka', 'sasl', 'password'],
   STACKWATCH_KAFKA_SASL_PASSWORD_FILE: ['kafka', 'sasl', 'password_file'],
-  STACKWATCH_PAGERDUTY_ROUTING_KEY_FILE: ['notify', 'pagerduty', 'routing_key_file'],
-  STACKWATCH_ZABBIX_PASSWORD_FILE: ['collectors', 'zabbix', 'password_file'],
-  STACKWATCH_ZABBIX_TOKEN_FILE: ['collectors', 'zabbix', 'token_file'],
-  STACKWATCH_ALERTMANAGER_URL: ['alertmanager', 'url'],
-  STACKWATCH_PAGERDUTY_ROUTING_KEY: ['notify', 'pagerduty', 'routing_key'],
-  STACKWATCH_ZABBIX_URL: ['collectors', 'zabbix', 'url'],
-  STACKWATCH_ZABBIX_USER: ['collectors', 'zabbix', 'username'],
-  STACKWATCH_ZABBIX_PASSWORD: ['collectors', 'zabbix', 'password'],
-  STACKWATCH_ZABBIX_TOKEN: ['collectors', 'zabbix', 'token'],
+  // Each notifier's own (STACKWATCH_ALERTMANAGER_URL, STACKWATCH_PAGERDUTY_ROUTING_KEY …), declared by its factory.
+  ...notifierEnv(),
+  // Each collector's own (STACKWATCH_ZABBIX_URL …), declared by its factory.
+  ...collectorEnv(),
 };
 
 function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, source: string): void {
@@ -409,6 +282,7 @@ function fieldName(path: PropertyKey[]): string {
 export function validateConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
   const obj = raw === null || raw === undefined ? {} : raw;
   if (typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`${source}: expected a mapping at the top level`);
+  moveDeprecatedAlertmanager(obj as Record<string, unknown>, source);
   applyEnv(obj as Record<string, unknown>, env, source);
   const result = ConfigSchema.safeParse(obj);
   if (result.success) {
@@ -429,6 +303,21 @@ export function validateConfig(raw: unknown, source: string, env: NodeJS.Process
   return fail(source, field || '(top level)', message);
 }
 
+/** The top-level `alertmanager:` of older configuration files: still read, as notify.alertmanager, with a
+ * warning. Moved before the environment is applied, so STACKWATCH_ALERTMANAGER_URL overrides it as before. */
+function moveDeprecatedAlertmanager(raw: Record<string, unknown>, source: string): void {
+  if (!('alertmanager' in raw)) return;
+  const notify = raw.notify ?? {};
+  // A notify: that is not a mapping is the schema's to report.
+  if (typeof notify !== 'object' || Array.isArray(notify)) return;
+  if ((notify as Record<string, unknown>).alertmanager !== undefined) {
+    fail(source, 'alertmanager', 'set notify.alertmanager or the deprecated top-level alertmanager, not both (remove alertmanager)');
+  }
+  logger('config').warn(`${source}: the top-level alertmanager is deprecated: move it under notify (notify.alertmanager, the same fields)`);
+  raw.notify = { ...notify, alertmanager: raw.alertmanager };
+  delete raw.alertmanager;
+}
+
 function fail(source: string, field: string, message: string): never {
   throw new ConfigError(`${source}: ${field}: ${message}`);
 }
@@ -445,17 +334,8 @@ function registerConfigSecrets(cfg: Config): void {
     if (/^[\x21-\x7e]+:[\x21-\x7e]+$/.test(decoded)) registerSecret(decoded.slice(decoded.indexOf(':') + 1));
   }
   registerSecret(cfg.kafka.sasl?.password);
-  registerSecret(cfg.collectors.zabbix?.password);
-  registerSecret(cfg.collectors.zabbix?.token);
-  registerSecret(cfg.notify.pagerduty?.routing_key);
-  for (const w of cfg.notify.webhooks) {
-    for (const [name, value] of Object.entries(w.headers)) {
-      if (/auth|token|key|secret|pass|cookie|signature/i.test(name)) {
-        registerSecret(value);
-        registerSecret(value.replace(/^(Bearer|Basic|Token|ApiKey)\s+/i, ''));
-      }
-    }
-  }
+  for (const secret of collectorSecrets(cfg.collectors)) registerSecret(secret);
+  for (const secret of notifierSecrets(cfg.notify)) registerSecret(secret);
 }
 
 const isLoopback = (host: string) => /^(localhost|127(?:\.\d+){3}|\[::1\])$/i.test(host);

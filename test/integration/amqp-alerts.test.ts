@@ -17,7 +17,8 @@
 import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
+import { startCollector } from '../../collectors/index.ts';
+import { openstackLogs } from '../../collectors/openstack-logs.ts';
 import { ensureTopics, TopicProducer } from '../../core/kafka.ts';
 import { startProcessor, type RunningProcessor } from '../../processors/processor.ts';
 import {
@@ -88,8 +89,7 @@ async function startPipeline(t: TestSetup): Promise<Pipeline> {
   processor = await startProcessor(t.cfg, { signal: ctl.signal });
   await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs]);
   producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
-  const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, deadLetterTopic: t.cfg.kafka.topics.dead_letter, producer });
-  collecting = collector.run(ctl.signal).catch(() => {});
+  collecting = startCollector(openstackLogs, t.cfg.collectors.openstack_logs!, producer, t.cfg.kafka.topics, ctl.signal).catch(() => {});
   return p;
 }
 

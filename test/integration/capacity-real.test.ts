@@ -6,7 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ZabbixApi } from '../../collectors/zabbix-api.ts';
+import { ZabbixApi } from '../../collectors/zabbix/api.ts';
+import { collectorContext } from '../../collectors/emitter.ts';
+import { pollOnce } from '../../collectors/schedule.ts';
 import { ZabbixCollector } from '../../collectors/zabbix.ts';
 import { ensureTopics, TopicProducer } from '../../core/kafka.ts';
 import { startProcessor } from '../../processors/processor.ts';
@@ -95,6 +97,7 @@ describe('capacity trends from a real Zabbix', () => {
     await ensureTopics(t.cfg.kafka, [topics.metrics, topics.health, topics.dead_letter]);
     await startProcessor(t.cfg, { signal: ctl.signal });
     const producer = await TopicProducer.connect(t.cfg.kafka, 'zabbix-collector');
+    const ctx = collectorContext('zabbix-collector', producer, topics);
     const collector = new ZabbixCollector(
       {
         url: env.STACKWATCH_ZABBIX_URL,
@@ -108,9 +111,9 @@ describe('capacity trends from a real Zabbix', () => {
         request_timeout_ms: 30_000,
         checkpoint_dir: join(t.dir, 'checkpoints'),
       },
-      { producer, topics },
+      ctx,
     );
-    expect((await collector.pollOnce()).samples).toBe(values.length);
+    expect((await pollOnce(collector, ctx.emitter)).samples).toBe(values.length);
     await producer.disconnect();
     await waitFor(`${values.length} samples in the metrics index`, async () => (await countDocs(t.es, `${t.cfg.elasticsearch.indices.metrics}-*`)) === values.length, 30_000);
 

@@ -13,7 +13,8 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCephCollector } from '../../collectors/ceph.ts';
+import { ceph } from '../../collectors/ceph.ts';
+import { startCollector } from '../../collectors/index.ts';
 import { DeadLetter } from '../../core/events.ts';
 import { ensureTopics, GroupConsumer, TopicProducer, type OutMessage } from '../../core/kafka.ts';
 import { startProcessor, type RunningProcessor } from '../../processors/processor.ts';
@@ -109,7 +110,7 @@ describe('the Ceph collector against a real one-host Ceph', () => {
     const ctl = new AbortController();
     const processor: RunningProcessor = await startProcessor(t.cfg, { signal: ctl.signal });
     const producer = await TopicProducer.connect(t.cfg.kafka, 'ceph-collector');
-    const collecting = runCephCollector(t.cfg.collectors.ceph!, { producer, topics: t.cfg.kafka.topics, signal: ctl.signal });
+    const collecting = startCollector(ceph, t.cfg.collectors.ceph!, producer, t.cfg.kafka.topics, ctl.signal);
     let stopped = false;
     const stop = async () => {
       if (stopped) return;
@@ -224,7 +225,7 @@ describe('the Ceph collector against a real one-host Ceph', () => {
     const real = await TopicProducer.connect(t.cfg.kafka, 'ceph-collector');
     const producer = new ObservedProducer(real);
     let finished = false;
-    const collecting = runCephCollector(t.cfg.collectors.ceph!, { producer, topics: t.cfg.kafka.topics, signal: ctl.signal }).finally(() => (finished = true));
+    const collecting = startCollector(ceph, t.cfg.collectors.ceph!, producer, t.cfg.kafka.topics, ctl.signal).finally(() => (finished = true));
     const dead: DeadLetter[] = [];
     const dlq = await GroupConsumer.start(t.cfg.kafka, {
       groupId: `${t.cfg.kafka.consumer_group}-dlq-reader`,

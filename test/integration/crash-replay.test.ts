@@ -4,6 +4,7 @@ import { cpSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureTopics, groupProgress, TopicProducer } from '../../core/kafka.ts';
+import { collectorContext } from '../../collectors/emitter.ts';
 import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
 import { countDocs, REPO, stackwatch, testSetup, waitFor } from './harness.ts';
 
@@ -23,7 +24,7 @@ describe('processor killed before it commits', () => {
     cpSync(SAMPLE, join(logs, 'neutron-l3-agent.log'));
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs, t.cfg.kafka.topics.dead_letter]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
-    const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, deadLetterTopic: t.cfg.kafka.topics.dead_letter, producer });
+    const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, collectorContext('openstack-logs', producer, t.cfg.kafka.topics));
     let sent = await collector.pollOnce();
     await new Promise((r) => setTimeout(r, t.cfg.collectors.openstack_logs!.multiline_flush_ms + 50));
     sent += await collector.pollOnce(); // the file's last event, once the file has been quiet

@@ -21,7 +21,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSy
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildCorpus } from '../../bench/corpus.ts';
-import { readLogFile } from '../../collectors/read-file.ts';
+import { readLogFile } from '../../collectors/logs/read-file.ts';
 import { logEventId } from '../../core/events.ts';
 import { groupProgress } from '../../core/kafka.ts';
 import { allIds, countDocs, stackwatch, testSetup, type Cli } from './harness.ts';
@@ -36,7 +36,7 @@ const PIECE_BYTES = 1024 * 1024;
 const STEP_MS = 120_000;
 
 const t = testSetup('faults-kill', (raw) => {
-  delete raw.alertmanager; // logs only: no pages from this test
+  delete raw.notify.alertmanager; // logs only: no pages from this test
   raw.kafka.session_timeout_ms = 6000; // a killed processor's partitions move on after 6 s (the broker's minimum)
 });
 const children = new Set<Cli>();

@@ -33,7 +33,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { buildCorpus, type Corpus } from '../../bench/corpus.ts';
-import { readLogFile } from '../../collectors/read-file.ts';
+import { readLogFile } from '../../collectors/logs/read-file.ts';
 import { logEventId } from '../../core/events.ts';
 import { groupProgress } from '../../core/kafka.ts';
 import { allIds, countDocs, REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
@@ -118,7 +118,7 @@ afterAll(async () => {
 
 function setup(name: string, patch: (raw: Record<string, any>) => void = () => {}): TestSetup {
   const t = testSetup(name, (raw) => {
-    delete raw.alertmanager;
+    delete raw.notify.alertmanager;
     patch(raw);
   });
   setups.push(t);

@@ -10,8 +10,9 @@ import { isUtf8 } from 'node:buffer';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { collectorContext } from '../../collectors/emitter.ts';
 import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
-import { readLogFile } from '../../collectors/read-file.ts';
+import { readLogFile } from '../../collectors/logs/read-file.ts';
 import { DeadLetter } from '../../core/events.ts';
 import { ensureTopics, GroupConsumer, groupProgress, TopicProducer } from '../../core/kafka.ts';
 import { counterValue } from '../../core/metrics.ts';
@@ -77,11 +78,7 @@ function hostileCorpus(lines: number) {
 async function collectAll(t: TestSetup): Promise<void> {
   await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs, t.cfg.kafka.topics.dead_letter]);
   const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
-  const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, {
-    topic: t.cfg.kafka.topics.logs,
-    deadLetterTopic: t.cfg.kafka.topics.dead_letter,
-    producer,
-  });
+  const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, collectorContext('openstack-logs', producer, t.cfg.kafka.topics));
   await collector.pollOnce();
   await new Promise((r) => setTimeout(r, t.cfg.collectors.openstack_logs!.multiline_flush_ms + 100));
   await collector.pollOnce();

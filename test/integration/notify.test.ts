@@ -7,9 +7,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Alert } from '../../core/events.ts';
 import { ensureTopics, TopicProducer } from '../../core/kafka.ts';
-import { NotificationDispatcher } from '../../processors/notify.ts';
-import { PagerDutyNotifier } from '../../processors/notify-pagerduty.ts';
-import { WebhookNotifier } from '../../processors/notify-webhook.ts';
+import { NotificationDispatcher } from '../../notifiers/dispatch.ts';
+import { PagerDutyNotifier } from '../../notifiers/pagerduty.ts';
+import { WebhookNotifier } from '../../notifiers/webhook.ts';
 import { testSetup, waitFor } from './harness.ts';
 
 /** PagerDuty Events API v2, as documented (developer.pagerduty.com, "Send an Alert Event"). */
@@ -86,7 +86,7 @@ describe('notifications', () => {
     await new Promise((r) => probe.server.close(r));
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.notify_retry, t.cfg.kafka.topics.dead_letter]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'test');
-    const dispatcher = new NotificationDispatcher(t.cfg, [new WebhookNotifier('webhook-chatops', `http://127.0.0.1:${port}/hook`)], producer);
+    const dispatcher = new NotificationDispatcher(t.cfg, [new WebhookNotifier('webhook-chatops', `http://127.0.0.1:${port}/hook`, {}, t.cfg.notify.renotify_interval_s)], producer);
     await dispatcher.start();
     stops.push(() => dispatcher.stop(), () => producer.disconnect());
 

@@ -4,7 +4,8 @@ import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureTopics, TopicProducer } from '../../core/kafka.ts';
-import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
+import { startCollector } from '../../collectors/index.ts';
+import { openstackLogs } from '../../collectors/openstack-logs.ts';
 import { startProcessor } from '../../processors/processor.ts';
 import { countDocs, pagedAlerts, testSetup, waitFor } from './harness.ts';
 
@@ -28,8 +29,7 @@ describe('log line to Elasticsearch and Alertmanager', () => {
     const processor = await startProcessor(t.cfg, { signal: ctl.signal });
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
-    const collector = new OpenstackLogCollector(t.cfg.collectors.openstack_logs!, { topic: t.cfg.kafka.topics.logs, deadLetterTopic: t.cfg.kafka.topics.dead_letter, producer });
-    const collecting = collector.run(ctl.signal).catch(() => {});
+      const collecting = startCollector(openstackLogs, t.cfg.collectors.openstack_logs!, producer, t.cfg.kafka.topics, ctl.signal).catch(() => {});
 
     // The rest arrives while the collector tails the file, the last line in two writes.
     const rest = lines.slice(2).join('\n') + '\n';

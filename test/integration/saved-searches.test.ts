@@ -8,7 +8,7 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeIndexTemplates } from '../../core/index-setup.ts';
+import { removeIndexTemplates } from '../../sinks/index-setup.ts';
 import type { Alert, MetricEvent } from '../../core/events.ts';
 import { TopicProducer } from '../../core/kafka.ts';
 import { startProcessor, type RunningProcessor } from '../../processors/processor.ts';

@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { AssignerProtocol } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { readLogFile } from '../../collectors/read-file.ts';
+import { readLogFile } from '../../collectors/logs/read-file.ts';
 import type { Config } from '../../core/config.ts';
 import type { Client } from '../../core/elastic.ts';
 import { ensureTopics, groupProgress, kafkaClient } from '../../core/kafka.ts';
@@ -125,7 +125,7 @@ async function stop(clis: Cli[]): Promise<{ code: number | null; signal: NodeJS.
 
 /** A test's own names; no Alertmanager (the real logs raise alerts, which are indexed but not paged). */
 function setup(name: string): { t: TestSetup; paths: string[] } {
-  const t = testSetup(name, (raw) => delete raw.alertmanager);
+  const t = testSetup(name, (raw) => delete raw.notify.alertmanager);
   const logs = join(t.dir, 'logs');
   mkdirSync(logs);
   return { t, paths: balancedNames(logs, t.host, FILES) };

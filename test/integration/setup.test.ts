@@ -6,7 +6,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Client } from '../../core/elastic.ts';
-import { installIndexTemplates, kindTemplate, pruneDailyIndices, removeIndexTemplates, setupElasticsearch, SetupError } from '../../core/index-setup.ts';
+import { DAILY_KINDS, installIndexTemplates, kindTemplate, pruneDailyIndices, removeIndexTemplates, setupElasticsearch, SetupError } from '../../sinks/index-setup.ts';
 import { stack, stackwatch, testSetup, type TestSetup } from './harness.ts';
 
 async function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -68,20 +68,25 @@ describe('stackwatch setup on Elasticsearch', () => {
     for (const prefix of Object.values(t.cfg.elasticsearch.indices)) {
       expect(first.stdout).toContain(`  created    component template  ${prefix}@settings`);
       expect(first.stdout).toContain(`  created    component template  ${prefix}@mappings`);
+    }
+    for (const kind of DAILY_KINDS) {
+      const prefix = t.cfg.elasticsearch.indices[kind];
       expect(first.stdout).toContain(`  created    index template      ${prefix}  (${prefix}-*, alias ${prefix})`);
     }
+    const inventory = t.cfg.elasticsearch.indices.inventory;
+    expect(first.stdout).toContain(`  created    index template      ${inventory}  (the one index ${inventory}, not daily)`);
     expect(first.stdout).toMatch(new RegExp(`updated +mapping +${logs}-\\*  \\(@timestamp, error\\.stack_trace, .* and \\d+ more fields added to 1 existing index\\)`));
     expect(first.stdout).toContain(`  updated    alias               ${logs}  (added to 1 existing index)`);
     expect(first.stdout).toContain('Retention: this cluster has no ILM (index lifecycle management): retention is not set up.');
     expect(first.stdout).toContain('`stackwatch setup --prune`');
-    expect(first.stdout).toMatch(/^Setup: 12 created, 2 updated, 0 unchanged\.$/m);
+    expect(first.stdout).toMatch(/^Setup: 15 created, 2 updated, 0 unchanged\.$/m);
     const before = await clusterState(t);
 
     const second = await run(['setup', '--config', t.configFile]);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).not.toMatch(/^ {2}(created|updated) /m);
     expect(second.stdout).toContain(`  unchanged  alias               ${logs}  (on 1 index)`);
-    expect(second.stdout).toMatch(/^Setup: nothing to change \(13 unchanged\)\.$/m);
+    expect(second.stdout).toMatch(/^Setup: nothing to change \(16 unchanged\)\.$/m);
     expect(await clusterState(t)).toEqual(before);
 
     // A processor starting changes nothing either.
@@ -310,13 +315,13 @@ describe('stackwatch setup on a cluster with ILM', () => {
 
     const second = await run(['setup', '--config', t.configFile, '--prune']);
     expect(second.code, second.stderr).toBe(0);
-    expect(second.stdout).toMatch(/^Setup: nothing to change \(17 unchanged\)\.$/m);
+    expect(second.stdout).toMatch(/^Setup: nothing to change \(20 unchanged\)\.$/m);
     expect(second.stdout).toContain(`  unchanged  ILM policy          ${logs}  (delete after 30d)`);
     expect(second.stdout).toContain('Prune: nothing to do, ILM deletes the old daily indices on this cluster.');
 
     const changed = await run(['setup', '--config', t.configFile, '--retention', 'logs=7']);
     expect(changed.stdout).toContain(`  updated    ILM policy          ${logs}  (delete after 7d)`);
-    expect(changed.stdout).toMatch(/^Setup: 0 created, 1 updated, 16 unchanged\.$/m);
+    expect(changed.stdout).toMatch(/^Setup: 0 created, 1 updated, 19 unchanged\.$/m);
     expect(proxy.policies.get(logs).phases.delete.min_age).toBe('7d');
 
     // A processor whose user may not read ILM keeps what setup installed, and touches no policy.
@@ -326,7 +331,7 @@ describe('stackwatch setup on a cluster with ILM', () => {
     expect(proxy.lifecycle.get(`${logs}@settings`)).toEqual({ 'index.lifecycle.name': logs });
     const unprivileged = await run(['setup', '--config', t.configFile]);
     expect(unprivileged.stdout).toContain('Retention: cannot tell whether this cluster has ILM (GET _ilm/status was refused (403)');
-    expect(unprivileged.stdout).toMatch(/^Setup: nothing to change \(13 unchanged\)\.$/m);
+    expect(unprivileged.stdout).toMatch(/^Setup: nothing to change \(16 unchanged\)\.$/m);
 
     // A processor that may see ILM but not manage policies starts all the same (a warning, no policy).
     proxy.statusCode = 200;

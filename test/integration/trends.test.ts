@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { dailyIndex } from '../../core/elastic.ts';
-import { installIndexTemplates } from '../../core/index-setup.ts';
+import { installIndexTemplates } from '../../sinks/index-setup.ts';
 import { metricDocument, type MetricEvent } from '../../core/events.ts';
 import { stackwatch, testSetup } from './harness.ts';
 

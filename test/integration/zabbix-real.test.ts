@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ZabbixCollector } from '../../collectors/zabbix.ts';
+import { startCollector } from '../../collectors/index.ts';
+import { zabbix } from '../../collectors/zabbix.ts';
 import { HealthEvent, type MetricEvent } from '../../core/events.ts';
 import { ensureTopics, GroupConsumer, TopicProducer } from '../../core/kafka.ts';
 import { startProcessor } from '../../processors/processor.ts';
@@ -73,8 +74,7 @@ describe('Zabbix collector on a real Zabbix 6.0', () => {
     await ensureTopics(cfg.kafka, [topics.metrics, topics.health, topics.dead_letter]);
     await startProcessor(cfg, { signal: ctl.signal });
     const producer = await TopicProducer.connect(cfg.kafka, 'zabbix-collector');
-    const collector = new ZabbixCollector(cfg.collectors.zabbix, { producer, topics });
-    const running = collector.run(ctl.signal);
+    const running = startCollector(zabbix, cfg.collectors.zabbix, producer, topics, ctl.signal);
 
     // What the collector puts on the health topic (inventory, problems), read back from Kafka.
     const health: HealthEvent[] = [];

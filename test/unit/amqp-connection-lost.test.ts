@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { Alert } from '../../core/events.ts';
-import { DetectionEngine, loadRules } from '../../processors/detect.ts';
+import { DetectionEngine } from '../../detectors/engine.ts';
+import { loadRules } from '../../detectors/rules.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
 
 const SAMPLES = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
@@ -24,7 +25,7 @@ async function detect(files: { path: string; lines: string[] }[], host = 'comput
     for (const line of lines) {
       const doc = parseLogEvent({ v: 1, host, path, file_id: path, offset, text: line, read_at: '2030-01-01T00:00:00.000Z' }, { timezone: 'UTC' });
       offset += Buffer.byteLength(line) + 1;
-      alerts.push(...engine.onLog(doc));
+      alerts.push(...engine.on({ kind: 'log', doc: doc }));
     }
   }
   return alerts;
@@ -43,7 +44,7 @@ describe('known failures in real logs', () => {
     // Every firing alert is followed by its resolution or stands at the end; none fires twice in a row.
     const open = new Set<string>();
     for (const a of alerts) {
-      if (a.alert.status === 'firing') expect(open.has(a.alert.id)).toBe(false), open.add(a.alert.id);
+      if (a.alert.status === 'firing') (expect(open.has(a.alert.id)).toBe(false), open.add(a.alert.id));
       else expect(open.delete(a.alert.id)).toBe(true);
     }
     // Reply timeouts piling up after the outage ended (conductor unreachable): the page-level reply-path alert.
@@ -56,10 +57,7 @@ describe('amqp-connection-lost', () => {
     const files = readdirSync(SAMPLES).map((f) => ({ path: `/var/log/x/${f}`, lines: read(join(SAMPLES, f)) }));
     const alerts = (await detect(files, 'compute-1', 'amqp-connection-lost')).filter((a) => a.alert.group.kind === undefined);
     const first = (service: string) => alerts.filter((a) => a.service.name === service).slice(0, 2);
-    expect(first('nova-compute').map((a) => `${a.alert.status} ${a.alert.started_at}`)).toEqual([
-      'firing 2022-02-04T09:37:50.159Z',
-      'resolved 2022-02-04T09:37:50.159Z',
-    ]);
+    expect(first('nova-compute').map((a) => `${a.alert.status} ${a.alert.started_at}`)).toEqual(['firing 2022-02-04T09:37:50.159Z', 'resolved 2022-02-04T09:37:50.159Z']);
     const resolved = first('nova-compute')[1];
     expect(resolved.message).toMatch(/no AMQP loss for 300s while working/);
     expect(resolved.alert.duration_s).toBeGreaterThan(1800);

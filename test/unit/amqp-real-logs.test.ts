@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { Alert } from '../../core/events.ts';
-import { DetectionEngine, loadRules } from '../../processors/detect.ts';
+import { DetectionEngine } from '../../detectors/engine.ts';
+import { loadRules } from '../../detectors/rules.ts';
 import { alertsFor } from '../../processors/rule-tests.ts';
 
 const dir = new URL('../fixtures/oslo-messaging-real/', import.meta.url);

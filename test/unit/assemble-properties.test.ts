@@ -6,7 +6,7 @@
 import { checkSync } from 'recheck';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from '../../collectors/assemble.ts';
+import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from '../../collectors/logs/assemble.ts';
 import { toRawEvent } from '../../collectors/openstack-logs.ts';
 import { FORMAT_REGEXES } from '../../core/log-formats.ts';
 import { PARSE_REGEXES, parseLogEvent } from '../../processors/parse-log.ts';

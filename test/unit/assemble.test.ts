@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from '../../collectors/assemble.ts';
+import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from '../../collectors/logs/assemble.ts';
 
 const NOVA = gunzipSync(readFileSync(new URL('../../samples/hotsos-2022/nova-compute.log.1.gz', import.meta.url)));
 

@@ -16,11 +16,12 @@ import {
   parseDf,
   parseHealthDetail,
   parseStatus,
-  runCephCollector,
   runCommand,
   statusSamples,
   type Sample,
 } from '../../collectors/ceph.ts';
+import { collectorContext } from '../../collectors/emitter.ts';
+import { pollOnce, runScheduled } from '../../collectors/schedule.ts';
 import { validateConfig } from '../../core/config.ts';
 import { CephHealthEvent, DeadLetter, MetricEvent } from '../../core/events.ts';
 import type { OutMessage } from '../../core/kafka.ts';
@@ -324,11 +325,15 @@ esac
     {},
   ).collectors.ceph!;
   const producer = new RecordingProducer();
+  const ctx = collectorContext('ceph-collector', producer, TOPICS);
+  const poller = (c: CephCollector) => ({ pollOnce: (signal?: AbortSignal) => pollOnce(c, ctx.emitter, signal) });
   return {
     dir,
     cfg,
     producer,
-    collector: new CephCollector(cfg, { producer, topics: TOPICS }),
+    ctx,
+    poller,
+    collector: poller(new CephCollector(cfg, ctx)),
     mode: (what: 'status' | 'health' | 'df', mode: string) => writeFileSync(join(dir, `${what}.mode`), mode),
     calls: () => (existsSync(join(dir, 'calls')) ? readFileSync(join(dir, 'calls'), 'utf8').split('\n').filter(Boolean) : []),
   };
@@ -454,7 +459,7 @@ describe('CephCollector.pollOnce with a fake ceph', () => {
 
   it('a command that cannot be started: a dead letter per command, not an exception', async () => {
     const f = fakeCeph();
-    const c = new CephCollector({ ...f.cfg, command: [join(f.dir, 'no-such-ceph')] }, { producer: f.producer, topics: TOPICS });
+    const c = f.poller(new CephCollector({ ...f.cfg, command: [join(f.dir, 'no-such-ceph')] }, f.ctx));
     const r = await c.pollOnce();
     expect(r.deadLetters.map((d) => d.reason).sort()).toEqual([
       `ceph df -f json: cannot run the command: spawn ${join(f.dir, 'no-such-ceph')} ENOENT`,
@@ -478,7 +483,7 @@ describe('CephCollector.pollOnce with a fake ceph', () => {
     const f = fakeCeph();
     f.mode('health', 'sleep');
     const ctl = new AbortController();
-    const c = new CephCollector({ ...f.cfg, timeout_ms: 60_000 }, { producer: f.producer, topics: TOPICS });
+    const c = f.poller(new CephCollector({ ...f.cfg, timeout_ms: 60_000 }, f.ctx));
     const t0 = Date.now();
     const polling = c.pollOnce(ctl.signal);
     setTimeout(() => ctl.abort(), 300);
@@ -511,12 +516,12 @@ describe('runCommand', () => {
   });
 });
 
-describe('runCephCollector', () => {
+describe('runScheduled with the Ceph collector', () => {
   it('polls on the schedule, keeps going while health detail fails, and stops on abort', async () => {
     const f = fakeCeph();
     f.mode('health', 'fail');
     const ctl = new AbortController();
-    const running = runCephCollector(f.cfg, { producer: f.producer, topics: TOPICS, signal: ctl.signal });
+    const running = runScheduled(new CephCollector(f.cfg, f.ctx), f.ctx.emitter, ctl.signal);
     await new Promise((r) => setTimeout(r, 2_600));
     ctl.abort();
     await running;

@@ -1,6 +1,6 @@
 // The command line as an operator meets it: help on every command, one-line config errors with exit code 2.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,5 +124,50 @@ describe('stackwatch detect and rules test', () => {
     const bad = cli('rules', 'test', '--rules-dir', dir);
     expect(bad.status).toBe(1);
     expect(bad.stdout).toContain('alert 1: severity is "critical", expected "warning"');
+  });
+});
+
+describe('bin/stackwatch.mjs where esbuild is not installed (npm ci --omit=dev, npm prune --omit=dev)', () => {
+  // A copy of the launcher and the build script beside a one-module bundle, out of reach of this checkout's
+  // node_modules: nothing can build there.
+  const root = mkdtempSync(join(tmpdir(), 'stackwatch-no-build-'));
+  for (const f of ['bin/stackwatch.mjs', 'scripts/build.mjs']) {
+    mkdirSync(join(root, f, '..'), { recursive: true });
+    copyFileSync(new URL(`../../${f}`, import.meta.url), join(root, f));
+  }
+  const source = join(root, 'cli', 'index.ts');
+  const bundle = (builtAt: number) => {
+    mkdirSync(join(root, 'cli'), { recursive: true });
+    writeFileSync(source, '');
+    utimesSync(source, new Date(builtAt - 60_000), new Date(builtAt - 60_000));
+    mkdirSync(join(root, 'dist'), { recursive: true });
+    writeFileSync(join(root, 'dist', 'index.js'), "export async function main(args) { process.stdout.write(`bundle ran ${args.join(' ')}\\n`); return 0; }\n");
+    writeFileSync(join(root, 'dist', 'inputs.json'), JSON.stringify({ startedAt: builtAt, inputs: ['cli/index.ts'] }));
+  };
+  const run = () => spawnSync(process.execPath, [join(root, 'bin', 'stackwatch.mjs'), 'x'], { encoding: 'utf8' });
+  const error = 'stackwatch: dist/ is missing or older than the sources, and esbuild (a development dependency) is not installed: run `npm run build`';
+
+  it('runs an up-to-date bundle', () => {
+    bundle(Date.now());
+    const r = run();
+    expect(r.stdout).toBe('bundle ran x\n');
+    expect(r.status).toBe(0);
+  });
+
+  it('refuses a bundle older than a source, in one line', () => {
+    bundle(Date.now());
+    utimesSync(source, new Date(), new Date(Date.now() + 1000));
+    const r = run();
+    expect(r.stdout).toBe('');
+    expect(r.stderr.split('\n')).toHaveLength(2); // one line and its newline
+    expect(r.stderr).toContain(error);
+    expect(r.status).toBe(1);
+  });
+
+  it('refuses a missing bundle, in one line', () => {
+    rmSync(join(root, 'dist'), { recursive: true, force: true });
+    const r = run();
+    expect(r.stderr).toContain(error);
+    expect(r.status).toBe(1);
   });
 });

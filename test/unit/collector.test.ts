@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../core/config.ts';
 import type { RawLogEvent } from '../../core/events.ts';
 import type { OutMessage } from '../../core/kafka.ts';
+import { collectorContext } from '../../collectors/emitter.ts';
 import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
 
 const real = readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
@@ -42,7 +43,7 @@ function setup() {
   ).collectors.openstack_logs!;
   const producer = new RecordingProducer();
   const collector = () => {
-    const c = new OpenstackLogCollector(cfg, { topic: 't', deadLetterTopic: 'dlq', producer });
+    const c = new OpenstackLogCollector(cfg, collectorContext('openstack-logs', producer, { logs: 't', dead_letter: 'dlq' }));
     // A poll, then another once the file has been quiet for the multi-line flush interval: the last event
     // of a quiet file goes out then (it might have had continuation lines).
     const poll = async (signal?: AbortSignal) => {

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { toRawEvent } from '../../collectors/openstack-logs.ts';
 import { ConfigError, loadConfig, validateConfig } from '../../core/config.ts';
+import { setLogSink } from '../../core/log.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-config-'));
@@ -17,7 +18,7 @@ function file(name: string, text: string): string {
 const good = {
   kafka: { brokers: ['127.0.0.1:9092', 'kafka-2.example:9093'] },
   elasticsearch: { url: 'http://127.0.0.1:9200' },
-  alertmanager: { url: 'http://127.0.0.1:9093' },
+  notify: { alertmanager: { url: 'http://127.0.0.1:9093' } },
   collectors: { openstack_logs: { paths: ['/var/log/nova/*.log'] } },
 };
 const noEnv = {};
@@ -46,6 +47,28 @@ describe('config', () => {
     expect(cfg.elasticsearch.indices.logs).toBe('stackwatch-logs');
     expect(cfg.processor.timezone).toBe('UTC');
     expect(cfg.collectors.openstack_logs?.poll_interval_ms).toBe(200);
+  });
+
+  it('reads the deprecated top-level alertmanager as notify.alertmanager, with a warning naming both', () => {
+    const lines: string[] = [];
+    const restore = setLogSink((line) => lines.push(line));
+    try {
+      const { notify: _, ...rest } = structuredClone(good);
+      const cfg = validateConfig({ ...rest, alertmanager: { url: 'http://am:9093' } }, 'old.yaml', noEnv);
+      expect(cfg.notify.alertmanager).toEqual({ url: 'http://am:9093', resend_interval_s: 60 });
+      expect('alertmanager' in cfg).toBe(false);
+      // The environment variable overrides the old place as it did.
+      const fromEnv = validateConfig({ ...rest, alertmanager: { url: 'http://am:9093' } }, 'old.yaml', { STACKWATCH_ALERTMANAGER_URL: 'http://am-2:9093' });
+      expect(fromEnv.notify.alertmanager?.url).toBe('http://am-2:9093');
+    } finally {
+      restore();
+    }
+    expect(lines.some((l) => /old\.yaml: the top-level alertmanager is deprecated: move it under notify \(notify\.alertmanager/.test(l))).toBe(true);
+    const both = { ...structuredClone(good), alertmanager: { url: 'http://am:9093' } };
+    expect(errorOf(() => validateConfig(both, 'both.yaml', noEnv))).toMatch(/^both\.yaml: alertmanager: set notify\.alertmanager or the deprecated top-level alertmanager, not both/);
+    // The new place takes STACKWATCH_ALERTMANAGER_URL too, and switches Alertmanager on.
+    const { notify: _n, ...none } = structuredClone(good);
+    expect(validateConfig(none, 'x.yaml', { STACKWATCH_ALERTMANAGER_URL: 'http://am-3:9093' }).notify.alertmanager?.url).toBe('http://am-3:9093');
   });
 
   it('names the field of a bad collector schedule or item mapping, and fills the Zabbix and Ceph defaults', () => {

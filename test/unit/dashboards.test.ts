@@ -1,4 +1,4 @@
-// dashboards/: the index templates, the ILM policies and the Kibana saved objects. No Kibana runs here, so the
+// The index templates and ILM policies (sinks/) and the Kibana saved objects (dashboards/). No Kibana runs here, so the
 // validator checks the NDJSON as thoroughly as Kibana's import would and more: every line a well-formed saved object
 // of an allowed type, stringified attributes that parse, valid panel grids, references that resolve inside the
 // file, and every field any search or visualisation uses mapped in our templates with a type that fits its use.
@@ -9,6 +9,7 @@ import { kibanaObjects, parseRetention } from '../../cli/setup.ts';
 import { validateConfig } from '../../core/config.ts';
 import {
   compatibleTypes,
+  DAILY_KINDS,
   dailyIndexAge,
   defaultRetentionDays,
   fieldOfReason,
@@ -16,13 +17,14 @@ import {
   ilmPolicy,
   ilmPolicyFile,
   INDEX_KINDS,
+  isDaily,
   kindObjects,
   kindTemplate,
   mappedFields,
   parseDays,
   type IndexKind,
-} from '../../core/index-setup.ts';
-import { deadLetter, metricDocument, type Alert, type RawLogEvent } from '../../core/events.ts';
+} from '../../sinks/index-setup.ts';
+import { deadLetter, metricDocument, type Alert, type InventoryEvent, type RawLogEvent } from '../../core/events.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
 
 const NDJSON = readFileSync(NDJSON_FILE, 'utf8');
@@ -545,7 +547,7 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
   });
 });
 
-describe('index templates (dashboards/index-templates/)', () => {
+describe('index templates (sinks/index-templates/)', () => {
   for (const kind of INDEX_KINDS) {
     it(`${kind}: explicit mappings in types the minimal Elasticsearch has, @timestamp a date, ids keywords`, () => {
       const fields = mappedFields(kind);
@@ -630,6 +632,27 @@ describe('index templates (dashboards/index-templates/)', () => {
     expect(o.mappings.body._meta.hash).toBe(withIlm.mappings.body._meta.hash);
   });
 
+  it('the inventory: one index by its name, no alias, no ILM policy, every field of an inventory event mapped', () => {
+    const o = kindObjects('inventory', 'sw-inventory', true);
+    expect(o.template.body.index_patterns).toEqual(['sw-inventory']);
+    expect(o.template.body.template).toBeUndefined();
+    expect(o.template.body.composed_of).toEqual(['sw-inventory@settings', 'sw-inventory@mappings', 'sw-inventory@custom']);
+    expect(o.settings.body.template.settings['index.lifecycle.name']).toBeUndefined();
+    expect(isDaily('inventory')).toBe(false);
+    expect(DAILY_KINDS).not.toContain('inventory');
+    const inventory: InventoryEvent = {
+      v: 1,
+      kind: 'inventory',
+      '@timestamp': '2026-11-25T10:00:00Z',
+      source: 'zabbix',
+      host: { name: 'cmp-1', id: '10084', ip: ['10.0.0.5'], groups: ['Compute'], status: 'enabled' },
+    };
+    const fields = mappedFields('inventory');
+    for (const leaf of ['v', 'kind', '@timestamp', 'source', 'host.name', 'host.id', 'host.ip', 'host.groups', 'host.status', 'event.ingested']) expect(fieldType(fields, leaf), leaf).toBeDefined();
+    expect(Object.keys(inventory.host).sort()).toEqual(['groups', 'id', 'ip', 'name', 'status']);
+    expect(fields['host.ip']).toBe('ip');
+  });
+
   it('merges the base into every kind', () => {
     for (const kind of INDEX_KINDS) {
       const f = mappedFields(kind);
@@ -655,8 +678,8 @@ describe('index templates (dashboards/index-templates/)', () => {
   });
 });
 
-describe('ILM policies (dashboards/ilm/)', () => {
-  for (const kind of INDEX_KINDS) {
+describe('ILM policies (sinks/ilm/)', () => {
+  for (const kind of DAILY_KINDS) {
     it(`${kind}: hot, then delete after the default retention`, () => {
       const { policy } = ilmPolicyFile(kind);
       expect(Object.keys(policy.phases)).toEqual(['hot', 'delete']);

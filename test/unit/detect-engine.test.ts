@@ -1,7 +1,9 @@
 // The engine's routing: a line no rule cares about reaches no detector, however many rules there are.
 import { describe, expect, it } from 'vitest';
 import type { LogDocument } from '../../core/events.ts';
-import { DetectionEngine, type Rule } from '../../processors/detect.ts';
+import type { Detector } from '../../detectors/detector.ts';
+import { DetectionEngine } from '../../detectors/engine.ts';
+import type { Rule } from '../../detectors/rules.ts';
 
 const doc = (logger: string, message: string): LogDocument => ({
   '@timestamp': '2022-02-04T09:37:50.159Z',
@@ -26,12 +28,12 @@ function patternRule(i: number): Rule {
 
 async function engineWith(rules: Rule[]) {
   const engine = await DetectionEngine.create(rules);
-  // Count the detectors an event reaches: wrap every detector's onLog.
+  // Count the detectors an event reaches: wrap every detector's on.
   let calls = 0;
-  for (const list of (engine as unknown as { byLogger: Map<string, { detector: { onLog: (d: LogDocument) => unknown } }[]> }).byLogger.values()) {
+  for (const list of (engine as unknown as { byLogger: Map<string, { detector: Detector }[]> }).byLogger.values()) {
     for (const entry of list) {
-      const inner = entry.detector.onLog.bind(entry.detector);
-      entry.detector.onLog = (d) => (calls++, inner(d));
+      const inner = entry.detector.on.bind(entry.detector);
+      entry.detector.on = (e) => (calls++, inner(e));
     }
   }
   return { engine, calls: () => calls };
@@ -40,13 +42,13 @@ async function engineWith(rules: Rule[]) {
 describe('detection engine routing', () => {
   it.each([1, 10, 200])('with %i rules, a line of another logger reaches no detector', async (n) => {
     const { engine, calls } = await engineWith(Array.from({ length: n }, (_, i) => patternRule(i)));
-    for (let i = 0; i < 1000; i++) engine.onLog(doc('neutron.agent.l3.agent', 'routine work'));
+    for (let i = 0; i < 1000; i++) engine.on({ kind: 'log', doc: doc('neutron.agent.l3.agent', 'routine work') });
     expect(calls()).toBe(0);
   });
 
-  it('a line of a rule\'s logger reaches that rule only, and fires it', async () => {
+  it("a line of a rule's logger reaches that rule only, and fires it", async () => {
     const { engine, calls } = await engineWith(Array.from({ length: 50 }, (_, i) => patternRule(i)));
-    const alerts = engine.onLog(doc('nova.compute7.manager', 'boom7 happened'));
+    const alerts = engine.on({ kind: 'log', doc: doc('nova.compute7.manager', 'boom7 happened') });
     expect(calls()).toBe(1);
     expect(alerts.map((a) => a.rule.id)).toEqual(['r7']);
   });

@@ -9,7 +9,8 @@ import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { Alert, LogDocument } from '../../core/events.ts';
 import { counterValue } from '../../core/metrics.ts';
-import { DetectionEngine, loadRules, type Rule } from '../../processors/detect.ts';
+import { DetectionEngine } from '../../detectors/engine.ts';
+import { loadRules, type Rule } from '../../detectors/rules.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -42,7 +43,12 @@ describe('the AMQP detector with 1.6M distinct connection uuids', () => {
     const alerts: Alert[] = [];
     const N = 1_600_000;
     for (let i = 0; i < N; i++) {
-      alerts.push(...engine.onLog(doc(start + i, 'oslo.messaging._drivers.impl_rabbit', `[${uuid(i)}] AMQP server on 10.5.0.5:5672 is unreachable: [Errno 111] ECONNREFUSED. Trying again in 1 seconds.`)));
+      alerts.push(
+        ...engine.on({
+          kind: 'log',
+          doc: doc(start + i, 'oslo.messaging._drivers.impl_rabbit', `[${uuid(i)}] AMQP server on 10.5.0.5:5672 is unreachable: [Errno 111] ECONNREFUSED. Trying again in 1 seconds.`),
+        }),
+      );
     }
     const growth = heapAfterGc() - before;
     // 524 MB before; 10,000 entries are a few MB. Generous: other tests' garbage is not ours to count.
@@ -54,8 +60,8 @@ describe('the AMQP detector with 1.6M distinct connection uuids', () => {
     // The outage still resolves when a connection reconnects and the service stays up.
     const end = start + N;
     const after = [
-      ...engine.onLog(doc(end, 'oslo.messaging._drivers.impl_rabbit', 'Reconnected to AMQP server on 10.5.0.5:5672 via [amqp] client with port 40522.')),
-      ...engine.onLog(doc(end + 10_000, 'nova.compute.manager', 'still working')),
+      ...engine.on({ kind: 'log', doc: doc(end, 'oslo.messaging._drivers.impl_rabbit', 'Reconnected to AMQP server on 10.5.0.5:5672 via [amqp] client with port 40522.') }),
+      ...engine.on({ kind: 'log', doc: doc(end + 10_000, 'nova.compute.manager', 'still working') }),
     ];
     expect(after.map((a) => a.alert.status)).toEqual(['resolved']);
     expect(engine.stateSizes().get(rule.id)).toBe(1); // the reply-path grace of the reconnect
@@ -78,7 +84,7 @@ describe('open alerts are never evicted silently', () => {
   it('past the cap, the oldest open alert resolves with the reason; every alert that fired is resolved or still held', async () => {
     const engine = await DetectionEngine.create([rule(100)]);
     const alerts: Alert[] = [];
-    for (let i = 0; i < 1000; i++) alerts.push(...engine.onLog(doc(Date.UTC(2026, 0, 1) + i * 1000, 'nova.compute.manager', `failure C${i}`)));
+    for (let i = 0; i < 1000; i++) alerts.push(...engine.on({ kind: 'log', doc: doc(Date.UTC(2026, 0, 1) + i * 1000, 'nova.compute.manager', `failure C${i}`) }));
     const firing = alerts.filter((a) => a.alert.status === 'firing');
     const resolved = alerts.filter((a) => a.alert.status === 'resolved');
     expect(firing).toHaveLength(1000);
@@ -94,14 +100,14 @@ describe('open alerts are never evicted silently', () => {
   it('while quiet state can go, an open alert stays', async () => {
     const engine = await DetectionEngine.create([rule(10, 2)]);
     const t0 = Date.UTC(2026, 0, 1);
-    const first = [...engine.onLog(doc(t0, 'nova.compute.manager', 'failure C0')), ...engine.onLog(doc(t0 + 1, 'nova.compute.manager', 'failure C0'))];
+    const first = [...engine.on({ kind: 'log', doc: doc(t0, 'nova.compute.manager', 'failure C0') }), ...engine.on({ kind: 'log', doc: doc(t0 + 1, 'nova.compute.manager', 'failure C0') })];
     expect(first.map((a) => a.alert.status)).toEqual(['firing']);
     // 1000 groups seen once each (quiet: below their threshold) push each other out, never the open one.
     const later: Alert[] = [];
-    for (let i = 1; i <= 1000; i++) later.push(...engine.onLog(doc(t0 + 1000 + i, 'nova.compute.manager', `failure C${i}`)));
+    for (let i = 1; i <= 1000; i++) later.push(...engine.on({ kind: 'log', doc: doc(t0 + 1000 + i, 'nova.compute.manager', `failure C${i}`) }));
     expect(later).toEqual([]);
     expect(engine.stateSizes().get('codes-10-2')).toBe(10);
-    expect(engine.onLog(doc(t0 + 5000, 'nova.compute.manager', 'failure C0'))).toEqual([]); // still firing: no new alert
+    expect(engine.on({ kind: 'log', doc: doc(t0 + 5000, 'nova.compute.manager', 'failure C0') })).toEqual([]); // still firing: no new alert
   });
 
   it('the Ceph checks of log lines are bounded the same way', async () => {
@@ -110,14 +116,14 @@ describe('open alerts are never evicted silently', () => {
     const alerts: Alert[] = [];
     for (let i = 0; i < 200; i++) {
       const line = doc(Date.UTC(2026, 0, 1) + i, 'ceph', `mon.a (mon.0) ${i} : cluster [WRN] Health check failed: check ${i} (CODE_${i})`, 'ceph');
-      alerts.push(...engine.onLog(line));
+      alerts.push(...engine.on({ kind: 'log', doc: line }));
     }
     expect(alerts.filter((a) => a.alert.status === 'firing')).toHaveLength(200);
     expect(alerts.filter((a) => a.alert.status === 'resolved' && a.message.includes('no longer tracked'))).toHaveLength(150);
     expect(engine.stateSizes().get('ceph-health')).toBe(50);
   });
 
-  it('a rule\'s state limits are validated with the rule: errors name the file and the field', () => {
+  it("a rule's state limits are validated with the rule: errors name the file and the field", () => {
     const dir = mkdtempSync(join(tmpdir(), 'stackwatch-rules-'));
     try {
       writeFileSync(join(dir, 'r.yaml'), 'id: r\nname: r\ndetector: pattern\nseverity: warning\nrunbook: x\nstate: { max_entries: 0 }\nparams: { fire: x, message: m }\n');
@@ -143,9 +149,9 @@ describe('idle state expires by event time', () => {
     const engine = await DetectionEngine.create([r]);
     const before = await counterValue('evictions', { rule: 'idle-groups', reason: 'idle' });
     const t0 = Date.UTC(2026, 0, 1);
-    for (let i = 0; i < 10; i++) engine.onLog(doc(t0 + i, 'nova.compute.manager', `failure C${i}`));
+    for (let i = 0; i < 10; i++) engine.on({ kind: 'log', doc: doc(t0 + i, 'nova.compute.manager', `failure C${i}`) });
     expect(engine.stateSizes().get('idle-groups')).toBe(10);
-    engine.onLog(doc(t0 + 120_000, 'nova.compute.manager', 'failure C99'));
+    engine.on({ kind: 'log', doc: doc(t0 + 120_000, 'nova.compute.manager', 'failure C99') });
     expect(engine.stateSizes().get('idle-groups')).toBe(1);
     expect((await counterValue('evictions', { rule: 'idle-groups', reason: 'idle' })) - before).toBe(10);
   });

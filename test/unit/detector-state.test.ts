@@ -1,10 +1,10 @@
-// KeyedState (processors/state.ts), what every detector remembers per key: it expires by event time and is capped,
+// KeyedState (detectors/state.ts), what every detector remembers per key: it expires by event time and is capped,
 // the least recently touched first, counted; an entry with an open alert never expires and goes last. The detectors
 // held to it are tested in detector-bounds.test.ts.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { counterValue } from '../../core/metrics.ts';
-import { KeyedState } from '../../processors/state.ts';
+import { KeyedState } from '../../detectors/state.ts';
 
 describe('KeyedState', () => {
   type Op = { key: number; open: boolean; dt: number };

@@ -1,9 +1,9 @@
-// collectors/gunzip.ts by itself: gzip members, cuts anywhere, trailing bytes (fast-check), and a damaged stream that
+// collectors/logs/gunzip.ts by itself: gzip members, cuts anywhere, trailing bytes (fast-check), and a damaged stream that
 // cannot be read again. The real-file cases are in read-file.test.ts.
 import { gzipSync, inflateRawSync, constants } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { gunzip, GzipError, headerLength, type GzipSource } from '../../collectors/gunzip.ts';
+import { gunzip, GzipError, headerLength, type GzipSource } from '../../collectors/logs/gunzip.ts';
 
 const SYNC = { finishFlush: constants.Z_SYNC_FLUSH };
 

@@ -3,7 +3,7 @@
 // streams, impossible timestamps, line separators inside a line, secrets split across pieces of the original.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { EventAssembler, LineSplitter, type AssembledEvent } from '../../collectors/assemble.ts';
+import { EventAssembler, LineSplitter, type AssembledEvent } from '../../collectors/logs/assemble.ts';
 import { toRawEvent } from '../../collectors/openstack-logs.ts';
 import type { LogDocument } from '../../core/events.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';

@@ -4,7 +4,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LinearRegex, re2Source } from '../../core/regex.ts';
-import { DetectionEngine, loadRules } from '../../processors/detect.ts';
+import { DetectionEngine } from '../../detectors/engine.ts';
+import { loadRules } from '../../detectors/rules.ts';
 
 /** Regexes of the kinds rule authors write: the shipped rules' own, and classes, blanks, dots, anchors, groups. */
 const SHIPPED = (await DetectionEngine.create(loadRules(), { fastPath: false })).regexes.map((r) => r.regex).filter((r) => r.flags === '');
@@ -24,16 +25,53 @@ const WRITTEN = [
 /** Text made of the regexes' own pieces and of the characters where engines differ: blanks JavaScript counts and
  * RE2 does not (NBSP, \v, U+2028), \r, a character outside the BMP, a lone surrogate. */
 const PIECES = [
-  'a', 'b', 'x', 'y', 'A', 'W', 'R', 'N', 'E', 'O', 'D', '_', '0', '7', ':', '.', '(', ')', '[', ']', ' ', '\t', '\n',
-  '\r', '\v', '\u00a0', '\u2028', 'é', '😀', '\ud800', 'cluster [WRN] Health check failed: ', ' (OSD_DOWN)', 'Health check cleared: ',
-  ' (was: ', 'DBDeadlock', 'mon.a (mon.0) 1 : ', 'Connection failed: ', 'timed out', 'ERROR nova.compute [req-1] ', 'is unreachable: ',
+  'a',
+  'b',
+  'x',
+  'y',
+  'A',
+  'W',
+  'R',
+  'N',
+  'E',
+  'O',
+  'D',
+  '_',
+  '0',
+  '7',
+  ':',
+  '.',
+  '(',
+  ')',
+  '[',
+  ']',
+  ' ',
+  '\t',
+  '\n',
+  '\r',
+  '\v',
+  '\u00a0',
+  '\u2028',
+  'é',
+  '😀',
+  '\ud800',
+  'cluster [WRN] Health check failed: ',
+  ' (OSD_DOWN)',
+  'Health check cleared: ',
+  ' (was: ',
+  'DBDeadlock',
+  'mon.a (mon.0) 1 : ',
+  'Connection failed: ',
+  'timed out',
+  'ERROR nova.compute [req-1] ',
+  'is unreachable: ',
 ];
 const text = fc.array(fc.constantFrom(...PIECES), { maxLength: 30 }).map((p) => p.join(''));
 
 const answer = (m: RegExpExecArray | null) => (m ? { index: m.index, match: [...m], groups: m.groups ? { ...m.groups } : undefined } : null);
 
 describe('the linear path', () => {
-  it.each([...SHIPPED.map((r) => r.source), ...WRITTEN])('gives JavaScript\'s answers: /%s/', (source) => {
+  it.each([...SHIPPED.map((r) => r.source), ...WRITTEN])("gives JavaScript's answers: /%s/", (source) => {
     const linear = new LinearRegex(source);
     const js = new RegExp(source);
     expect(linear.path).toBe('linear');
@@ -46,7 +84,7 @@ describe('the linear path', () => {
     );
   });
 
-  it('gives JavaScript\'s answers with the i flag on ASCII text (RE2 alone runs it)', () => {
+  it("gives JavaScript's answers with the i flag on ASCII text (RE2 alone runs it)", () => {
     const source = 'replication lag|seconds behind master|(?<code>osd_[a-z]+)';
     const linear = new LinearRegex(source, 'i');
     const js = new RegExp(source, 'i');
@@ -60,7 +98,7 @@ describe('the linear path', () => {
     );
   });
 
-  it('RE2\'s reading of a regex matches at least where JavaScript\'s does, or RE2 is not used for it', () => {
+  it("RE2's reading of a regex matches at least where JavaScript's does, or RE2 is not used for it", () => {
     // \s becomes JavaScript's set of blanks; what RE2 would read otherwise (\pL, [[:alpha:]], []a], \Q) is not RE2's.
     expect(re2Source('a\\sb')).toContain('\\u00a0');
     expect(re2Source('[^\\s]')).toMatch(/^\[\^\\t/);
@@ -94,23 +132,27 @@ describe('linear time where backtracking is not', () => {
     ['(?<a>\\S+)+ x', '', 'b', ''],
   ];
 
-  it.each(ATTACKS)('/%s/: eight times the line takes well under 64 times as long', (source, head, unit, tail) => {
-    const r = new LinearRegex(source);
-    fc.assert(
-      fc.property(fc.integer({ min: 2000, max: 4000 }), (n) => {
-        const time = (k: number) => {
-          const s = head + unit.repeat(k) + tail;
-          let ms = Infinity;
-          for (let i = 0; i < 3; i++) {
-            const start = performance.now();
-            r.exec(s);
-            ms = Math.min(ms, performance.now() - start);
-          }
-          return ms;
-        };
-        expect(time(8 * n) / Math.max(time(n), 2)).toBeLessThan(24);
-      }),
-      { numRuns: 3 },
-    );
-  }, 120_000);
+  it.each(ATTACKS)(
+    '/%s/: eight times the line takes well under 64 times as long',
+    (source, head, unit, tail) => {
+      const r = new LinearRegex(source);
+      fc.assert(
+        fc.property(fc.integer({ min: 2000, max: 4000 }), (n) => {
+          const time = (k: number) => {
+            const s = head + unit.repeat(k) + tail;
+            let ms = Infinity;
+            for (let i = 0; i < 3; i++) {
+              const start = performance.now();
+              r.exec(s);
+              ms = Math.min(ms, performance.now() - start);
+            }
+            return ms;
+          };
+          expect(time(8 * n) / Math.max(time(n), 2)).toBeLessThan(24);
+        }),
+        { numRuns: 3 },
+      );
+    },
+    120_000,
+  );
 });

@@ -2,7 +2,7 @@
 // stripped, parsed by the pipeline's own code; every field equals the dataset's structured CSV, line by line.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { EventAssembler, LineSplitter, type AssembledEvent } from '../../collectors/assemble.ts';
+import { EventAssembler, LineSplitter, type AssembledEvent } from '../../collectors/logs/assemble.ts';
 import { toRawEvent } from '../../collectors/openstack-logs.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
 
@@ -17,15 +17,15 @@ function parseCsv(text: string): Record<string, string>[] {
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (quoted) {
-      if (c === '"' && text[i + 1] === '"') (field += '"'), i++;
+      if (c === '"' && text[i + 1] === '"') ((field += '"'), i++);
       else if (c === '"') quoted = false;
       else field += c;
     } else if (c === '"') quoted = true;
-    else if (c === ',') row.push(field), (field = '');
-    else if (c === '\n') row.push(field.replace(/\r$/, '')), rows.push(row), (row = []), (field = '');
+    else if (c === ',') (row.push(field), (field = ''));
+    else if (c === '\n') (row.push(field.replace(/\r$/, '')), rows.push(row), (row = []), (field = ''));
     else field += c;
   }
-  if (field || row.length) row.push(field), rows.push(row);
+  if (field || row.length) (row.push(field), rows.push(row));
   const [head, ...body] = rows;
   return body.map((r) => Object.fromEntries(head.map((h, i) => [h, r[i]])));
 }
@@ -36,7 +36,12 @@ describe('Loghub OpenStack 2k', () => {
   const raw = readFileSync(new URL('loghub-OpenStack_2k.log', FIX), 'utf8').replace(/^\S+ /gm, '');
   const events: AssembledEvent[] = [];
   const assembler = new EventAssembler({ maxEventBytes: 1 << 20 }, (e) => events.push(e));
-  const splitter = new LineSplitter(0, 1 << 20, (o, t, cut, plain) => assembler.push(o, t, cut, plain), (u) => events.push({ offset: u.offset, text: `UNUSABLE ${u.reason}` }));
+  const splitter = new LineSplitter(
+    0,
+    1 << 20,
+    (o, t, cut, plain) => assembler.push(o, t, cut, plain),
+    (u) => events.push({ offset: u.offset, text: `UNUSABLE ${u.reason}` }),
+  );
   splitter.write(Buffer.from(raw));
   splitter.end();
   assembler.flush();

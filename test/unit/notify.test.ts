@@ -2,9 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../core/config.ts';
 import type { Alert } from '../../core/events.ts';
-import { silencedBy } from '../../processors/notify.ts';
-import { toAlertmanager } from '../../processors/notify-alertmanager.ts';
-import { toPagerDuty } from '../../processors/notify-pagerduty.ts';
+import { silencedBy } from '../../notifiers/dispatch.ts';
+import { toAlertmanager } from '../../notifiers/alertmanager.ts';
+import { toPagerDuty } from '../../notifiers/pagerduty.ts';
 
 const base = { kafka: { brokers: ['k:9092'] }, elasticsearch: { url: 'http://e:9200' } };
 const alert = (over: Partial<Alert['alert']> = {}, at = '2026-12-01T23:00:00.000Z'): Alert => ({

@@ -134,7 +134,9 @@ describe('other formats through the same parse', () => {
   });
 
   it('reads RabbitMQ and MariaDB (Galera) server lines', () => {
-    const rabbit = doc('2022-02-04 09:37:50.123456+00:00 [error] <0.1234.0> closing AMQP connection <0.1234.0> (10.0.0.5:41234 -> 10.0.0.9:5672): missed heartbeats from client, timeout: 60s');
+    const rabbit = doc(
+      '2022-02-04 09:37:50.123456+00:00 [error] <0.1234.0> closing AMQP connection <0.1234.0> (10.0.0.5:41234 -> 10.0.0.9:5672): missed heartbeats from client, timeout: 60s',
+    );
     expect(rabbit).toMatchObject({ '@timestamp': '2022-02-04T09:37:50.123Z', log: { level: 'ERROR' } });
     expect(rabbit.message).toMatch(/^closing AMQP connection/);
     const galera = doc('2022-02-04  9:37:50 0 [Note] WSREP: Shifting JOINED -> SYNCED (TO: 1234)');

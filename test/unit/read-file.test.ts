@@ -1,4 +1,4 @@
-// Reading whole files for the offline tools (collectors/read-file.ts, collectors/gunzip.ts): every file error names
+// Reading whole files for the offline tools (collectors/logs/read-file.ts, collectors/logs/gunzip.ts): every file error names
 // the file, and damage never costs the complete lines before it. The damaged .gz files are made here from the real
 // bundled log (samples/hotsos-2022/nova-compute.log.1.gz), as test/fixtures/hostile/files/README.md explains.
 import { execFileSync } from 'node:child_process';
@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { readLogFile } from '../../collectors/read-file.ts';
+import { readLogFile } from '../../collectors/logs/read-file.ts';
 
 const SAMPLE = new URL('../../samples/hotsos-2022/nova-compute.log.1.gz', import.meta.url).pathname;
 const gz = readFileSync(SAMPLE);

@@ -3,7 +3,7 @@
 // out. Events that must come out unchanged (prose, ids, hashes next to the secret forms) are in the same files.
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { MASK, maskRanges, redact, secretRanges } from '../../collectors/redact.ts';
+import { MASK, maskRanges, redact, secretRanges } from '../../collectors/logs/redact.ts';
 
 const DIR = new URL('../fixtures/hostile/secrets/', import.meta.url);
 const SEPARATOR = '\n=== masked ===\n';

@@ -1,4 +1,4 @@
-// Properties of the redactor (collectors/redact.ts) over generated input (fast-check):
+// Properties of the redactor (collectors/logs/redact.ts) over generated input (fast-check):
 //   - no seeded secret survives: lines built around each form of secret (random surrounding text, separators,
 //     quotes and brackets, line breaks, JSON escaping) with a random secret come out without it, and without
 //     any 6 characters of it, also when the line is masked piece by piece with clipRanges (CRI/Docker partials);
@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { checkSync } from 'recheck';
 import { describe, expect, it } from 'vitest';
-import { clipRanges, MASK, maskRanges, REDACT_REGEXES, redact, secretRanges, type Range } from '../../collectors/redact.ts';
+import { clipRanges, MASK, maskRanges, REDACT_REGEXES, redact, secretRanges, type Range } from '../../collectors/logs/redact.ts';
 
 const chars = (s: string) => [...s];
 const ALNUM = chars('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789');

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { MASK, redact } from '../../collectors/redact.ts';
+import { MASK, redact } from '../../collectors/logs/redact.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/secrets/${name}`, import.meta.url), 'utf8');
 const lines = (text: string) => text.split('\n').filter(Boolean);

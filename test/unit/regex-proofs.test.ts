@@ -5,22 +5,25 @@
 import { readFileSync } from 'node:fs';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { DetectionEngine, DEFAULT_RULES_DIR, loadRules, PROOFS_FILE, readProofs } from '../../processors/detect.ts';
-import { loadRecheck, prove, proveRules } from '../../processors/rule-proofs.ts';
+import { DetectionEngine } from '../../detectors/engine.ts';
+import { loadRecheck, prove, proveRules } from '../../detectors/rule-proofs.ts';
+import { DEFAULT_RULES_DIR, loadRules, PROOFS_FILE, readProofs } from '../../detectors/rules.ts';
 
 /** The code that meets log lines in the detection stage. */
 const FILES = [
   'core/regex.ts',
-  'processors/detect.ts',
-  'processors/state.ts',
+  'detectors/engine.ts',
+  'detectors/rules.ts',
+  'detectors/kit.ts',
+  'detectors/state.ts',
   'processors/time-budget.ts',
-  'processors/pattern.ts',
-  'processors/ceph-health.ts',
-  'processors/amqp-connection-lost.ts',
-  'processors/client-ip-masked.ts',
-  'processors/compute-host-drift.ts',
-  'processors/db-sync-lag.ts',
-  'processors/zabbix-problem.ts',
+  'detectors/pattern.ts',
+  'detectors/ceph-health.ts',
+  'detectors/amqp-connection-lost.ts',
+  'detectors/client-ip-masked.ts',
+  'detectors/compute-host-drift.ts',
+  'detectors/db-sync-lag.ts',
+  'detectors/zabbix-problem.ts',
 ];
 
 /** Every regex literal of a source file, as [source, flags, line]. */
@@ -41,14 +44,14 @@ function regexLiterals(file: string): [string, string, number][] {
 
 const recheck = await loadRecheck();
 
-describe('the detectors\' own regexes', () => {
+describe("the detectors' own regexes", () => {
   const literals = FILES.flatMap((f) => regexLiterals(f).map(([source, flags, line]) => ({ where: `${f}:${line}`, source, flags })));
 
   it('are found (the scan works)', () => {
-    expect(literals.filter((l) => l.where.startsWith('processors/amqp-connection-lost.ts')).length).toBeGreaterThan(5);
+    expect(literals.filter((l) => l.where.startsWith('detectors/amqp-connection-lost.ts')).length).toBeGreaterThan(5);
   });
 
-  it('include the one the engine builds from the rules\' literals (an alternation of escaped literals), proved too', async () => {
+  it("include the one the engine builds from the rules' literals (an alternation of escaped literals), proved too", async () => {
     const anyLiteral = (await DetectionEngine.create(loadRules())) as unknown as { anyLiteral: RegExp };
     expect(anyLiteral.anyLiteral.source).toContain('Health check ');
     expect(await prove(recheck, anyLiteral.anyLiteral.source, '')).toMatchObject({ status: 'proved' });

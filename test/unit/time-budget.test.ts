@@ -2,9 +2,10 @@
 // budget is counted and dead-lettered by the processor, and reported by `stackwatch detect`. Time comes from a fake
 // clock that the injected slow detector advances: no timing luck.
 import { describe, expect, it } from 'vitest';
-import { DeadLetter, type Alert, type LogDocument, type RawLogEvent } from '../../core/events.ts';
+import { DeadLetter, type Alert, type LogEvent, type RawLogEvent } from '../../core/events.ts';
 import { componentMetrics, counterValue } from '../../core/metrics.ts';
-import { DetectionEngine, type Detector } from '../../processors/detect.ts';
+import type { Detector } from '../../detectors/detector.ts';
+import { DetectionEngine } from '../../detectors/engine.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
 import { runVerdicts, type Verdict } from '../../processors/processor.ts';
 import { detectTimed, TimeBudget } from '../../processors/time-budget.ts';
@@ -21,7 +22,8 @@ const LINE = '2022-02-04 09:37:50.159 21562 ERROR nova.compute.manager [-] slow 
 /** A detector that takes `ms` of the fake clock on lines containing "slow", and raises one alert. */
 function slowDetector(advance: (ms: number) => void, ms: number): Detector {
   return {
-    onLog(doc: LogDocument): Alert[] {
+    accepts: { kinds: ['log'] },
+    on({ doc }: LogEvent): Alert[] {
       if (!doc.message.includes('slow')) return [];
       advance(ms);
       return [{ rule: { id: 'slow', name: 'slow' } } as Alert];
@@ -29,7 +31,7 @@ function slowDetector(advance: (ms: number) => void, ms: number): Detector {
   };
 }
 
-describe('the processor\'s per-event time budget', () => {
+describe("the processor's per-event time budget", () => {
   it('dead-letters and counts an event whose parsing and detection together took longer, and keeps its alerts', async () => {
     const { clock, advance } = fakeClock();
     const budget = new TimeBudget(250, clock);
@@ -39,7 +41,7 @@ describe('the processor\'s per-event time budget', () => {
     // As the processor does: decoding (parse) timed, detection run after indexing.
     const verdict = (text: string, parseMs: number): Verdict => {
       const { value: doc, ms } = budget.time(() => (advance(parseMs), parseLogEvent(raw(text), { timezone: 'UTC' })));
-      return { detect: () => engine.onLog(doc), spentMs: ms, payload: JSON.stringify(raw(text)), source: { topic: 'logs', partition: 0, offset: '7' } };
+      return { detect: () => engine.on({ kind: 'log', doc }), spentMs: ms, payload: JSON.stringify(raw(text)), source: { topic: 'logs', partition: 0, offset: '7' } };
     };
     const { alerts, overBudget } = runVerdicts(
       [
@@ -79,7 +81,7 @@ describe('the processor\'s per-event time budget', () => {
   });
 });
 
-describe('stackwatch detect\'s per-event time budget', () => {
+describe("stackwatch detect's per-event time budget", () => {
   it('reports an event over the budget with what it took, and still returns its alerts', () => {
     const { clock, advance } = fakeClock();
     const budget = new TimeBudget(250, clock, 'the per-event time budget');

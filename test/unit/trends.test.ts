@@ -2,7 +2,7 @@
 // table / csv / json the planners read.
 import { describe, expect, it } from 'vitest';
 import { formatBytes, renderCsv, renderJson, renderTable, seriesName } from '../../cli/trends.ts';
-import { capacityName, DAY_MS, daysUntilFull, humanDuration, LeastSquares, leastSquares, parseDays, sparkline, type Trend } from '../../core/trends.ts';
+import { capacityName, DAY_MS, daysUntilFull, humanDuration, LeastSquares, leastSquares, parseDays, sparkline, type Trend } from '../../cli/trends-query.ts';
 
 const T0 = Date.UTC(2025, 0, 1, 0, 0, 0);
 

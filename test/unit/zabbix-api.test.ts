@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { authPlacement, parseVersion, ZabbixApi, ZabbixApiError } from '../../collectors/zabbix-api.ts';
+import { authPlacement, parseVersion, ZabbixApi, ZabbixApiError } from '../../collectors/zabbix/api.ts';
 
 const FIXTURES = new URL('../fixtures/zabbix-api/', import.meta.url);
 const errors = JSON.parse(readFileSync(new URL('auth-errors.json', FIXTURES), 'utf8')) as Record<string, { code: number; message: string; data: string }>;

@@ -4,6 +4,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { collectorContext } from '../../collectors/emitter.ts';
+import { pollOnce, runScheduled } from '../../collectors/schedule.ts';
 import { DEFAULT_ITEMS, keyParams, mapItem, ZabbixCollector, type ZabbixConfig } from '../../collectors/zabbix.ts';
 import { DeadLetter, HealthEvent, MetricEvent } from '../../core/events.ts';
 
@@ -86,7 +88,9 @@ function collectorWith(zabbix: ReturnType<typeof fakeZabbix>, clock: { now: numb
     ...extra,
   };
   const producer = { send: async (topic: string, messages: { value: string | Buffer | null }[]) => void sent.push(...messages.map((m) => ({ topic, value: String(m.value) }))) };
-  const c = new ZabbixCollector(cfg, { producer, topics: { metrics: 'm', health: 'h', dead_letter: 'd' }, fetch: zabbix.fetchImpl, now: () => clock.now * 1000 });
+  const ctx = collectorContext('zabbix-collector', producer, { metrics: 'm', health: 'h', dead_letter: 'd' });
+  const collector = new ZabbixCollector(cfg, ctx, { fetch: zabbix.fetchImpl, now: () => clock.now * 1000 });
+  const c = { pollOnce: (signal?: AbortSignal) => pollOnce(collector, ctx.emitter, signal) };
   const of = (topic: string) => sent.filter((s) => s.topic === topic).map((s) => JSON.parse(s.value));
   return {
     c,
@@ -220,7 +224,7 @@ describe('ZabbixCollector.run against a hostile or broken Zabbix', () => {
     const clock = { now: 1_800_000_000 };
     z.db.history.push({ itemid: '5', clock: String(clock.now - 5), ns: '0', value: '1' });
     const good = z.fetchImpl;
-    let answers = ['<html><body>502 Bad Gateway</body></html>', '{"jsonrpc":"2.0","result":{"not":"a list"},"id":3}', '{"jsonrpc":"2.0","res'];
+    const answers = ['<html><body>502 Bad Gateway</body></html>', '{"jsonrpc":"2.0","result":{"not":"a list"},"id":3}', '{"jsonrpc":"2.0","res'];
     const hostile = (async (url: string, init: RequestInit) => {
       const body = JSON.parse(String(init.body)) as { method: string; id: number };
       if (body.method === 'host.get' && answers.length > 0) {
@@ -233,14 +237,15 @@ describe('ZabbixCollector.run against a hostile or broken Zabbix', () => {
     const sent: { topic: string; value: string }[] = [];
     const producer = { send: async (topic: string, messages: { value: string | Buffer | null }[]) => void sent.push(...messages.map((m) => ({ topic, value: String(m.value) }))) };
     const cfg: ZabbixConfig = { url: 'http://zabbix.test/api_jsonrpc.php', token: 't', schedule: '* * * * * *', backfill_s: 600, trends_after_s: 86_400, batch_items: 1000, request_timeout_ms: 1000, checkpoint_dir: dir };
-    const c = new ZabbixCollector(cfg, { producer, topics: { metrics: 'm', health: 'h', dead_letter: 'd' }, fetch: hostile, now: () => clock.now * 1000 });
+    const ctx = collectorContext('zabbix-collector', producer, { metrics: 'm', health: 'h', dead_letter: 'd' });
+    const c = new ZabbixCollector(cfg, ctx, { fetch: hostile, now: () => clock.now * 1000 });
     const ctl = new AbortController();
     const { counterValue } = await import('../../core/metrics.ts');
     const { setLogSink } = await import('../../core/log.ts');
     const logged: string[] = [];
     const restore = setLogSink((l) => logged.push(l));
     const before = await counterValue('errors', { component: 'zabbix-collector', stage: 'poll' });
-    const running = c.run(ctl.signal);
+    const running = runScheduled(c, ctx.emitter, ctl.signal);
     try {
       // Three bad polls (one a second), then a good one.
       await new Promise<void>((resolve, reject) => {
