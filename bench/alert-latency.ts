@@ -13,7 +13,8 @@ import { startProcessor } from '../processors/processor.ts';
 import { fmt, machine, progress, table, type Benchmark } from './measure.ts';
 
 const TRIALS = 100;
-const LOSS = 'ERROR oslo.messaging._drivers.impl_rabbit [req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca - - - - -] Connection failed: [Errno 111] ECONNREFUSED (retrying in 2.0 seconds): ConnectionRefusedError: [Errno 111] ECONNREFUSED';
+const LOSS =
+  'ERROR oslo.messaging._drivers.impl_rabbit [req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca - - - - -] Connection failed: [Errno 111] ECONNREFUSED (retrying in 2.0 seconds): ConnectionRefusedError: [Errno 111] ECONNREFUSED';
 
 function osloNow(): string {
   return new Date().toISOString().replace('T', ' ').replace('Z', '').slice(0, 23);
@@ -46,7 +47,7 @@ export const alertLatencyBench: Benchmark = {
     const processor = await startProcessor(cfg, { signal: ctl.signal });
     await ensureTopics(cfg.kafka, [cfg.kafka.topics.logs]);
     const producer = await TopicProducer.connect(cfg.kafka, 'openstack-logs');
-      const collecting = startCollector(openstackLogs, cfg.collectors.openstack_logs!, producer, cfg.kafka.topics, ctl.signal).catch(() => {});
+    const collecting = startCollector(openstackLogs, cfg.collectors.openstack_logs!, producer, cfg.kafka.topics, ctl.signal).catch(() => {});
     const webhook = env.STACKWATCH_WEBHOOK_URL;
 
     const latencies: number[] = [];

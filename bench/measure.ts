@@ -166,7 +166,10 @@ export function table(rows: (string | number)[][]): string {
   const cells = rows.map((r) => r.map(String));
   const widths = cells[0].map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   const line = (r: string[], i: number) =>
-    r.map((c, j) => (i > 0 && j > 0 && /^[\d.,]+( \w+)?$/.test(c) ? c.padStart(widths[j]) : c.padEnd(widths[j]))).join('  ').trimEnd();
+    r
+      .map((c, j) => (i > 0 && j > 0 && /^[\d.,]+( \w+)?$/.test(c) ? c.padStart(widths[j]) : c.padEnd(widths[j])))
+      .join('  ')
+      .trimEnd();
   return [line(cells[0], 0), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map((r, i) => line(r, i + 1))].join('\n');
 }
 
@@ -205,7 +208,10 @@ export function procStatus(pid: number): { rss: number; hwm: number } | undefine
 export function stackwatchNodeArgs(): string[] {
   if (!nodeArgs) {
     const first = readFileSync(new URL('../bin/stackwatch.mjs', import.meta.url), 'utf8').split('\n', 1)[0];
-    const words = first.replace(/^#!\S*\s*/, '').split(/\s+/).filter(Boolean);
+    const words = first
+      .replace(/^#!\S*\s*/, '')
+      .split(/\s+/)
+      .filter(Boolean);
     nodeArgs = words.slice(words.indexOf('node') + 1);
   }
   return nodeArgs;

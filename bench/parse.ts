@@ -6,20 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { buildCorpus, corpusHead, ROOT, type Corpus } from './corpus.ts';
-import {
-  countOutputLines,
-  debianVersion,
-  ensureDebianTool,
-  fmt,
-  machine,
-  median,
-  MiB,
-  progress,
-  table,
-  timed,
-  type Benchmark,
-  type Run,
-} from './measure.ts';
+import { countOutputLines, debianVersion, ensureDebianTool, fmt, machine, median, MiB, progress, table, timed, type Benchmark, type Run } from './measure.ts';
 
 export const TARGET_MIB_S = 40;
 export const TARGET_RSS_MIB = 200;
@@ -51,9 +38,7 @@ async function measure(side: Side, runs: number, argv: string[], corpus: Corpus,
       return;
     }
     side.runs.push(r);
-    progress(
-      `${side.tool}: run ${i}/${runs}: ${fmt(r.seconds, 2)} s, ${fmt(corpus.bytes / MiB / r.seconds)} MiB/s, peak RSS ${fmt(r.maxRss / MiB)} MiB`,
-    );
+    progress(`${side.tool}: run ${i}/${runs}: ${fmt(r.seconds, 2)} s, ${fmt(corpus.bytes / MiB / r.seconds)} MiB/s, peak RSS ${fmt(r.maxRss / MiB)} MiB`);
   }
 }
 
@@ -71,13 +56,15 @@ function checkRulebase(corpus: Corpus): string {
   const sample = corpusHead(corpus, 3000);
   const r = spawnSync(LOGNORMALIZER[0], [...LOGNORMALIZER.slice(1), '-H'], { input: readFileSync(sample), encoding: 'utf8', cwd: ROOT });
   if (r.status !== 0) throw new Error(`lognormalizer failed on a sample: ${tail(r.stderr ?? '')}`);
-  const records = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
+  const records = r.stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, string>);
   const withContext = records.find((x) => x.context && x.context !== '-' && x.logger && x.date);
   const noContext = records.find((x) => x.message && x.logger && !('context' in x));
   const unparsed = records.find((x) => 'unparsed-data' in x);
   const fields = ['date', 'time', 'msec', 'pid', 'level', 'logger', 'context', 'message'];
-  if (!withContext || fields.some((f) => !(f in withContext)))
-    throw new Error(`bench/oslo.rulebase extracts no complete header from the sample: ${r.stdout.slice(0, 500)}`);
+  if (!withContext || fields.some((f) => !(f in withContext))) throw new Error(`bench/oslo.rulebase extracts no complete header from the sample: ${r.stdout.slice(0, 500)}`);
   const summary = /(\d+) records processed, (\d+) parsed, (\d+) unparsed/.exec(r.stderr ?? '');
   return [
     `lognormalizer check on the corpus' first 3000 lines${summary ? ` (${summary[2]} parsed, ${summary[3]} unparsed)` : ''}:`,
@@ -181,13 +168,10 @@ export const parseBench: Benchmark = {
       lines.push(`  ${verdict(swMiBs >= TARGET_MIB_S)} ≥ ${TARGET_MIB_S} MiB/s per core: stackwatch ${fmt(swMiBs)} MiB/s`);
       if (ln.runs.length > 0) {
         const lnMiBs = inMiB / median(ln.runs.map((r) => r.seconds));
-        lines.push(
-          `  ${verdict(swMiBs >= lnMiBs)} at least as fast as rsyslog's liblognorm: ${fmt(swMiBs)} vs ${fmt(lnMiBs)} MiB/s (× ${fmt(swMiBs / lnMiBs, 2)})`,
-        );
+        lines.push(`  ${verdict(swMiBs >= lnMiBs)} at least as fast as rsyslog's liblognorm: ${fmt(swMiBs)} vs ${fmt(lnMiBs)} MiB/s (× ${fmt(swMiBs / lnMiBs, 2)})`);
       }
       lines.push(`  ${verdict(swRss <= TARGET_RSS_MIB)} peak RSS ≤ ${TARGET_RSS_MIB} MiB: stackwatch ${fmt(swRss)} MiB`);
-      if (swMiBs < TARGET_MIB_S || swRss > TARGET_RSS_MIB)
-        lines.push('  where the time goes: npx tsx bench/profile.ts (CPU profile of stackwatch parse on 200k lines, top functions)');
+      if (swMiBs < TARGET_MIB_S || swRss > TARGET_RSS_MIB) lines.push('  where the time goes: npx tsx bench/profile.ts (CPU profile of stackwatch parse on 200k lines, top functions)');
     }
     return { report: lines.join('\n'), ok: !sw.error && !ln.error };
   },

@@ -41,13 +41,18 @@ export function summariseProfile(path: string, top = 10): string {
     byFile.set(file, (byFile.get(file) ?? 0) + us);
     total += us;
   }
-  const line = ([k, us]: [string, number], i: number) =>
-    `${String(i + 1).padStart(3)}. ${fmt((100 * us) / total).padStart(5)}%  ${fmt(us / 1e3, 0).padStart(6)} ms  ${k}`;
+  const line = ([k, us]: [string, number], i: number) => `${String(i + 1).padStart(3)}. ${fmt((100 * us) / total).padStart(5)}%  ${fmt(us / 1e3, 0).padStart(6)} ms  ${k}`;
   return [
     `top ${top} functions by self time (of ${fmt(total / 1e3, 0)} ms sampled):`,
-    ...[...agg].sort((a, b) => b[1] - a[1]).slice(0, top).map(line),
+    ...[...agg]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(line),
     `self time by file:`,
-    ...[...byFile].sort((a, b) => b[1] - a[1]).slice(0, top).map(line),
+    ...[...byFile]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(line),
   ].join('\n');
 }
 

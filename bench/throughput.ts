@@ -1,4 +1,3 @@
-
 // Benchmark `throughput` (issue "Scale-out"): sustained events/s of the whole pipeline on the real local stack —
 // log files → `stackwatch run --role collector` → Kafka → `stackwatch run --role processor` (1, then 2 processes in
 // one consumer group) → Elasticsearch — side by side with the ceiling: the same documents (same ids, same batch
@@ -228,7 +227,8 @@ class Sampler {
       if (now !== last) [last, lastMove] = [now, Date.now()];
       const why = failed();
       if (why) throw new Error(why);
-      if (Date.now() - lastMove > STALL_MS) throw new Error(`stalled at ${now}/${expected} documents for ${STALL_MS / 1000} s${this.error ? ` (last poll error: ${this.error.message})` : ''}`);
+      if (Date.now() - lastMove > STALL_MS)
+        throw new Error(`stalled at ${now}/${expected} documents for ${STALL_MS / 1000} s${this.error ? ` (last poll error: ${this.error.message})` : ''}`);
       await sleep(POLL_MS);
     }
   }
@@ -321,10 +321,7 @@ function stackPids(): { es?: number; kafka?: number } {
 }
 
 function stackWatched(pids: { es?: number; kafka?: number }): Watched[] {
-  return [
-    ...(pids.es ? [{ label: 'elasticsearch', pid: pids.es, peakRss: 0, cpu: [] }] : []),
-    ...(pids.kafka ? [{ label: 'kafka', pid: pids.kafka, peakRss: 0, cpu: [] }] : []),
-  ];
+  return [...(pids.es ? [{ label: 'elasticsearch', pid: pids.es, peakRss: 0, cpu: [] }] : []), ...(pids.kafka ? [{ label: 'kafka', pid: pids.kafka, peakRss: 0, cpu: [] }] : [])];
 }
 
 async function ceiling(es: Client, cfg: Config, docs: Doc[], senders: number, pids: { es?: number; kafka?: number }): Promise<ModeResult> {
@@ -462,7 +459,8 @@ async function waitForAssignment(cfg: Config, members: number, timeoutMs = 90_00
         }
         if ([...out.values()].reduce((s, p) => s + p.length, 0) === PARTITIONS) return out;
       }
-      if (Date.now() > deadline) throw new Error(`consumer group ${cfg.kafka.consumer_group} not stable with ${members} member(s) after ${timeoutMs / 1000} s (state ${g?.state}, ${g?.members.length ?? 0} members)`);
+      if (Date.now() > deadline)
+        throw new Error(`consumer group ${cfg.kafka.consumer_group} not stable with ${members} member(s) after ${timeoutMs / 1000} s (state ${g?.state}, ${g?.members.length ?? 0} members)`);
       await sleep(250);
     }
   } finally {
@@ -470,14 +468,7 @@ async function waitForAssignment(cfg: Config, members: number, timeoutMs = 90_00
   }
 }
 
-async function pipeline(
-  env: Record<string, string>,
-  run: string,
-  dir: string,
-  expected: number,
-  processors: number,
-  pids: { es?: number; kafka?: number },
-): Promise<ModeResult> {
+async function pipeline(env: Record<string, string>, run: string, dir: string, expected: number, processors: number, pids: { es?: number; kafka?: number }): Promise<ModeResult> {
   const tag = `${run}-p${processors}`;
   const raw = {
     kafka: {
@@ -523,8 +514,14 @@ async function pipeline(
     ]);
     const collectorFile = join(dir, `collector-${tag}.yaml`);
     writeFileSync(collectorFile, stringify({ ...raw, kafka: { ...raw.kafka, client_id: `swbench-${tag}-collector` } }));
-    progress(`throughput: ${processors} processor(s) in group ${cfg.kafka.consumer_group}: ${children.map((_, i) => `processor ${i + 1} has partitions ${assignment.get(`swbench-${tag}-${i + 1}-processor`)?.join(',') || '-'}`).join('; ')}`);
-    const collector = spawnStackwatch('collector', ['run', '--role', 'collector', '--config', collectorFile], profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `collector-${tag}.cpuprofile`] : []);
+    progress(
+      `throughput: ${processors} processor(s) in group ${cfg.kafka.consumer_group}: ${children.map((_, i) => `processor ${i + 1} has partitions ${assignment.get(`swbench-${tag}-${i + 1}-processor`)?.join(',') || '-'}`).join('; ')}`,
+    );
+    const collector = spawnStackwatch(
+      'collector',
+      ['run', '--role', 'collector', '--config', collectorFile],
+      profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `collector-${tag}.cpuprofile`] : [],
+    );
     children.unshift(collector);
 
     const watched: Watched[] = children.map((c) => ({ label: c.label, pid: c.child.pid!, peakRss: 0, cpu: [] }));
@@ -561,10 +558,16 @@ async function pipeline(
     const w = sampler.window(expected);
     const cpu = sampler.cpu(w);
     const verified = await verify(es, pattern);
-    const deadLetters = await es.count({ index: `${cfg.elasticsearch.indices.dead_letter}-*`, allow_no_indices: true, ignore_unavailable: true }).then((r) => r.count, () => 0);
+    const deadLetters = await es.count({ index: `${cfg.elasticsearch.indices.dead_letter}-*`, allow_no_indices: true, ignore_unavailable: true }).then(
+      (r) => r.count,
+      () => 0,
+    );
     const firstDocAt = (sampler.samples[w.i0].t - t0) / 1000;
     const notes = [
-      `logs partitions: ${children.slice(1).map((_, i) => `processor ${i + 1} ${assignment.get(`swbench-${tag}-${i + 1}-processor`)?.join(',') || '-'}`).join('; ')}`,
+      `logs partitions: ${children
+        .slice(1)
+        .map((_, i) => `processor ${i + 1} ${assignment.get(`swbench-${tag}-${i + 1}-processor`)?.join(',') || '-'}`)
+        .join('; ')}`,
       `events received per processor: ${figures.map((f, i) => `processor ${i + 1} ${f?.received ?? '?'}`).join(', ')}`,
       `_bulk requests per processor (log documents and alerts): ${figures
         .map((f, i) => (f ? `processor ${i + 1} ${f.bulks} taking ${fmt(f.bulkSeconds, 1)} s (mean ${fmt((1000 * f.bulkSeconds) / Math.max(1, f.bulks), 0)} ms)` : `processor ${i + 1} ?`))
@@ -643,11 +646,7 @@ export const throughputBench: Benchmark = {
     // The bundle is rebuilt by the first `stackwatch` when a source changed: once here, not by two processes at once.
     spawnSync(process.execPath, [BIN, '--help'], { stdio: 'ignore', cwd: ROOT });
     const pids = stackPids();
-    const admin = validateConfig(
-      { kafka: { brokers: [env.STACKWATCH_KAFKA_BROKERS] }, elasticsearch: { url: env.STACKWATCH_ES_URL } },
-      'throughput benchmark',
-      {},
-    );
+    const admin = validateConfig({ kafka: { brokers: [env.STACKWATCH_KAFKA_BROKERS] }, elasticsearch: { url: env.STACKWATCH_ES_URL } }, 'throughput benchmark', {});
     const es = esClient(admin.elasticsearch);
     const results: ModeResult[] = [];
     let corpusLine = '';
@@ -667,7 +666,10 @@ export const throughputBench: Benchmark = {
         const cfg = validateConfig(
           {
             kafka: { brokers: [env.STACKWATCH_KAFKA_BROKERS] },
-            elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swbench-${tag}-logs`, alerts: `swbench-${tag}-alerts`, metrics: `swbench-${tag}-metrics`, dead_letter: `swbench-${tag}-dead-letter` } },
+            elasticsearch: {
+              url: env.STACKWATCH_ES_URL,
+              indices: { logs: `swbench-${tag}-logs`, alerts: `swbench-${tag}-alerts`, metrics: `swbench-${tag}-metrics`, dead_letter: `swbench-${tag}-dead-letter` },
+            },
           },
           'throughput benchmark',
           {},
@@ -717,7 +719,12 @@ export const throughputBench: Benchmark = {
         r.stackCpu.es === undefined ? '?' : `${fmt(r.stackCpu.es, 0)}${us(r, 'elasticsearch')}`,
         r.stackCpu.kafka === undefined ? '?' : `${fmt(r.stackCpu.kafka, 0)}${us(r, 'kafka')}`,
         r.procs.length === 0 ? '-' : `${fmt(r.procs[0].cpu, 0)}${us(r, 'collector')}`,
-        r.procs.length === 0 ? '-' : r.procs.slice(1).map((p) => `${fmt(p.cpu, 0)}${us(r, p.label)}`).join(' / '),
+        r.procs.length === 0
+          ? '-'
+          : r.procs
+              .slice(1)
+              .map((p) => `${fmt(p.cpu, 0)}${us(r, p.label)}`)
+              .join(' / '),
       ]);
     }
     const pipelines = results.filter((r) => r.procs.length > 0);
@@ -737,14 +744,15 @@ export const throughputBench: Benchmark = {
       '',
       table(rows),
       '',
-      'CPU over the measured window (machine: % of all CPUs busy, anyone\'s; processes: % of one CPU), and CPU time per event over the whole run:',
+      "CPU over the measured window (machine: % of all CPUs busy, anyone's; processes: % of one CPU), and CPU time per event over the whole run:",
       table(cpuRows),
       '',
       ...pipelines.flatMap((r) => [`${r.mode}:`, ...r.notes.map((n) => `  ${n}`)]),
       ...results.filter((r) => r.procs.length === 0 && r.notes.length > 0).flatMap((r) => [`${r.mode}: ${r.notes.join('; ')}`]),
       '',
-      ...checks.map(({ r, ok }) =>
-        `check: ${ok ? 'OK    ' : 'FAILED'} ${r.mode}: ${r.verified.count.toLocaleString('en')} documents for ${r.events.toLocaleString('en')} events, max _version ${r.verified.maxVersion}, ${r.verified.overOne} with _version ≥ 2, ${r.verified.indexTotal.toLocaleString('en')} index operations`,
+      ...checks.map(
+        ({ r, ok }) =>
+          `check: ${ok ? 'OK    ' : 'FAILED'} ${r.mode}: ${r.verified.count.toLocaleString('en')} documents for ${r.events.toLocaleString('en')} events, max _version ${r.verified.maxVersion}, ${r.verified.overOne} with _version ≥ 2, ${r.verified.indexTotal.toLocaleString('en')} index operations`,
       ),
       `verdict: ${best >= TARGET_SHARE * ceil ? 'MET   ' : 'MISSED'} pipeline ≥ ${TARGET_SHARE * 100} % of the _bulk ceiling: best ${fmt(best, 0)} events/s = ${fmt((100 * best) / ceil, 0)} % of ${fmt(ceil, 0)} docs/s (${pipelines.map((r) => `${r.mode.replace('pipeline, ', '')}: ${fmt((100 * r.rate) / ceil, 0)} %`).join(', ')})`,
       `verdict: ${peakRss <= TARGET_RSS_MIB * MiB ? 'MET   ' : 'MISSED'} peak RSS ≤ ${TARGET_RSS_MIB} MiB per process: highest ${fmt(peakRss / MiB, 0)} MiB`,

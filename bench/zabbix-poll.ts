@@ -55,7 +55,12 @@ export const zabbixPollBench: Benchmark = {
   async run() {
     const env = startLocalStack('ignore');
     execFileSync(ZABBIX_SH, ['start'], { stdio: ['ignore', 'ignore', 'inherit'] });
-    const zenv = Object.fromEntries(execFileSync(ZABBIX_SH, ['env'], { encoding: 'utf8' }).trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+    const zenv = Object.fromEntries(
+      execFileSync(ZABBIX_SH, ['env'], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+    );
     const api = await ZabbixApi.connect({ url: zenv.STACKWATCH_ZABBIX_URL, username: zenv.STACKWATCH_ZABBIX_USER, password: zenv.STACKWATCH_ZABBIX_PASSWORD, request_timeout_ms: 120_000 });
     await ensureBenchItems(api);
     execFileSync(ZABBIX_SH, ['reload'], { stdio: 'ignore' });
@@ -64,7 +69,12 @@ export const zabbixPollBench: Benchmark = {
     // One fresh value per item (the trapper takes them in batches), then wait until history holds them all.
     const clock = Math.floor(Date.now() / 1000);
     for (let i = 0; i < ITEMS; i += 2000) {
-      const data = Array.from({ length: Math.min(2000, ITEMS - i) }, (_, k) => ({ host: HOST, key: `db.bench.i${String(i + k).padStart(5, '0')}`, value: String(Math.random() * 100), clock }));
+      const data = Array.from({ length: Math.min(2000, ITEMS - i) }, (_, k) => ({
+        host: HOST,
+        key: `db.bench.i${String(i + k).padStart(5, '0')}`,
+        value: String(Math.random() * 100),
+        clock,
+      }));
       const reply = await zabbixSend(zenv.STACKWATCH_ZABBIX_TRAPPER_HOST, Number(zenv.STACKWATCH_ZABBIX_TRAPPER_PORT), data);
       if (reply.failed > 0) progress(`zabbix-poll: trapper said ${reply.info}`);
     }
@@ -79,7 +89,10 @@ export const zabbixPollBench: Benchmark = {
 
     const run = `bench-${Date.now().toString(36)}`;
     const cfg = validateConfig(
-      { kafka: { brokers: ['x:1'], topics: { metrics: `swbench.${run}.metrics`, health: `swbench.${run}.health`, dead_letter: `swbench.${run}.dlq` } }, elasticsearch: { url: 'http://x:1' } },
+      {
+        kafka: { brokers: ['x:1'], topics: { metrics: `swbench.${run}.metrics`, health: `swbench.${run}.health`, dead_letter: `swbench.${run}.dlq` } },
+        elasticsearch: { url: 'http://x:1' },
+      },
       'zabbix-poll benchmark',
       env,
     );

@@ -145,7 +145,9 @@ Options:
     say(`Elasticsearch holds ${inEs.count} events of host ${DEMO_HOST} (replays overwrite by id, never add):`);
     const buckets = (byService.aggregations?.services as { buckets: { key: string; doc_count: number }[] }).buckets;
     for (const b of buckets) say(`  ${b.key.padEnd(24)} ${b.doc_count}`);
-    say(`Ceph ${DEMO_CLUSTER}: ${ceph.health ? `${ceph.health.status} (${ceph.health.checks.map((c) => c.code).join(', ') || 'no checks'})` : 'no health event'}, ${cephSamples.count} usage and health samples in ${metricsPattern}.`);
+    say(
+      `Ceph ${DEMO_CLUSTER}: ${ceph.health ? `${ceph.health.status} (${ceph.health.checks.map((c) => c.code).join(', ') || 'no checks'})` : 'no health event'}, ${cephSamples.count} usage and health samples in ${metricsPattern}.`,
+    );
 
     say(`\nAlerts raised (${alerts.length}):`);
     for (const a of [...alerts].sort((x, y) => x['@timestamp'].localeCompare(y['@timestamp']))) say(formatAlert(a));

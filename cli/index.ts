@@ -18,8 +18,16 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
   { name: 'replay', summary: 'backfill old log files (plain or .gz) through Kafka into Elasticsearch', load: async () => (await import('./replay.ts')).replayCommand },
   { name: 'detect', summary: 'run every rule over log files offline (a post-mortem) and print the alert transitions', load: async () => (await import('./detect.ts')).detectCommand },
   { name: 'trends', summary: 'capacity trends: usage, growth per day and days until full per resource', load: async () => (await import('./trends.ts')).trendsCommand },
-  { name: 'setup', summary: 'create or update index templates, aliases and retention in Elasticsearch; import the Kibana dashboards', load: async () => (await import('./setup.ts')).setupCommand },
-  { name: 'rules', summary: 'rules test: run the rules\' own tests (rules/<id>.test.yaml); rules prove: prove their regexes linear', load: async () => (await import('./rules.ts')).rulesCommand },
+  {
+    name: 'setup',
+    summary: 'create or update index templates, aliases and retention in Elasticsearch; import the Kibana dashboards',
+    load: async () => (await import('./setup.ts')).setupCommand,
+  },
+  {
+    name: 'rules',
+    summary: "rules test: run the rules' own tests (rules/<id>.test.yaml); rules prove: prove their regexes linear",
+    load: async () => (await import('./rules.ts')).rulesCommand,
+  },
   { name: 'demo', summary: 'replay bundled real OpenStack logs through the whole pipeline and show what it found', load: async () => (await import('./demo.ts')).demoCommand },
 ];
 

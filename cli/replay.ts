@@ -34,11 +34,7 @@ Options:
 ${EXIT_STATUS_HELP}`,
 
   async main(args) {
-    const { values, positionals } = parseOptions(
-      args,
-      { config: { type: 'string' }, host: { type: 'string' }, 'no-process': { type: 'boolean', default: false } },
-      true,
-    );
+    const { values, positionals } = parseOptions(args, { config: { type: 'string' }, host: { type: 'string' }, 'no-process': { type: 'boolean', default: false } }, true);
     if (positionals.length === 0) throw new ConfigError('replay: name at least one FILE (see stackwatch replay --help)');
     // For the progress bar only: a file that cannot be read is reported when its turn comes, and the others are
     // replayed all the same.
@@ -73,7 +69,10 @@ ${EXIT_STATUS_HELP}`,
           for await (const batch of reading) {
             if (batch.unusable.length > 0) {
               const letters = batch.unusable.map((u) => deadLetter('replay', `${u.reason} (${path} at byte ${u.offset})`, u.bytes.toString('base64')));
-              await producer.send(deadTopic, letters.map((d) => ({ key, value: JSON.stringify(d) })));
+              await producer.send(
+                deadTopic,
+                letters.map((d) => ({ key, value: JSON.stringify(d) })),
+              );
             }
             const messages = batch.events.map((e) => ({ key, value: JSON.stringify(toRawEvent(e, host, path, batch.fileId, readAt)) }));
             for (const part of batches(messages, 5000, 512 * 1024, (m) => m.value.length)) await producer.send(topic, part);
@@ -86,7 +85,9 @@ ${EXIT_STATUS_HELP}`,
         }
       });
       progress.done();
-      process.stderr.write(`replay: ${events} events produced to ${topic}${unusable ? `, ${unusable} unusable line(s) to ${deadTopic}` : ''}${failed ? `; ${failed} file(s) not read to the end (named above)` : ''}\n`);
+      process.stderr.write(
+        `replay: ${events} events produced to ${topic}${unusable ? `, ${unusable} unusable line(s) to ${deadTopic}` : ''}${failed ? `; ${failed} file(s) not read to the end (named above)` : ''}\n`,
+      );
       if (processor) await waitForGroup(cfg, topic, signal);
     } finally {
       await producer.disconnect();

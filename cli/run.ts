@@ -53,7 +53,11 @@ Options:
       // Each collector: its topics, its own producer (client id: the component), then it runs until shutdown.
       for (const factory of role === 'processor' ? [] : configured) {
         const { topics } = cfg.kafka;
-        await ensureTopics(cfg.kafka, [...factory.topics, 'dead_letter' as const].map((kind) => topics[kind]), signal);
+        await ensureTopics(
+          cfg.kafka,
+          [...factory.topics, 'dead_letter' as const].map((kind) => topics[kind]),
+          signal,
+        );
         const producer = await TopicProducer.connect(cfg.kafka, factory.component, signal);
         try {
           tasks.push(startCollector(factory, sections[factory.name], producer, topics, signal).finally(() => producer.disconnect()));

@@ -135,7 +135,10 @@ index has a conflicting mapping (the message names the index and field), 2 for a
 
 export function parseRetention(values: string[]): Partial<Record<DailyKind, number>> {
   const out: Partial<Record<DailyKind, number>> = {};
-  for (const item of values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean)) {
+  for (const item of values
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean)) {
     const m = /^([a-z_-]+)=(\d+)d?$/.exec(item);
     const kind = m?.[1].replace('-', '_') as DailyKind | undefined;
     if (!m || !kind || !DAILY_KINDS.includes(kind) || Number(m[2]) < 1) {
@@ -272,7 +275,12 @@ export async function importIntoKibana(base: string, cfg: Config, out: (line?: s
     return false;
   }
   if (!res.ok) {
-    const hint = res.status === 401 ? ' (set STACKWATCH_KIBANA_USERNAME/STACKWATCH_KIBANA_PASSWORD or STACKWATCH_KIBANA_API_KEY)' : res.status === 403 ? ' (the user needs the saved objects management privilege)' : '';
+    const hint =
+      res.status === 401
+        ? ' (set STACKWATCH_KIBANA_USERNAME/STACKWATCH_KIBANA_PASSWORD or STACKWATCH_KIBANA_API_KEY)'
+        : res.status === 403
+          ? ' (the user needs the saved objects management privilege)'
+          : '';
     process.stderr.write(`stackwatch setup: Kibana ${base} refused the import: ${res.status} ${body.error ?? ''}${body.message ? `: ${body.message}` : ''}${hint}\n`);
     return false;
   }

@@ -253,10 +253,7 @@ function nameQuery(resources: readonly string[] | undefined): object {
   }
   return {
     bool: {
-      should: [
-        { terms: { 'metric.name': resources.flatMap((r) => [`${r}.used`, `${r}.total`]) } },
-        ...resources.map((r) => ({ prefix: { 'metric.name': `${r}.` } })),
-      ],
+      should: [{ terms: { 'metric.name': resources.flatMap((r) => [`${r}.used`, `${r}.total`]) } }, ...resources.map((r) => ({ prefix: { 'metric.name': `${r}.` } }))],
       minimum_should_match: 1,
     },
   };
@@ -270,10 +267,7 @@ export async function queryTrends(es: Client, indexPrefix: string, opts: TrendOp
   const fromMs = nowMs - windowMs;
   const width = Math.max(1, Math.floor(opts.sparkWidth ?? DEFAULT_SPARK_WIDTH));
   const pageSize = opts.pageSize ?? 5000;
-  const filter: object[] = [
-    { range: { '@timestamp': { gte: fromMs, lte: nowMs, format: 'epoch_millis' } } },
-    nameQuery(opts.resources),
-  ];
+  const filter: object[] = [{ range: { '@timestamp': { gte: fromMs, lte: nowMs, format: 'epoch_millis' } } }, nameQuery(opts.resources)];
   if (opts.hosts && opts.hosts.length > 0) filter.push({ terms: { 'host.name': opts.hosts } });
 
   const series = new Map<string, Series>();
@@ -371,9 +365,7 @@ function forecast(s: Series, minSamples: number, minHistoryDays: number): Trend 
   else if (s.usedUnit !== undefined && s.totalUnit !== undefined && s.usedUnit !== s.totalUnit)
     t.reason = `unit mismatch: ${s.resource}.used in ${s.usedUnit}, ${s.resource}.total in ${s.totalUnit}`;
   else if (fewSamples || shortSpan || !line) {
-    const need = [fewSamples ? `≥ ${minSamples} samples` : '', shortSpan ? `≥ ${humanDuration(minHistoryDays * DAY_MS)}` : '']
-      .filter(Boolean)
-      .join(' over ');
+    const need = [fewSamples ? `≥ ${minSamples} samples` : '', shortSpan ? `≥ ${humanDuration(minHistoryDays * DAY_MS)}` : ''].filter(Boolean).join(' over ');
     t.reason = `history too short to forecast: ${s.usedN} sample${s.usedN === 1 ? '' : 's'} over ${humanDuration(spanMs)}; need ${need || 'samples at two different times'}`;
   } else if (s.total === undefined) t.reason = `no ${s.resource}.total samples in the window`;
   else if (!(s.total > 0)) t.reason = `${s.resource}.total is ${s.total}`;

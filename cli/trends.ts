@@ -59,7 +59,11 @@ read, 2 for a bad option or configuration.`,
     if (!/^\d+$/.test(values['min-samples']) || minSamples < 2) throw new ConfigError(`--min-samples: expected a whole number ≥ 2, got ${JSON.stringify(values['min-samples'])}`);
     const format = values.format;
     if (format !== 'table' && format !== 'csv' && format !== 'json') throw new ConfigError(`--format: expected one of table, csv, json, got ${JSON.stringify(format)}`);
-    const list = (v: string[] | undefined) => v?.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean);
+    const list = (v: string[] | undefined) =>
+      v
+        ?.flatMap((x) => x.split(','))
+        .map((x) => x.trim())
+        .filter(Boolean);
     const resources = list(values.resource);
     const hosts = list(values.host);
 
@@ -230,7 +234,9 @@ export function renderCsv(trends: readonly Trend[]): string {
   const lines = [CSV_COLUMNS.join(',')];
   for (const t of trends) {
     const r = toRecord(t);
-    const labels = Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(';');
+    const labels = Object.entries(t.labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(';');
     lines.push(CSV_COLUMNS.map((c) => csvField(c === 'labels' ? labels : r[c])).join(','));
   }
   return lines.join('\n') + '\n';

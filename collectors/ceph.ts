@@ -320,8 +320,7 @@ export function dfSamples(d: DfJson): Sample[] {
     const nautilus = s.stored !== undefined;
     const used = nautilus ? s.stored! : s.bytes_used;
     const total = used + s.max_avail;
-    const percent =
-      s.percent_used === undefined ? (total > 0 ? (used / total) * 100 : 0) : nautilus ? s.percent_used * 100 : s.percent_used;
+    const percent = s.percent_used === undefined ? (total > 0 ? (used / total) * 100 : 0) : nautilus ? s.percent_used * 100 : s.percent_used;
     const labels = { pool: p.name };
     out.push(
       { name: 'ceph.pool.used', value: used, unit: 'bytes', labels },
@@ -367,11 +366,9 @@ interface Failure {
 }
 
 const HINTS = {
-  timeout:
-    'the monitors did not answer in time: check `ceph -s` from this host, the mon daemons and the network to them, and collectors.ceph.timeout_ms',
+  timeout: 'the monitors did not answer in time: check `ceph -s` from this host, the mon daemons and the network to them, and collectors.ceph.timeout_ms',
   exit: 'run the same command by hand as the collector user: check collectors.ceph.command (conf, keyring, --connect-timeout, ssh access)',
-  unreachable:
-    'the ceph CLI reached no monitor within its --connect-timeout: check the mon addresses (mon host in the conf, -m), the network to them and the mon daemons',
+  unreachable: 'the ceph CLI reached no monitor within its --connect-timeout: check the mon addresses (mon host in the conf, -m), the network to them and the mon daemons',
   spawn: 'collectors.ceph.command[0] is not installed or not executable by the collector user',
   output: 'the command printed something other than the JSON expected (a wrapper banner on stdout, a Ceph version this collector does not know?): the dead letter holds the output',
 };
@@ -384,7 +381,10 @@ function clip(s: string, max = 300): string {
 /** The line of stderr that says what went wrong: the last non-empty one (Ceph prints its log noise first,
  * the error — "timed out", "[errno 13] RADOS permission denied", a traceback's exception — last). */
 function stderrLine(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return clip(lines.at(-1) ?? '(no output on stderr)');
 }
 
@@ -441,11 +441,7 @@ export class CephCollector implements PollingCollector<PollResult> {
   async poll(signal?: AbortSignal): Promise<PollResult> {
     const at = new Date().toISOString();
     const cluster = this.cfg.cluster_name;
-    const [status, health, df] = await Promise.all([
-      this.ask('status', parseStatus, signal),
-      this.ask('health', parseHealthDetail, signal),
-      this.ask('df', parseDf, signal),
-    ]);
+    const [status, health, df] = await Promise.all([this.ask('status', parseStatus, signal), this.ask('health', parseHealthDetail, signal), this.ask('df', parseDf, signal)]);
     const result: PollResult = { at, metrics: [], deadLetters: [], records: [] };
     if (signal?.aborted) return result;
 
@@ -461,7 +457,11 @@ export class CephCollector implements PollingCollector<PollResult> {
       samples.push(...healthSamples(health.value));
     }
     if ('value' in df) samples.push(...dfSamples(df.value));
-    for (const [command, r] of [['status', status], ['health', health], ['df', df]] as const) {
+    for (const [command, r] of [
+      ['status', status],
+      ['health', health],
+      ['df', df],
+    ] as const) {
       if ('failure' in r) failures.push(r.failure);
       else if ('value' in r && this.failing.delete(command)) this.log.info(`${commandName(command)}: answering again`);
     }

@@ -45,7 +45,11 @@ export class Emitter {
     for (const r of e.records) await this.send(r.topic, r.messages, opts);
     const rejected = e.rejected ?? [];
     if (rejected.length > 0) {
-      await this.send('dead_letter', rejected.map((r) => ({ key: r.key, value: r.letter })), opts);
+      await this.send(
+        'dead_letter',
+        rejected.map((r) => ({ key: r.key, value: r.letter })),
+        opts,
+      );
       const byStage = new Map<string, number>();
       for (const r of rejected) byStage.set(r.stage, (byStage.get(r.stage) ?? 0) + 1);
       for (const [stage, n] of byStage) this.metrics.error(stage, n);
@@ -63,10 +67,7 @@ export class Emitter {
       await retry(() => this.producer.send(topic, batch), {
         what: `send ${batch.length} message(s)${opts.of ? ` of ${opts.of}` : ''} to Kafka topic ${topic}`,
         log: this.log,
-        hint:
-          opts.attempts === undefined
-            ? 'the collector waits and resumes from its checkpoint; check the Kafka brokers'
-            : 'check the Kafka brokers; the next poll reads the source again',
+        hint: opts.attempts === undefined ? 'the collector waits and resumes from its checkpoint; check the Kafka brokers' : 'check the Kafka brokers; the next poll reads the source again',
         ...(opts.attempts !== undefined ? { maxAttempts: opts.attempts } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       });

@@ -80,7 +80,12 @@ class Followed {
     this.outbox = [];
     this.rejected = [];
     this.assembler = new EventAssembler({ maxEventBytes: cfg.max_event_bytes, keepOriginal: cfg.keep_original }, (e) => this.outbox.push(e));
-    this.splitter = new LineSplitter(offset, cfg.max_event_bytes, (o, text, cut, plain) => this.assembler.push(o, text, cut, plain), (u) => this.rejected.push(u));
+    this.splitter = new LineSplitter(
+      offset,
+      cfg.max_event_bytes,
+      (o, text, cut, plain) => this.assembler.push(o, text, cut, plain),
+      (u) => this.rejected.push(u),
+    );
   }
 
   /** Where a restart must resume: nothing before it is unsent, nothing after it was acknowledged. */

@@ -47,7 +47,11 @@ export class CheckpointStore {
 export class StateFile<S extends z.ZodType> {
   readonly path: string;
 
-  constructor(dir: string, name: string, private readonly schema: S) {
+  constructor(
+    dir: string,
+    name: string,
+    private readonly schema: S,
+  ) {
     mkdirSync(dir, { recursive: true });
     this.path = join(dir, `${name}.state.json`);
   }

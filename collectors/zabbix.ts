@@ -248,16 +248,23 @@ export class ZabbixCollector implements PollingCollector<ZabbixPoll> {
 
     // Items and their values since the last poll.
     const monitored = hosts.filter((h) => h.status === '0').map((h) => h.hostid);
-    const items = monitored.length === 0 ? [] : each(
-      await call('item.get', { output: ['itemid', 'hostid', 'key_', 'value_type', 'units'], hostids: monitored, monitored: true, filter: { value_type: ['0', '3'] } }, z.array(z.unknown())),
-      ZItem,
-      'item.get',
-    );
+    const items =
+      monitored.length === 0
+        ? []
+        : each(
+            await call(
+              'item.get',
+              { output: ['itemid', 'hostid', 'key_', 'value_type', 'units'], hostids: monitored, monitored: true, filter: { value_type: ['0', '3'] } },
+              z.array(z.unknown()),
+            ),
+            ZItem,
+            'item.get',
+          );
     const mapped = items.map((i) => mapItem(i, this.mappings)).filter((m): m is MappedItem => m !== undefined);
     const samples: MetricEvent[] = [];
     const last: State['items'] = {};
     const fallbackFrom = this.state.till !== undefined ? Math.max(this.state.till - 60, nowS - this.cfg.backfill_s) : nowS - this.cfg.backfill_s;
-    const from = (m: MappedItem) => (this.state.items[m.item.itemid]?.[0] ?? fallbackFrom);
+    const from = (m: MappedItem) => this.state.items[m.item.itemid]?.[0] ?? fallbackFrom;
     const trendsBefore = nowS - this.cfg.trends_after_s;
 
     const emit = (m: MappedItem, clock: number, ns: number, raw: string) => {
@@ -279,7 +286,11 @@ export class ZabbixCollector implements PollingCollector<ZabbixPoll> {
         const timeFrom = from(batch[0]);
         if (timeFrom < trendsBefore) {
           // The old part from trends (hourly averages), the recent part from history.
-          const trends = each(await call('trend.get', { output: ['itemid', 'clock', 'value_avg', 'num'], itemids: [...byId.keys()], time_from: timeFrom, time_till: trendsBefore - 1 }, z.array(z.unknown())), ZTrend, 'trend.get');
+          const trends = each(
+            await call('trend.get', { output: ['itemid', 'clock', 'value_avg', 'num'], itemids: [...byId.keys()], time_from: timeFrom, time_till: trendsBefore - 1 }, z.array(z.unknown())),
+            ZTrend,
+            'trend.get',
+          );
           for (const t of trends) {
             const m = byId.get(t.itemid);
             const clock = Number(t.clock);
@@ -312,30 +323,50 @@ export class ZabbixCollector implements PollingCollector<ZabbixPoll> {
     // Problems: the open ones, and the resolution of those we sent as open.
     const problems: ZabbixProblemEvent[] = [];
     const open = { ...this.state.open };
-    const current = monitored.length === 0 ? [] : each(
-      await call('problem.get', { output: 'extend', selectTags: 'extend', recent: true, hostids: monitored, sortfield: ['eventid'], sortorder: 'ASC' }, z.array(z.unknown())),
-      ZProblem,
-      'problem.get',
-    );
+    const current =
+      monitored.length === 0
+        ? []
+        : each(
+            await call('problem.get', { output: 'extend', selectTags: 'extend', recent: true, hostids: monitored, sortfield: ['eventid'], sortorder: 'ASC' }, z.array(z.unknown())),
+            ZProblem,
+            'problem.get',
+          );
     const unknownHost = current.filter((p) => !open[p.eventid]).map((p) => p.eventid);
     const gone = Object.keys(open).filter((id) => !current.some((p) => p.eventid === id));
-    const events = unknownHost.length + gone.length === 0 ? [] : each(
-      await call('event.get', { output: ['eventid', 'clock', 'r_eventid'], eventids: [...unknownHost, ...gone], selectHosts: ['hostid', 'host'] }, z.array(z.unknown())),
-      ZEvent,
-      'event.get',
-    );
+    const events =
+      unknownHost.length + gone.length === 0
+        ? []
+        : each(
+            await call('event.get', { output: ['eventid', 'clock', 'r_eventid'], eventids: [...unknownHost, ...gone], selectHosts: ['hostid', 'host'] }, z.array(z.unknown())),
+            ZEvent,
+            'event.get',
+          );
     const eventById = new Map(events.map((e) => [e.eventid, e]));
     const problemEvent = (eventid: string, o: State['open'][string], ended?: number): ZabbixProblemEvent => ({
       v: 1,
       kind: 'zabbix-problem',
       '@timestamp': iso(ended ?? o.clock),
       host: { name: o.host },
-      problem: { eventid, name: o.name, severity: o.severity, status: ended !== undefined ? 'resolved' : 'open', started_at: iso(o.clock), ...(ended !== undefined ? { ended_at: iso(ended) } : {}), acknowledged: false },
+      problem: {
+        eventid,
+        name: o.name,
+        severity: o.severity,
+        status: ended !== undefined ? 'resolved' : 'open',
+        started_at: iso(o.clock),
+        ...(ended !== undefined ? { ended_at: iso(ended) } : {}),
+        acknowledged: false,
+      },
       labels: o.tags,
     });
     for (const p of current) {
       const known = open[p.eventid];
-      const o = known ?? { host: eventById.get(p.eventid)?.hosts[0]?.host ?? 'unknown', name: p.name, severity: Number(p.severity), clock: Number(p.clock), tags: Object.fromEntries(p.tags.map((t) => [t.tag, t.value])) };
+      const o = known ?? {
+        host: eventById.get(p.eventid)?.hosts[0]?.host ?? 'unknown',
+        name: p.name,
+        severity: Number(p.severity),
+        clock: Number(p.clock),
+        tags: Object.fromEntries(p.tags.map((t) => [t.tag, t.value])),
+      };
       const resolved = p.r_eventid !== '0';
       if (!known && !resolved) {
         problems.push(problemEvent(p.eventid, o));

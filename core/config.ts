@@ -26,19 +26,22 @@ const topicName = z
  * spaces, not starting with - _ + (or . for hidden indices). */
 const indexPrefix = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,199}$/, { error: 'expected an index name prefix: lowercase a-z 0-9 . _ -, starting with a letter or digit' });
 
-
 /** Values that must differ across the keys of a section (two kinds of data sharing one topic or index mix). */
 function distinct(ctx: Ctx, values: Record<string, string>, what: string, overlaps: (a: string, b: string) => boolean = (a, b) => a === b): void {
   const keys = Object.keys(values);
   for (const [i, a] of keys.entries()) {
     for (const b of keys.slice(0, i)) {
       if (overlaps(values[a], values[b]) || overlaps(values[b], values[a])) {
-        ctx.addIssue({ code: 'custom', message: `${JSON.stringify(values[a])} ${values[a] === values[b] ? 'is also' : 'overlaps'} the ${what} of ${b}: each kind needs its own`, path: [a], input: values[a] });
+        ctx.addIssue({
+          code: 'custom',
+          message: `${JSON.stringify(values[a])} ${values[a] === values[b] ? 'is also' : 'overlaps'} the ${what} of ${b}: each kind needs its own`,
+          path: [a],
+          input: values[a],
+        });
       }
     }
   }
 }
-
 
 /** Kafka TLS: the section's presence switches TLS on (an empty `ssl: {}` trusts the system CAs). */
 const KafkaSsl = z
@@ -91,7 +94,6 @@ const ElasticsearchTls = z
     return { ...v, ...(ca !== undefined ? { ca } : {}) };
   });
 
-
 const KafkaSection = z.strictObject({
   brokers: z.array(hostPort, { error: 'expected an array of host:port' }).min(1, { error: 'expected at least one host:port' }),
   client_id: nonEmpty.default('stackwatch'),
@@ -117,63 +119,65 @@ const KafkaSection = z.strictObject({
   sasl: KafkaSasl.optional(),
 });
 
-const ElasticsearchSection = z.strictObject({
-  url: httpUrl,
-  /** Basic authentication; or api_key (the "encoded" value of POST /_security/api_key), which wins. */
-  username: nonEmpty.optional(),
-  password: nonEmpty.optional(),
-  password_file: filePath.optional(),
-  api_key: nonEmpty.optional(),
-  api_key_file: filePath.optional(),
-  tls: ElasticsearchTls.optional(),
-  /** Index name prefixes. Each kind's indices are found as `<prefix>-*` (templates, retention, searches), so no
-   * prefix may start with another one and a dash: `stackwatch-*` would take in `stackwatch-alerts-*`. */
-  indices: z
-    .strictObject({
-      /** Daily indices `<prefix>-YYYY.MM.DD`, chosen by the event's own timestamp. */
-      logs: indexPrefix.default('stackwatch-logs'),
-      alerts: indexPrefix.default('stackwatch-alerts'),
-      /** Daily indices of metric samples (capacity, replication lag, Ceph usage): what `stackwatch trends` reads. */
-      metrics: indexPrefix.default('stackwatch-metrics'),
-      /** Daily indices of the dead-letter topic's events (what could not be processed, and why), for Kibana. */
-      dead_letter: indexPrefix.default('stackwatch-dead-letter'),
-      /** One index by this very name, not daily: a document per host, its current Zabbix inventory (the id is the
-       * host). Never pruned by retention. */
-      inventory: indexPrefix.default('stackwatch-inventory'),
-    })
-    .superRefine((v, ctx) => distinct(ctx, v, 'index prefix', (a, b) => a === b || a.startsWith(`${b}-`)))
-    .prefault({}),
-  /** Days each kind of index is kept (`stackwatch setup`: the ILM policy, or what `setup --prune` deletes);
-   * absent kinds keep the defaults (logs 30, alerts 365, metrics 180, dead_letter 30). */
-  retention_days: z.partialRecord(z.enum(['logs', 'alerts', 'metrics', 'dead_letter']), positiveInt).default({}),
-  bulk_max_docs: positiveInt.default(2000),
-  request_timeout_ms: durationMs.default(30_000),
-}).transform((v, ctx) => {
-  const password = secretOf(ctx, 'password', v.password, v.password_file);
-  const apiKey = secretOf(ctx, 'api_key', v.api_key, v.api_key_file);
-  // Credentials written into the URL move to username/password: the URL appears in log lines and errors.
-  const split = splitUrlCredentials(v.url);
-  let username = v.username || undefined;
-  let pass = password;
-  if (split.username !== undefined || split.password !== undefined) {
-    if (username !== undefined || pass !== undefined) {
-      ctx.addIssue({ code: 'custom', message: 'credentials both in the URL and in username/password: keep one (better: username and password_file)', path: ['url'], input: split.url });
+const ElasticsearchSection = z
+  .strictObject({
+    url: httpUrl,
+    /** Basic authentication; or api_key (the "encoded" value of POST /_security/api_key), which wins. */
+    username: nonEmpty.optional(),
+    password: nonEmpty.optional(),
+    password_file: filePath.optional(),
+    api_key: nonEmpty.optional(),
+    api_key_file: filePath.optional(),
+    tls: ElasticsearchTls.optional(),
+    /** Index name prefixes. Each kind's indices are found as `<prefix>-*` (templates, retention, searches), so no
+     * prefix may start with another one and a dash: `stackwatch-*` would take in `stackwatch-alerts-*`. */
+    indices: z
+      .strictObject({
+        /** Daily indices `<prefix>-YYYY.MM.DD`, chosen by the event's own timestamp. */
+        logs: indexPrefix.default('stackwatch-logs'),
+        alerts: indexPrefix.default('stackwatch-alerts'),
+        /** Daily indices of metric samples (capacity, replication lag, Ceph usage): what `stackwatch trends` reads. */
+        metrics: indexPrefix.default('stackwatch-metrics'),
+        /** Daily indices of the dead-letter topic's events (what could not be processed, and why), for Kibana. */
+        dead_letter: indexPrefix.default('stackwatch-dead-letter'),
+        /** One index by this very name, not daily: a document per host, its current Zabbix inventory (the id is the
+         * host). Never pruned by retention. */
+        inventory: indexPrefix.default('stackwatch-inventory'),
+      })
+      .superRefine((v, ctx) => distinct(ctx, v, 'index prefix', (a, b) => a === b || a.startsWith(`${b}-`)))
+      .prefault({}),
+    /** Days each kind of index is kept (`stackwatch setup`: the ILM policy, or what `setup --prune` deletes);
+     * absent kinds keep the defaults (logs 30, alerts 365, metrics 180, dead_letter 30). */
+    retention_days: z.partialRecord(z.enum(['logs', 'alerts', 'metrics', 'dead_letter']), positiveInt).default({}),
+    bulk_max_docs: positiveInt.default(2000),
+    request_timeout_ms: durationMs.default(30_000),
+  })
+  .transform((v, ctx) => {
+    const password = secretOf(ctx, 'password', v.password, v.password_file);
+    const apiKey = secretOf(ctx, 'api_key', v.api_key, v.api_key_file);
+    // Credentials written into the URL move to username/password: the URL appears in log lines and errors.
+    const split = splitUrlCredentials(v.url);
+    let username = v.username || undefined;
+    let pass = password;
+    if (split.username !== undefined || split.password !== undefined) {
+      if (username !== undefined || pass !== undefined) {
+        ctx.addIssue({ code: 'custom', message: 'credentials both in the URL and in username/password: keep one (better: username and password_file)', path: ['url'], input: split.url });
+      }
+      username = split.username;
+      pass = split.password;
     }
-    username = split.username;
-    pass = split.password;
-  }
-  if (pass !== undefined && username === undefined && apiKey === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'required with a password (or use api_key)', path: ['username'], input: v });
-  }
-  const { username: _u, password: _p, api_key: _k, ...rest } = v;
-  return {
-    ...rest,
-    url: split.url,
-    ...(username !== undefined ? { username } : {}),
-    ...(pass !== undefined ? { password: pass } : {}),
-    ...(apiKey !== undefined ? { api_key: apiKey } : {}),
-  };
-});
+    if (pass !== undefined && username === undefined && apiKey === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'required with a password (or use api_key)', path: ['username'], input: v });
+    }
+    const { username: _u, password: _p, api_key: _k, ...rest } = v;
+    return {
+      ...rest,
+      url: split.url,
+      ...(username !== undefined ? { username } : {}),
+      ...(pass !== undefined ? { password: pass } : {}),
+      ...(apiKey !== undefined ? { api_key: apiKey } : {}),
+    };
+  });
 
 /** Where alerts go: each notifier's section (notifiers/index.ts lists them; each schema is next to its notifier),
  * and what applies to all of them. */
@@ -267,7 +271,13 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, source: 
       node = node[key] as Record<string, unknown>;
     }
     const leaf = path[path.length - 1];
-    node[leaf] = leaf === 'brokers' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+    node[leaf] =
+      leaf === 'brokers'
+        ? value
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : value;
     // The variable overrides the file's value and its `_file` twin alike (they exclude each other).
     if (leaf.endsWith('_file')) delete node[leaf.slice(0, -5)];
     else delete node[`${leaf}_file`];
@@ -346,9 +356,12 @@ function warnInsecure(cfg: Config): void {
   const es = cfg.elasticsearch;
   const esUrl = new URL(es.url);
   if (es.tls && !es.tls.reject_unauthorized) {
-    log.warn(`elasticsearch.tls.reject_unauthorized is false: the certificate of ${es.url} is NOT verified; anyone on the network path can impersonate the cluster and read the credentials and the data`, {
-      hint: "set elasticsearch.tls.ca_file (or STACKWATCH_ES_CA_FILE) to the CA that signed the cluster's certificate, and remove reject_unauthorized",
-    });
+    log.warn(
+      `elasticsearch.tls.reject_unauthorized is false: the certificate of ${es.url} is NOT verified; anyone on the network path can impersonate the cluster and read the credentials and the data`,
+      {
+        hint: "set elasticsearch.tls.ca_file (or STACKWATCH_ES_CA_FILE) to the CA that signed the cluster's certificate, and remove reject_unauthorized",
+      },
+    );
   }
   if (es.tls && esUrl.protocol === 'http:') {
     log.warn(`elasticsearch.tls is set but elasticsearch.url is ${es.url}: plain HTTP, TLS is not used`, { hint: 'use an https:// URL' });
@@ -358,9 +371,12 @@ function warnInsecure(cfg: Config): void {
   }
   const k = cfg.kafka;
   if (k.ssl && !k.ssl.reject_unauthorized) {
-    log.warn(`kafka.ssl.reject_unauthorized is false: the certificates of the brokers ${k.brokers.join(',')} are NOT verified; anyone on the network path can impersonate them and read the events and the credentials`, {
-      hint: "set kafka.ssl.ca_file to the CA that signed the brokers' certificates, and remove reject_unauthorized",
-    });
+    log.warn(
+      `kafka.ssl.reject_unauthorized is false: the certificates of the brokers ${k.brokers.join(',')} are NOT verified; anyone on the network path can impersonate them and read the events and the credentials`,
+      {
+        hint: "set kafka.ssl.ca_file to the CA that signed the brokers' certificates, and remove reject_unauthorized",
+      },
+    );
   }
   if (k.sasl?.mechanism === 'plain' && !k.ssl && !k.brokers.every((b) => isLoopback(b.replace(/:\d+$/, '')))) {
     log.warn(`kafka.sasl: the PLAIN password is sent to the brokers ${k.brokers.join(',')} in clear text (no kafka.ssl)`, {

@@ -11,11 +11,7 @@ export type ElasticsearchConfig = Config['elasticsearch'];
 export type { Client } from '@elastic/elasticsearch';
 
 export function esClient(cfg: ElasticsearchConfig): Client {
-  const auth = cfg.api_key
-    ? { apiKey: cfg.api_key }
-    : cfg.username
-      ? { username: cfg.username, password: cfg.password ?? '' }
-      : undefined;
+  const auth = cfg.api_key ? { apiKey: cfg.api_key } : cfg.username ? { username: cfg.username, password: cfg.password ?? '' } : undefined;
   // elasticsearch.tls: the CA file was read when the config was loaded; without it the system CAs apply.
   const tls = cfg.tls ? { rejectUnauthorized: cfg.tls.reject_unauthorized, ...(cfg.tls.ca ? { ca: cfg.tls.ca } : {}) } : undefined;
   const client = new Client({ node: cfg.url, auth, tls, requestTimeout: cfg.request_timeout_ms, maxRetries: 0 });

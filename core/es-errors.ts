@@ -17,7 +17,8 @@ function bodyReason(body: unknown): string | undefined {
 }
 
 // Node's TLS verification failures (the client keeps the message, not the code).
-const CERT_FAILURE = /unable to verify the first certificate|self[- ]signed certificate|unable to get (local )?issuer certificate|certificate has expired|certificate is not yet valid|does not match certificate's altnames|certificate signature failure|unsuitable certificate purpose|CERT_/i;
+const CERT_FAILURE =
+  /unable to verify the first certificate|self[- ]signed certificate|unable to get (local )?issuer certificate|certificate has expired|certificate is not yet valid|does not match certificate's altnames|certificate signature failure|unsuitable certificate purpose|CERT_/i;
 const TLS_PROTOCOL = /wrong version number|packet length too long|EPROTO|ssl3_get_record|tlsv1 alert|handshake failure/i;
 
 /** Rewrites the message of an authentication, authorization or TLS error; returns whether it did. Idempotent. */

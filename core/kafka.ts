@@ -89,15 +89,18 @@ export async function ensureTopics(cfg: KafkaConfig, topics: string[], signal?: 
   const admin: Admin = await connectWithRetry(kafkaClient(cfg, '-admin').admin(), cfg, log, 'connect admin', signal);
   const what = `create topics ${topics.join(', ')} (Kafka ${cfg.brokers.join(',')})`;
   try {
-    await retry(async () => {
-      const existing = new Set(await admin.listTopics());
-      const missing = topics.filter((t) => !existing.has(t));
-      if (missing.length === 0) return;
-      await admin.createTopics({
-        topics: missing.map((topic) => ({ topic, numPartitions: partitions, configEntries: [{ name: 'max.message.bytes', value: String(MAX_MESSAGE_BYTES) }] })),
-        waitForLeaders: true,
-      });
-    }, { what, log, hint: brokerHint, signal, giveUp: permanent });
+    await retry(
+      async () => {
+        const existing = new Set(await admin.listTopics());
+        const missing = topics.filter((t) => !existing.has(t));
+        if (missing.length === 0) return;
+        await admin.createTopics({
+          topics: missing.map((topic) => ({ topic, numPartitions: partitions, configEntries: [{ name: 'max.message.bytes', value: String(MAX_MESSAGE_BYTES) }] })),
+          waitForLeaders: true,
+        });
+      },
+      { what, log, hint: brokerHint, signal, giveUp: permanent },
+    );
   } catch (err) {
     throw permanent(err) ? new Error(`${what}: refused: ${errorText(err)}`) : err;
   } finally {

@@ -222,8 +222,29 @@ function isoEnvelope(s: string): Found | undefined {
 
 /** Level words that follow a timestamp in brackets in other formats (RabbitMQ "[info]"), never a supervisor name. */
 const BRACKET_LEVELS = new Set([
-  'debug', 'dbg', 'info', 'inf', 'notice', 'ntc', 'warning', 'warn', 'wrn', 'error', 'err', 'critical', 'crit', 'crt',
-  'alert', 'alr', 'emergency', 'emerg', 'emg', 'note', 'system', 'trace', 'fatal',
+  'debug',
+  'dbg',
+  'info',
+  'inf',
+  'notice',
+  'ntc',
+  'warning',
+  'warn',
+  'wrn',
+  'error',
+  'err',
+  'critical',
+  'crit',
+  'crt',
+  'alert',
+  'alr',
+  'emergency',
+  'emerg',
+  'emg',
+  'note',
+  'system',
+  'trace',
+  'fatal',
 ]);
 
 function supervisor(s: string): Found | undefined {
@@ -332,11 +353,7 @@ function jsonEnvelope(s: string): Found | undefined {
     const msg = r.MESSAGE;
     // journald exports a MESSAGE that is not valid UTF-8 (or holds control characters) as an array of bytes.
     const text =
-      typeof msg === 'string'
-        ? msg
-        : Array.isArray(msg) && msg.every((b) => Number.isInteger(b) && b >= 0 && b < 256)
-          ? new TextDecoder().decode(Uint8Array.from(msg as number[]))
-          : '';
+      typeof msg === 'string' ? msg : Array.isArray(msg) && msg.every((b) => Number.isInteger(b) && b >= 0 && b < 256) ? new TextDecoder().decode(Uint8Array.from(msg as number[])) : '';
     return { text, envelope };
   }
   return undefined;
@@ -568,9 +585,7 @@ function osloKind(s: string): 'oslo' | 'other' | 'continuation' {
 }
 
 const LEADING_DIGIT_TS = /^(?:\d{4}-\d{2}-\d{2}(?:T| {1,2})\d{1,2}:\d{2}:\d{2}|\d{4}\/\d{2}\/\d{2}[ T]\d{2}:\d{2}:\d{2}|\d{6} {1,2}\d{1,2}:\d{2}:\d{2})/;
-const LEADING_UPPER_TS = new RegExp(
-  `^(?:${MON} [ \\d]\\d \\d{2}:\\d{2}:\\d{2}|${DOW} ${MON} [ \\d]\\d \\d{2}:\\d{2}:\\d{2} \\d{4}|[IWEF]\\d{4} \\d{2}:\\d{2}:\\d{2}\\.\\d{6} )`,
-);
+const LEADING_UPPER_TS = new RegExp(`^(?:${MON} [ \\d]\\d \\d{2}:\\d{2}:\\d{2}|${DOW} ${MON} [ \\d]\\d \\d{2}:\\d{2}:\\d{2} \\d{4}|[IWEF]\\d{4} \\d{2}:\\d{2}:\\d{2}\\.\\d{6} )`);
 const LEADING_BRACKET_TS = new RegExp(`^\\[(?:${DOW} ${MON} [ \\d]\\d \\d{2}:\\d{2}:\\d{2}|\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}:\\d{2})`);
 const ERLANG_REPORT = /^=[A-Z]+ REPORT==== /;
 const SYSLOG_PRI = /^<\d{1,3}>(?:1 \d{4}-|[A-Z][a-z]{2} [ \d]\d )/;
@@ -592,13 +607,30 @@ function otherKind(s: string): LineKind {
 // parseOtherHeader
 
 const LEVELS: Record<string, string> = {
-  TRACE: 'DEBUG', DEBUG: 'DEBUG', DBG: 'DEBUG',
-  INFO: 'INFO', INF: 'INFO', NOTE: 'INFO', INFORMATION: 'INFO',
-  NOTICE: 'NOTICE', NTC: 'NOTICE', SYSTEM: 'NOTICE',
-  WARNING: 'WARNING', WARN: 'WARNING', WRN: 'WARNING',
-  ERROR: 'ERROR', ERR: 'ERROR',
-  CRITICAL: 'CRITICAL', CRIT: 'CRITICAL', CRT: 'CRITICAL', FATAL: 'CRITICAL',
-  ALERT: 'CRITICAL', ALR: 'CRITICAL', EMERGENCY: 'CRITICAL', EMERG: 'CRITICAL', EMG: 'CRITICAL',
+  TRACE: 'DEBUG',
+  DEBUG: 'DEBUG',
+  DBG: 'DEBUG',
+  INFO: 'INFO',
+  INF: 'INFO',
+  NOTE: 'INFO',
+  INFORMATION: 'INFO',
+  NOTICE: 'NOTICE',
+  NTC: 'NOTICE',
+  SYSTEM: 'NOTICE',
+  WARNING: 'WARNING',
+  WARN: 'WARNING',
+  WRN: 'WARNING',
+  ERROR: 'ERROR',
+  ERR: 'ERROR',
+  CRITICAL: 'CRITICAL',
+  CRIT: 'CRITICAL',
+  CRT: 'CRITICAL',
+  FATAL: 'CRITICAL',
+  ALERT: 'CRITICAL',
+  ALR: 'CRITICAL',
+  EMERGENCY: 'CRITICAL',
+  EMERG: 'CRITICAL',
+  EMG: 'CRITICAL',
 };
 const level = (word: string): string | undefined => LEVELS[word.toUpperCase()];
 
@@ -846,8 +878,38 @@ function zoneOffset(naive: number, y: number, mo: number, d: number, h: number, 
 
 /** Every regular expression above that meets a log line, for the test that proves each runs in linear time. */
 export const FORMAT_REGEXES: Readonly<Record<string, RegExp>> = Object.freeze({
-  ANSI, CRI_TIME, ISO_SYSLOG, SUPERVISOR, PY_RELAY, TAG, BSD, RFC5424, PRI, APACHE, UWSGI, PIPE, KUBECTL_PREFIX,
-  EXCEPTION_LINE, LEADING_DIGIT_TS, LEADING_UPPER_TS, LEADING_BRACKET_TS, ERLANG_REPORT, SYSLOG_PRI, RABBIT, RABBIT_OLD,
-  MARIADB, MARIADB_OLD, MYSQL, MYSQLD_SAFE, SUBSYSTEM, TS_ISO, TS_YYMMDD, TS_BSD, TS_APACHE, TS_CTIME, TS_KLOG,
-  NEXT_LEVEL, ISO,
+  ANSI,
+  CRI_TIME,
+  ISO_SYSLOG,
+  SUPERVISOR,
+  PY_RELAY,
+  TAG,
+  BSD,
+  RFC5424,
+  PRI,
+  APACHE,
+  UWSGI,
+  PIPE,
+  KUBECTL_PREFIX,
+  EXCEPTION_LINE,
+  LEADING_DIGIT_TS,
+  LEADING_UPPER_TS,
+  LEADING_BRACKET_TS,
+  ERLANG_REPORT,
+  SYSLOG_PRI,
+  RABBIT,
+  RABBIT_OLD,
+  MARIADB,
+  MARIADB_OLD,
+  MYSQL,
+  MYSQLD_SAFE,
+  SUBSYSTEM,
+  TS_ISO,
+  TS_YYMMDD,
+  TS_BSD,
+  TS_APACHE,
+  TS_CTIME,
+  TS_KLOG,
+  NEXT_LEVEL,
+  ISO,
 });

@@ -31,10 +31,12 @@ export interface Logger {
 }
 
 export function logger(component: string): Logger {
-  const emit = (level: Level) => (msg: string, fields: Record<string, unknown> = {}) => {
-    if (ORDER[level] < threshold) return;
-    sink(maskSecrets(JSON.stringify({ ts: new Date().toISOString(), level, component, msg, ...fields })));
-  };
+  const emit =
+    (level: Level) =>
+    (msg: string, fields: Record<string, unknown> = {}) => {
+      if (ORDER[level] < threshold) return;
+      sink(maskSecrets(JSON.stringify({ ts: new Date().toISOString(), level, component, msg, ...fields })));
+    };
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
 }
 

@@ -51,7 +51,7 @@ export function componentMetrics(component: string): ComponentMetrics {
 
 const evictions = new Counter({
   name: 'stackwatch_detector_state_evictions_total',
-  help: 'Entries of a detector\'s state (a group, a connection, a check) dropped by rule and reason: idle (no event for state.idle_s) or cap (the rule held state.max_entries; the oldest went first).',
+  help: "Entries of a detector's state (a group, a connection, a check) dropped by rule and reason: idle (no event for state.idle_s) or cap (the rule held state.max_entries; the oldest went first).",
   labelNames: ['rule', 'reason'],
   registers: [registry],
 });
@@ -65,9 +65,7 @@ export function stateEvicted(rule: string, reason: 'idle' | 'cap', n = 1): void 
 export async function counterValue(name: 'received' | 'sent' | 'errors' | 'discarded' | 'evictions', labels: Record<string, string>): Promise<number> {
   const metric = { received, sent, errors, discarded, evictions }[name];
   const { values } = await metric.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want))
-    .reduce((sum, v) => sum + v.value, 0);
+  return values.filter((v) => Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want)).reduce((sum, v) => sum + v.value, 0);
 }
 
 // Stage-specific figures, in the same registry.
@@ -143,7 +141,7 @@ new Gauge({
 const stateSources: Source<Map<string, number>>[] = [];
 new Gauge({
   name: 'stackwatch_detector_state_entries',
-  help: 'Entries of state the detectors hold, by rule (bounded by the rule\'s state.max_entries for each kind of state).',
+  help: "Entries of state the detectors hold, by rule (bounded by the rule's state.max_entries for each kind of state).",
   labelNames: ['rule'],
   registers: [registry],
   async collect() {

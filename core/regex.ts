@@ -147,9 +147,7 @@ export class LinearRegex {
         );
       }
     } else if (!this.re2) {
-      throw new LinearRegexError(
-        'cannot run in linear time with the i flag: RE2 cannot take it (lookaround, backreferences, \\p, [[:class:]], a repetition over 1000)',
-      );
+      throw new LinearRegexError('cannot run in linear time with the i flag: RE2 cannot take it (lookaround, backreferences, \\p, [[:class:]], a repetition over 1000)');
     }
   }
 

@@ -57,7 +57,9 @@ export async function startStatusServer(cfg: Config['status_server']): Promise<S
   const port = Number(cfg.listen.slice(sep + 1));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`status_server.listen: cannot listen on ${cfg.listen}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message} (set status_server.listen, or enabled: false)`)),
+      reject(
+        new Error(`status_server.listen: cannot listen on ${cfg.listen}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message} (set status_server.listen, or enabled: false)`),
+      ),
     );
     server.listen(port, host, () => resolve());
   });

@@ -20,7 +20,7 @@ export const WebhooksConfig = z
         .record(z.string(), httpHeaderValue)
         .superRefine((headers, ctx) => {
           for (const name of Object.keys(headers)) {
-            if (!HTTP_TOKEN.test(name)) ctx.addIssue({ code: 'custom', message: 'expected an HTTP header name (letters, digits and !#$%&\'*+.^_`|~-)', path: [name], input: name });
+            if (!HTTP_TOKEN.test(name)) ctx.addIssue({ code: 'custom', message: "expected an HTTP header name (letters, digits and !#$%&'*+.^_`|~-)", path: [name], input: name });
           }
         })
         .default({}),

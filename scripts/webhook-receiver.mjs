@@ -25,9 +25,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write(
-    'usage: node scripts/webhook-receiver.mjs [--port N] [--host ADDR] [--max-items N]\n',
-  );
+  process.stdout.write('usage: node scripts/webhook-receiver.mjs [--port N] [--host ADDR] [--max-items N]\n');
   process.exit(0);
 }
 
@@ -115,9 +113,7 @@ server.on('error', (err) => {
 });
 server.listen(port, values.host, () => {
   const addr = server.address();
-  process.stderr.write(
-    `webhook-receiver: listening on http://${values.host}:${addr.port} (max ${maxItems} items)\n`,
-  );
+  process.stderr.write(`webhook-receiver: listening on http://${values.host}:${addr.port} (max ${maxItems} items)\n`);
 });
 
 function shutdown(signal) {

@@ -126,7 +126,10 @@ export class ElasticsearchSink {
           // batches cut to fit). A single document that does not fit can never be taken: the caller dead-letters it.
           if (pending.length === 1) {
             this.metrics.error('bulk_item_rejected');
-            rejected.push({ request: pending[0].req, reason: `elasticsearch refused the request as too large (413, http.max_content_length) for a single document of ${bodyBytes(pending)} bytes` });
+            rejected.push({
+              request: pending[0].req,
+              reason: `elasticsearch refused the request as too large (413, http.max_content_length) for a single document of ${bodyBytes(pending)} bytes`,
+            });
             break;
           }
           const half = Math.ceil(pending.length / 2);

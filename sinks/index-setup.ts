@@ -320,14 +320,7 @@ function refused(what: string, name: string, indices: string, err: unknown): Set
   return new SetupError(`Elasticsearch refused the ${what} ${name} (${indices}${field ? `, field ${field}` : ''}): ${reason}`, { cause: err });
 }
 
-async function putIfChanged(
-  client: Client,
-  what: 'component template' | 'index template',
-  name: string,
-  indices: string,
-  body: Json,
-  existing: Json | undefined,
-): Promise<SetupAction> {
+async function putIfChanged(client: Client, what: 'component template' | 'index template', name: string, indices: string, body: Json, existing: Json | undefined): Promise<SetupAction> {
   if (existing?._meta?.hash === body._meta.hash) return { what, name, result: 'unchanged' };
   try {
     if (what === 'component template') await client.cluster.putComponentTemplate({ name, ...body } as never);
@@ -375,7 +368,9 @@ export async function setupElasticsearch(client: Client, cfg: ElasticsearchConfi
       } catch (err) {
         const status = statusOf(err instanceof SetupError ? err.cause : err);
         if (!opts.retentionBestEffort || (status !== 401 && status !== 403)) throw err;
-        logger('elasticsearch').warn(`cannot check the ILM policy ${prefix} (${esReason(err instanceof SetupError ? err.cause : err)}): run \`stackwatch setup\` as a user with the manage_ilm privilege`);
+        logger('elasticsearch').warn(
+          `cannot check the ILM policy ${prefix} (${esReason(err instanceof SetupError ? err.cause : err)}): run \`stackwatch setup\` as a user with the manage_ilm privilege`,
+        );
       }
     }
     const indices = isDaily(kind) ? `indices ${prefix}-*` : `index ${prefix}`;
@@ -426,12 +421,16 @@ async function checkExistingIndices(client: Client, template: KindTemplate, pref
     throw err;
   });
   if (Object.keys(same).includes(prefix)) {
-    throw new SetupError(`an index named ${prefix} exists: stackwatch needs that name for the alias over the daily indices ${prefix}-*; reindex it into a daily index (or delete it), then run setup again`);
+    throw new SetupError(
+      `an index named ${prefix} exists: stackwatch needs that name for the alias over the daily indices ${prefix}-*; reindex it into a daily index (or delete it), then run setup again`,
+    );
   }
 
   const mappings = await client.indices.getMapping({ index: `${prefix}-*`, ignore_unavailable: true, allow_no_indices: true, expand_wildcards: 'open' });
   const dailyName = DAILY(prefix);
-  const indices = Object.keys(mappings).filter((name) => dailyName.test(name)).sort();
+  const indices = Object.keys(mappings)
+    .filter((name) => dailyName.test(name))
+    .sort();
   if (indices.length === 0) return;
   await checkMappings(client, template, `${prefix}-*`, indices, mappings, result);
 
@@ -449,7 +448,13 @@ async function checkExistingIndices(client: Client, template: KindTemplate, pref
 
   if (!ilm) return;
   // Indices created before the policy existed: managed from now on (one that has a policy of its own keeps it).
-  const settings = (await client.indices.getSettings({ index: `${prefix}-*`, name: 'index.lifecycle.name', ignore_unavailable: true, allow_no_indices: true, expand_wildcards: 'open' })) as Json;
+  const settings = (await client.indices.getSettings({
+    index: `${prefix}-*`,
+    name: 'index.lifecycle.name',
+    ignore_unavailable: true,
+    allow_no_indices: true,
+    expand_wildcards: 'open',
+  })) as Json;
   const unmanaged = indices.filter((index) => !settings[index]?.settings?.index?.lifecycle?.name);
   for (const part of chunks(unmanaged, 50)) {
     try {
@@ -459,7 +464,12 @@ async function checkExistingIndices(client: Client, template: KindTemplate, pref
     }
   }
   if (unmanaged.length > 0) {
-    result.actions.push({ what: 'index settings', name: `${prefix}-*`, result: 'updated', detail: `ILM policy ${prefix} set on ${unmanaged.length} existing ${unmanaged.length === 1 ? 'index' : 'indices'}` });
+    result.actions.push({
+      what: 'index settings',
+      name: `${prefix}-*`,
+      result: 'updated',
+      detail: `ILM policy ${prefix} set on ${unmanaged.length} existing ${unmanaged.length === 1 ? 'index' : 'indices'}`,
+    });
   }
 }
 
@@ -490,7 +500,10 @@ async function checkMappings(client: Client, template: KindTemplate, pattern: st
         continue;
       }
       const parts = field.split('.');
-      const leaf = parts.slice(1).map((_, i) => parts.slice(0, i + 1).join('.')).find((p) => have[p] !== undefined && want[p] === undefined);
+      const leaf = parts
+        .slice(1)
+        .map((_, i) => parts.slice(0, i + 1).join('.'))
+        .find((p) => have[p] !== undefined && want[p] === undefined);
       if (leaf) {
         conflict(leaf, have[leaf], 'object');
         continue;
@@ -508,7 +521,9 @@ async function checkMappings(client: Client, template: KindTemplate, pattern: st
       } catch (err) {
         const reason = esReason(err);
         const field = fieldOfReason(reason);
-        throw new SetupError(`Elasticsearch refused to add the missing fields to the existing index${part.length > 1 ? 'es' : ''} ${part.join(', ')}${field ? ` (field ${field})` : ''}: ${reason}`);
+        throw new SetupError(
+          `Elasticsearch refused to add the missing fields to the existing index${part.length > 1 ? 'es' : ''} ${part.join(', ')}${field ? ` (field ${field})` : ''}: ${reason}`,
+        );
       }
     }
     const fields = [...added].sort();
@@ -574,12 +589,7 @@ export function dailyIndexAge(prefix: string, index: string, createdMs: number, 
 
 /** The daily indices older than their kind's retention (see dailyIndexAge). Deletes them unless `dryRun`. The
  * inventory is not daily: never pruned. */
-export async function pruneDailyIndices(
-  client: Client,
-  cfg: ElasticsearchConfig,
-  retention: Record<DailyKind, number>,
-  opts: { dryRun?: boolean; now?: Date } = {},
-): Promise<PrunedIndex[]> {
+export async function pruneDailyIndices(client: Client, cfg: ElasticsearchConfig, retention: Record<DailyKind, number>, opts: { dryRun?: boolean; now?: Date } = {}): Promise<PrunedIndex[]> {
   const now = (opts.now ?? new Date()).getTime();
   const out: PrunedIndex[] = [];
   for (const kind of DAILY_KINDS) {

@@ -151,7 +151,7 @@ export class EventAssembler {
         stream.partial = { offset, text, envelope: u.envelope, ...(piece ? { pieces: [piece] } : {}), ...(lineTruncated ? { truncated: true } : {}) };
         if (text.length > this.opts.maxEventBytes) cutPartial(stream.partial, this.opts.maxEventBytes);
       } else if (!p.full) {
-        if (piece) (piece.at = p.text.length), p.pieces?.push(piece);
+        if (piece) ((piece.at = p.text.length), p.pieces?.push(piece));
         p.text += text;
         if (lineTruncated) p.truncated = true;
         if (p.text.length > this.opts.maxEventBytes) cutPartial(p, this.opts.maxEventBytes);
@@ -169,7 +169,7 @@ export class EventAssembler {
       else {
         if (piece) piece.at = partial.text.length;
         text = partial.text + text;
-        if (text.length > this.opts.maxEventBytes) (text = capText(text, this.opts.maxEventBytes)), (truncated = true);
+        if (text.length > this.opts.maxEventBytes) ((text = capText(text, this.opts.maxEventBytes)), (truncated = true));
       }
       if (partial.pieces) pieces = partial.full ? partial.pieces : [...partial.pieces, ...(piece ? [piece] : [])];
       if (partial.truncated) truncated = true;
@@ -194,7 +194,7 @@ export class EventAssembler {
       return;
     }
     if (p.full) return; // cut at the cap: the rest of the event is dropped
-    if (pieces) for (const piece of pieces) (piece.at += p.bytes + 1), p.pieces?.push(piece);
+    if (pieces) for (const piece of pieces) ((piece.at += p.bytes + 1), p.pieces?.push(piece));
     p.parts.push(text);
     p.bytes += text.length + 1;
     if (truncated) p.truncated = true;
@@ -313,7 +313,8 @@ function maskOriginal(text: string, ranges: readonly Range[], pieces: Piece[]): 
     const end = Math.min(start + piece.payload.length, text.length);
     const local: Range[] = [];
     for (const [s, e] of ranges) if (s < end && e > start) local.push([Math.max(s, start) - start, Math.min(e, end) - start]);
-    if (end < start + piece.payload.length) raw = maskRanges(piece.payload.slice(0, end - start), local); // cut by the cap
+    if (end < start + piece.payload.length)
+      raw = maskRanges(piece.payload.slice(0, end - start), local); // cut by the cap
     else if (local.length > 0) {
       const written = piece.format === 'docker-json' ? JSON.stringify(piece.payload).slice(1, -1) : piece.payload;
       const at = raw.lastIndexOf(written);
@@ -442,7 +443,7 @@ export class LineSplitter {
       }
       return;
     }
-    for (let s = start; s <= lastNewline; ) {
+    for (let s = start; s <= lastNewline;) {
       let nl = buf.indexOf(0x0a, s);
       if (nl < 0 || nl > lastNewline) nl = lastNewline;
       const end = nl > s && buf[nl - 1] === 0x0d ? nl - 1 : nl;

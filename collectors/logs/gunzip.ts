@@ -247,7 +247,7 @@ async function* salvage(
       let abs = body; // file offset of chunk[0]
       for await (const chunk of reread(body, to)) {
         // Input before `from` decodes as before (in any pieces); from `from` on it goes in `piece`-sized pieces.
-        for (let off = 0; off < chunk.length && !failed; ) {
+        for (let off = 0; off < chunk.length && !failed;) {
           const at = abs + off;
           const len = Math.min(chunk.length - off, at < from ? Math.min(from - at, INPUT_SLICE) : piece);
           const r = await z.write(chunk.subarray(off, off + len));

@@ -52,7 +52,12 @@ export async function* readLogFile(path: string, opts: ReadOptions, batchSize = 
     let events: AssembledEvent[] = [];
     let unusable: UnusableLine[] = [];
     const assembler = new EventAssembler({ maxEventBytes: opts.maxEventBytes, keepOriginal: opts.keepOriginal }, (e) => events.push(e));
-    const splitter = new LineSplitter(0, opts.maxEventBytes, (o, t, cut, plain) => assembler.push(o, t, cut, plain), (u) => unusable.push(u));
+    const splitter = new LineSplitter(
+      0,
+      opts.maxEventBytes,
+      (o, t, cut, plain) => assembler.push(o, t, cut, plain),
+      (u) => unusable.push(u),
+    );
     // The identity needs the first ID_BYTES of text, whatever size the first pieces come in.
     const head: Buffer[] = [];
     let fileId: string | undefined;
@@ -136,7 +141,10 @@ class LogFile implements GzipSource {
     const n = await this.read(buf, this.size === undefined ? null : this.pos);
     this.pos += n;
     if (n === 0 && this.size !== undefined && this.pos < this.size) {
-      const now = await this.fh.stat().then((s) => `${s.size} bytes now`, () => 'its size now unknown');
+      const now = await this.fh.stat().then(
+        (s) => `${s.size} bytes now`,
+        () => 'its size now unknown',
+      );
       throw new FileReadError(this.path, `the file shrank while it was read (truncated under us?): ${this.size} bytes at open, ${this.pos} bytes read, ${now}; the rest is not read`);
     }
     return buf.subarray(0, n);
@@ -147,7 +155,7 @@ class LogFile implements GzipSource {
   }
 
   private async *range(start: number, end: number): AsyncGenerator<Buffer> {
-    for (let at = start; at < end; ) {
+    for (let at = start; at < end;) {
       const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, end - at));
       const n = await this.read(buf, at);
       if (n === 0) return;

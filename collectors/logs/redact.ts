@@ -394,10 +394,7 @@ function keyValue(sep: string, extra = ''): RegExp[] {
     // key: "value", key: 'value' and key: \"value\": up to the closing quote, blanks included.
     ...quotedValues(`${KEY}${sep}`, extra),
     // key={value}: the braces stay. Not a structure (`{"id": …}`, `{{ var }}`) nor a hash scheme (`{SHA256}ab…`).
-    new RegExp(
-      String.raw`(?=[^\s{}'"\\])(?<=${KEY}${sep}(?:\\?["'])?\{)(?!${HASH_SCHEME}\}${VALUE_CHAR})${extra}${notSecret('\\}')}[^\s{}'"\\]+(?=\})`,
-      'gi',
-    ),
+    new RegExp(String.raw`(?=[^\s{}'"\\])(?<=${KEY}${sep}(?:\\?["'])?\{)(?!${HASH_SCHEME}\}${VALUE_CHAR})${extra}${notSecret('\\}')}[^\s{}'"\\]+(?=\})`, 'gi'),
     // key=value unquoted, or opened by a quote that never closes (a truncated line), or JSON-escaped (\"…\").
     new RegExp(String.raw`${VALUE_START}(?<=${KEY}${sep}(?:\\?["'])?)${extra}${NOT_SECRET}${NOT_DEBUG_SUFFIX}${VALUE}`, 'gi'),
   ];
@@ -412,10 +409,7 @@ const RULES: readonly Rule[] = [
     scan: /:\/\//,
     when: /:\/\//,
     mask: [
-      new RegExp(
-        String.raw`(?<=(?:\b[a-z][a-z0-9+.-]*:\/\/|(?:@|:\/\/)${HOST},)[^\s:@,/?#'"]{0,255}:)(?!\*+@)[^\s/?#'"]{1,1024}?(?=@${HOST}${HOST_END})`,
-        'gi',
-      ),
+      new RegExp(String.raw`(?<=(?:\b[a-z][a-z0-9+.-]*:\/\/|(?:@|:\/\/)${HOST},)[^\s:@,/?#'"]{0,255}:)(?!\*+@)[^\s/?#'"]{1,1024}?(?=@${HOST}${HOST_END})`, 'gi'),
       // https://TOKEN@host: userinfo without a password is a token for http(s) (git's https://ghp_…@github.com).
       // Other schemes keep their user (ssh://git@host, rabbit://guest@host).
       new RegExp(String.raw`(?<=${WORD_BOUNDARY}https?:\/\/)(?!\*+@)[^\s:@/?#'"]{1,255}(?=@${HOST}${HOST_END})`, 'gi'),
@@ -427,12 +421,7 @@ const RULES: readonly Rule[] = [
   {
     scan: KEY_SCAN,
     when: /authorization/i,
-    mask: [
-      new RegExp(
-        String.raw`${VALUE_START}(?<=${WORD_BOUNDARY}authorization(?:\\?["'])?${SEP}(?:\\?["'])?(?:${AUTH_SCHEME}[ \t]+)?)(?!${AUTH_SCHEME}[ \t])${NOT_SECRET}${VALUE}`,
-        'gi',
-      ),
-    ],
+    mask: [new RegExp(String.raw`${VALUE_START}(?<=${WORD_BOUNDARY}authorization(?:\\?["'])?${SEP}(?:\\?["'])?(?:${AUTH_SCHEME}[ \t]+)?)(?!${AUTH_SCHEME}[ \t])${NOT_SECRET}${VALUE}`, 'gi')],
   },
   { scan: KEY_SCAN, when: KEY_WORDS, mask: keyValue(SEP) },
   // The value on the next line (YAML, a JSON string). Not a key of a nested mapping (`nested: x`), a list item or
@@ -443,10 +432,7 @@ const RULES: readonly Rule[] = [
   {
     scan: KEY_SCAN,
     when: /--/,
-    mask: [
-      ...quotedValues(FLAG, NOT_UUID),
-      new RegExp(String.raw`${VALUE_START}(?!-)(?<=${FLAG}(?:\\?["'])?)${NOT_UUID}${NOT_SECRET}${VALUE}`, 'gi'),
-    ],
+    mask: [...quotedValues(FLAG, NOT_UUID), new RegExp(String.raw`${VALUE_START}(?!-)(?<=${FLAG}(?:\\?["'])?)${NOT_UUID}${NOT_SECRET}${VALUE}`, 'gi')],
   },
   // password S3cr3t!, PASSWORD 'x' (SQL: CREATE ROLE … PASSWORD 'x'), requirepass x (redis.conf): no separator.
   {
@@ -502,9 +488,7 @@ const ALWAYS: Finder = awsSecretKeys;
 
 // The union of the rules' scans, one per flag set: two scans rule out most lines without secrets. (A single
 // case-insensitive alternation of everything is several times slower in V8 than the two together.)
-const [TRIGGER_I, TRIGGER_CASE] = ['i', ''].map(
-  (flags) => new RegExp([...new Set(RULES.filter((r) => r.scan.flags === flags).map((r) => r.scan.source))].join('|'), flags),
-);
+const [TRIGGER_I, TRIGGER_CASE] = ['i', ''].map((flags) => new RegExp([...new Set(RULES.filter((r) => r.scan.flags === flags).map((r) => r.scan.source))].join('|'), flags));
 
 /** Every regex of this module, for the test that proves each runs in linear time. */
 export const REDACT_REGEXES: readonly RegExp[] = Object.freeze([
@@ -590,7 +574,7 @@ function toOriginal(found: readonly Range[], ranges: readonly Range[]): Range[] 
     let at = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (strict ? starts[mid] < p : starts[mid] <= p) (at = mid), (lo = mid + 1);
+      if (strict ? starts[mid] < p : starts[mid] <= p) ((at = mid), (lo = mid + 1));
       else hi = mid - 1;
     }
     return at;

@@ -122,7 +122,9 @@ export class ZabbixApi {
       res = await this.fetchImpl(this.cfg.url, { method: 'POST', headers, body: JSON.stringify(body), signal });
     } catch (err) {
       if (timeout.aborted) throw new ZabbixApiError(`${method}: no answer from ${this.cfg.url} within ${this.cfg.request_timeout_ms} ms`);
-      throw new ZabbixApiError(`${method}: cannot reach ${this.cfg.url}: ${(err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message}`);
+      throw new ZabbixApiError(
+        `${method}: cannot reach ${this.cfg.url}: ${(err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message}`,
+      );
     }
     const text = await res.text();
     if (!res.ok) throw new ZabbixApiError(`${method}: HTTP ${res.status} from ${this.cfg.url}: ${text.slice(0, 200)}`, undefined, undefined, text);

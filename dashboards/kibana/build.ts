@@ -147,7 +147,7 @@ export const SEARCHES: SearchDef[] = [
     view: 'logs',
     title: 'stackwatch: compute host events',
     description:
-      'Did a compute host lose its record or change its name? nova\'s lines about compute host records: created, not found in the database (ComputeHostNotFound), hostname changed, rename detected — the evidence of the compute-host-drift alerts.',
+      "Did a compute host lose its record or change its name? nova's lines about compute host records: created, not found in the database (ComputeHostNotFound), hostname changed, rename detected — the evidence of the compute-host-drift alerts.",
     query:
       'message:"Compute node record created" OR message:"No compute node record" OR message:("Compute node" AND "not found in the database") OR message:("Compute host" AND "could not be found") OR message:"Hostname has changed" OR message:"Possible rename detected"',
     columns: ['host.name', 'service.name', 'log.level', 'message'],
@@ -427,7 +427,13 @@ export const DAYS_TO_FULL_SPEC = {
   transform: [
     ...CAPACITY_ROWS,
     { calculate: 'datum.day / 86400000', as: 't' },
-    { joinaggregate: [{ op: 'mean', field: 't', as: 'mean_t' }, { op: 'mean', field: 'used', as: 'mean_used' }], groupby: ['series'] },
+    {
+      joinaggregate: [
+        { op: 'mean', field: 't', as: 'mean_t' },
+        { op: 'mean', field: 'used', as: 'mean_used' },
+      ],
+      groupby: ['series'],
+    },
     { calculate: '(datum.t - datum.mean_t) * (datum.used - datum.mean_used)', as: 'sxy' },
     { calculate: '(datum.t - datum.mean_t) * (datum.t - datum.mean_t)', as: 'sxx' },
     {
@@ -702,7 +708,7 @@ export const DASHBOARDS: DashboardDef[] = [
   {
     id: 'stackwatch-dashboard-db',
     title: 'stackwatch: DB sync',
-    description: 'Replica lag and Galera flow control from Zabbix, database errors in the services\' logs, and the db-sync-lag alerts.',
+    description: "Replica lag and Galera flow control from Zabbix, database errors in the services' logs, and the db-sync-lag alerts.",
     timeFrom: 'now-24h',
     rows: [
       [vis('stackwatch-db-replication-lag', 24), vis('stackwatch-db-errors-by-service', 24)],
@@ -725,10 +731,7 @@ export const DASHBOARDS: DashboardDef[] = [
     title: 'stackwatch: capacity trends',
     description: 'Usage and days until full per capacity series (hypervisor vCPU, memory and disk; Ceph pools and cluster).',
     timeFrom: 'now-30d',
-    rows: [
-      [vis('stackwatch-capacity-days-to-full', 32, 20), vis('stackwatch-capacity-notes', 16, 20)],
-      [vis('stackwatch-capacity-usage', 48, 18)],
-    ],
+    rows: [[vis('stackwatch-capacity-days-to-full', 32, 20), vis('stackwatch-capacity-notes', 16, 20)], [vis('stackwatch-capacity-usage', 48, 18)]],
   },
 ];
 

@@ -37,9 +37,7 @@ const finish = (ok, why) => {
 };
 
 const send = () => socket.write(Buffer.concat([size, payload]));
-const socket = process.env.SW_PING_CA
-  ? tls.connect({ host, port, ca: readFileSync(process.env.SW_PING_CA) }, send)
-  : net.connect({ host, port }, send);
+const socket = process.env.SW_PING_CA ? tls.connect({ host, port, ca: readFileSync(process.env.SW_PING_CA) }, send) : net.connect({ host, port }, send);
 socket.setTimeout(timeoutMs, () => finish(false, 'timeout'));
 socket.on('error', (err) => finish(false, err.message));
 socket.on('close', () => finish(false, 'connection closed before a full response'));

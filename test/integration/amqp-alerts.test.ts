@@ -113,8 +113,7 @@ function keepLogs(name: string, files: string[]): void {
   for (const f of files) if (existsSync(f)) copyFileSync(f, join(dir, f.split('/').at(-1)!));
 }
 
-const byService = (alerts: WebhookAlert[], service: string, status?: string) =>
-  alerts.filter((a) => a.labels.service === service && (status === undefined || a.status === status));
+const byService = (alerts: WebhookAlert[], service: string, status?: string) => alerts.filter((a) => a.labels.service === service && (status === undefined || a.status === status));
 
 async function alertDocs(t: TestSetup): Promise<any[]> {
   const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
@@ -153,7 +152,15 @@ describe('AMQP alerts from real oslo.messaging failures, through the real pipeli
     topics.push(topic);
     // As in amqp-real.test.ts: nova-compute answers after 2 s, so calls are in flight when the broker goes;
     // heartbeats on (10 s); nova-api starts with a burst of 4 calls, so its pool holds idle connections too.
-    const server = await startServer({ mode: 'server', service: 'nova-compute', logFile: join(pipe.logs, 'nova-compute.log'), topic, serverName: 'compute-1', replyDelay: 2, heartbeatTimeout: 10 });
+    const server = await startServer({
+      mode: 'server',
+      service: 'nova-compute',
+      logFile: join(pipe.logs, 'nova-compute.log'),
+      topic,
+      serverName: 'compute-1',
+      replyDelay: 2,
+      heartbeatTimeout: 10,
+    });
     const client = start({ mode: 'client', service: 'nova-api', logFile: join(pipe.logs, 'nova-api.log'), topic, callInterval: 1, callTimeout: 5, heartbeatTimeout: 10, burst: 4 });
     await waitForLine(client.logFile, ANSWERED, 30_000);
     await sleep(2_500);
@@ -236,7 +243,17 @@ describe('AMQP alerts from real oslo.messaging failures, through the real pipeli
       // As the half-dead case of amqp-real.test.ts: nova-compute straight to RabbitMQ, nova-api through the proxy
       // with heartbeat_timeout_threshold = 0 (the default configuration of the story).
       const server = await startServer({ mode: 'server', service: 'nova-compute', logFile: join(pipe.logs, 'nova-compute.log'), topic, serverName: 'compute-1' });
-      const client = start({ mode: 'client', service: 'nova-api', logFile: join(pipe.logs, 'nova-api.log'), topic, transportUrl: proxy.url, heartbeatTimeout: 0, callInterval: 1, callTimeout: 3, extraArgs: ['--stop-grace', '2'] });
+      const client = start({
+        mode: 'client',
+        service: 'nova-api',
+        logFile: join(pipe.logs, 'nova-api.log'),
+        topic,
+        transportUrl: proxy.url,
+        heartbeatTimeout: 0,
+        callInterval: 1,
+        callTimeout: 3,
+        extraArgs: ['--stop-grace', '2'],
+      });
       await waitForLine(client.logFile, ANSWERED, 30_000);
       await sleep(1_500);
       const silenced = Date.now();
@@ -255,11 +272,20 @@ describe('AMQP alerts from real oslo.messaging failures, through the real pipeli
       expect(page.labels).toMatchObject({ alertname: 'amqp-connection-lost', severity: 'page', host: t.host, service: 'nova-api' });
       expect(page.annotations.summary).toMatch(/reply timeouts/);
       expect(page.annotations.summary).toMatch(/reply consumer/);
-      expect(all.filter((a) => a.labels.severity === 'page'), 'one page notification, not resolved').toEqual([page]);
-      expect(all.filter((a) => a.labels.service === 'nova-compute'), 'the server noticed nothing').toEqual([]);
+      expect(
+        all.filter((a) => a.labels.severity === 'page'),
+        'one page notification, not resolved',
+      ).toEqual([page]);
+      expect(
+        all.filter((a) => a.labels.service === 'nova-compute'),
+        'the server noticed nothing',
+      ).toEqual([]);
 
       const lines = readLines(client.logFile);
-      expect(lines.filter((l) => ANSWERED.test(l) && osloLineTime(l) > silenced + 50), 'nova-api never gets a reply again').toEqual([]);
+      expect(
+        lines.filter((l) => ANSWERED.test(l) && osloLineTime(l) > silenced + 50),
+        'nova-api never gets a reply again',
+      ).toEqual([]);
       const reconnects = lines.filter((l) => RECONNECTED.test(l) && osloLineTime(l) > silenced);
       const lastReconnect = reconnects.length > 0 ? osloLineTime(reconnects.at(-1)!) : silenced;
       const started = Date.parse(page.startsAt);

@@ -273,7 +273,10 @@ export async function rabbitOutage(seconds: number, how: OutageMethod = 'stop_ap
 /** Names of the queues in RabbitMQ's default vhost. */
 export async function listQueues(): Promise<string[]> {
   const out = await rabbitmqctl(['list_queues', '-q', '--no-table-headers', 'name']);
-  return out.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
 }
 
 /** Deletes queues by name (a test's own: its topic queues, its clients' reply queues); missing ones are fine. */
@@ -426,7 +429,9 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 export function readLines(file: string): string[] {
   if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
 }
 
 /** Polls `file` until a line matches; returns that line. Throws after timeoutMs with the file's tail. */

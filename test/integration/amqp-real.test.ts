@@ -43,7 +43,9 @@ const CONN_FAILED = new RegExp(String.raw`ERROR ${RABBIT_LOGGER} .*Connection fa
 const RECOVERABLE = new RegExp(String.raw`INFO ${RABBIT_LOGGER} .*A recoverable connection/channel error occurred, trying to reconnect: `);
 const LOSS = [UNREACHABLE, CONN_FAILED, RECOVERABLE];
 const RECONNECTED = new RegExp(String.raw`INFO ${RABBIT_LOGGER} .*\[[0-9a-f-]{36}\] Reconnected to AMQP server on 127\.0\.0\.1:\d+ via \[amqp\] client with port \d+\.`);
-const FORCED = new RegExp(String.raw`ERROR ${RABBIT_LOGGER} .*AMQP server on 127\.0\.0\.1:\d+ is unreachable: \(0, 0\): \(320\) CONNECTION_FORCED - stackwatch amqp-harness outage\. Trying again in \d+ seconds\.`);
+const FORCED = new RegExp(
+  String.raw`ERROR ${RABBIT_LOGGER} .*AMQP server on 127\.0\.0\.1:\d+ is unreachable: \(0, 0\): \(320\) CONNECTION_FORCED - stackwatch amqp-harness outage\. Trying again in \d+ seconds\.`,
+);
 const HEARTBEATS_MISSED = new RegExp(String.raw`ERROR ${RABBIT_LOGGER} .*is unreachable: Too many heartbeats missed\. Trying again`);
 // Logged by the harness client the way a service logs an RPC call that raised (the message is oslo.messaging's).
 const TIMEOUT = /ERROR amqp_harness\.client \[[^\]]+\] RPC call ping #\d+ .*MessagingTimeout: Timed out waiting for a reply to message ID [0-9a-f]{32}$/;
@@ -108,7 +110,15 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
     // nova-compute takes 2 s to answer (as a real console request does), so calls are always in flight.
     // heartbeat_timeout_threshold = 10: the heartbeat thread looks at idle connections every 2.5 s. nova-api starts
     // with a burst of 4 calls, so its pool keeps idle connections that only the heartbeat thread watches.
-    const server = await startServer({ mode: 'server', service: 'nova-compute', logFile: join(dir, 'nova-compute.log'), topic, serverName: 'compute-1', replyDelay: 2, heartbeatTimeout: 10 });
+    const server = await startServer({
+      mode: 'server',
+      service: 'nova-compute',
+      logFile: join(dir, 'nova-compute.log'),
+      topic,
+      serverName: 'compute-1',
+      replyDelay: 2,
+      heartbeatTimeout: 10,
+    });
     const client = start({ mode: 'client', service: 'nova-api', logFile: join(dir, 'nova-api.log'), topic, callInterval: 1, callTimeout: 5, heartbeatTimeout: 10, burst: 4 });
 
     await waitForLine(client.logFile, ANSWERED, 30_000);
@@ -158,7 +168,9 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
     const duringOutage = timeouts.filter((l) => osloLineTime(l) >= t.began && osloLineTime(l) <= t.restoring);
     expect(duringOutage.length, 'a reply timeout while RabbitMQ was down').toBeGreaterThan(0);
     expect(matching(client.logFile, ANSWERED).filter((l) => osloLineTime(l) > t.down && osloLineTime(l) < t.restoring)).toEqual([]);
-    report.push(`nova-api: ${timeouts.length} reply timeouts (${duringOutage.length} during the outage); answered again +${seconds(osloLineTime(answeredAgain) - t.restored)} after start_app returned`);
+    report.push(
+      `nova-api: ${timeouts.length} reply timeouts (${duringOutage.length} during the outage); answered again +${seconds(osloLineTime(answeredAgain) - t.restored)} after start_app returned`,
+    );
     console.log(report.join('\n'));
   }, 80_000);
 
@@ -198,8 +210,28 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
     proxies.push(proxyOff, proxyOn);
     const server = await startServer({ mode: 'server', service: 'nova-compute', logFile: join(dir, 'nova-compute.log'), topic, serverName: 'compute-1' });
     // heartbeat_timeout_threshold = 0: the default configuration of the story.
-    const off = start({ mode: 'client', service: 'nova-api', logFile: join(dir, 'nova-api.log'), topic, transportUrl: proxyOff.url, heartbeatTimeout: 0, callInterval: 1, callTimeout: 3, extraArgs: ['--stop-grace', '2'] });
-    const on = start({ mode: 'client', service: 'nova-novncproxy', logFile: join(dir, 'nova-novncproxy.log'), topic, transportUrl: proxyOn.url, heartbeatTimeout: 4, callInterval: 1, callTimeout: 3, extraArgs: ['--stop-grace', '2'] });
+    const off = start({
+      mode: 'client',
+      service: 'nova-api',
+      logFile: join(dir, 'nova-api.log'),
+      topic,
+      transportUrl: proxyOff.url,
+      heartbeatTimeout: 0,
+      callInterval: 1,
+      callTimeout: 3,
+      extraArgs: ['--stop-grace', '2'],
+    });
+    const on = start({
+      mode: 'client',
+      service: 'nova-novncproxy',
+      logFile: join(dir, 'nova-novncproxy.log'),
+      topic,
+      transportUrl: proxyOn.url,
+      heartbeatTimeout: 4,
+      callInterval: 1,
+      callTimeout: 3,
+      extraArgs: ['--stop-grace', '2'],
+    });
 
     await Promise.all([waitForLine(off.logFile, ANSWERED, 30_000), waitForLine(on.logFile, ANSWERED, 30_000)]);
     await sleep(1_500);
@@ -219,14 +251,24 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
     for (const h of [server, off, on]) expect((await h.exited).code).toBe(0);
 
     const offLines = readLines(off.logFile);
-    expect(offLines.filter((l) => ANSWERED.test(l) && osloLineTime(l) > silenced + 50), 'nova-api never gets a reply again').toEqual([]);
-    expect(offLines.some((l) => HEARTBEATS_MISSED.test(l) || RECOVERABLE.test(l)), 'no heartbeat, no heartbeat error').toBe(false);
+    expect(
+      offLines.filter((l) => ANSWERED.test(l) && osloLineTime(l) > silenced + 50),
+      'nova-api never gets a reply again',
+    ).toEqual([]);
+    expect(
+      offLines.some((l) => HEARTBEATS_MISSED.test(l) || RECOVERABLE.test(l)),
+      'no heartbeat, no heartbeat error',
+    ).toBe(false);
     // Its reply consumer's connection (the one the replies would come back on) never logs anything.
     expect(offLines.filter((l) => UNREACHABLE.test(l) && / \[-\] /.test(l))).toEqual([]);
     // The server itself noticed nothing: it is connected straight to RabbitMQ.
     expect(readLines(server.logFile).filter(isLoss)).toEqual([]);
     // nova-novncproxy recovered and stays so: its last call outcome is an answer.
-    expect(readLines(on.logFile).filter((l) => ANSWERED.test(l) || TIMEOUT.test(l)).at(-1)).toMatch(ANSWERED);
+    expect(
+      readLines(on.logFile)
+        .filter((l) => ANSWERED.test(l) || TIMEOUT.test(l))
+        .at(-1),
+    ).toMatch(ANSWERED);
     console.log(
       `half-dead: nova-novncproxy (heartbeat 4 s) "Too many heartbeats missed" +${seconds(osloLineTime(missed) - silenced)}, answering again +${seconds(osloLineTime(recovered) - silenced)}; ` +
         `nova-api (heartbeat off) ${storm.length} reply timeouts in ${seconds(osloLineTime(storm[storm.length - 1]) - silenced)}, none answered`,

@@ -29,7 +29,12 @@ let hostid: string | undefined;
 
 beforeAll(async () => {
   zabbixSh('start');
-  env = Object.fromEntries(zabbixSh('env').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string]));
+  env = Object.fromEntries(
+    zabbixSh('env')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string]),
+  );
   api = await ZabbixApi.connect({ url: env.STACKWATCH_ZABBIX_URL, username: env.STACKWATCH_ZABBIX_USER, password: env.STACKWATCH_ZABBIX_PASSWORD, request_timeout_ms: 30_000 });
 }, 300_000);
 
@@ -51,7 +56,7 @@ function slope(points: [number, number][]): number {
 }
 
 describe('capacity trends from a real Zabbix', () => {
-  it('ten days of a hypervisor\'s usage in Zabbix → the metrics index → stackwatch trends with the exact forecast', async () => {
+  it("ten days of a hypervisor's usage in Zabbix → the metrics index → stackwatch trends with the exact forecast", async () => {
     const Ids = z.array(z.object({ groupid: z.string() }));
     let groups = await api.call('hostgroup.get', { filter: { name: [GROUP] }, output: ['groupid'] }, Ids);
     if (groups.length === 0) {
@@ -87,10 +92,20 @@ describe('capacity trends from a real Zabbix', () => {
       );
     }
     // The trapper accepts the items once its configuration cache has them.
-    await waitFor('the trapper to accept the new items', async () => (await zabbixSend(env.STACKWATCH_ZABBIX_TRAPPER_HOST, Number(env.STACKWATCH_ZABBIX_TRAPPER_PORT), values.slice(0, 1))).processed === 1, 30_000, 1000);
+    await waitFor(
+      'the trapper to accept the new items',
+      async () => (await zabbixSend(env.STACKWATCH_ZABBIX_TRAPPER_HOST, Number(env.STACKWATCH_ZABBIX_TRAPPER_PORT), values.slice(0, 1))).processed === 1,
+      30_000,
+      1000,
+    );
     const sent = await zabbixSend(env.STACKWATCH_ZABBIX_TRAPPER_HOST, Number(env.STACKWATCH_ZABBIX_TRAPPER_PORT), values.slice(1));
     expect(sent.failed).toBe(0);
-    await waitFor('164 values in Zabbix history', async () => Number(await api.call('history.get', { hostids: [hostid], history: 0, countOutput: true }, z.string())) >= values.length, 30_000, 1000);
+    await waitFor(
+      '164 values in Zabbix history',
+      async () => Number(await api.call('history.get', { hostids: [hostid], history: 0, countOutput: true }, z.string())) >= values.length,
+      30_000,
+      1000,
+    );
 
     // One poll reads the ten days (all from history: trends_after_s is longer than the range).
     const { topics } = t.cfg.kafka;

@@ -124,7 +124,12 @@ describe('the Ceph collector against a real one-host Ceph', () => {
 
     // The pipeline runs: pool usage of the seeded pool in the metrics index, and nothing pages on a healthy cluster.
     const metrics = `${t.cfg.elasticsearch.indices.metrics}-*`;
-    await waitFor('ceph.pool.used of pool volumes in the metrics index', async () => (await countDocs(t.es, metrics, { bool: { filter: [{ term: { 'metric.name': 'ceph.pool.used' } }, { term: { 'labels.pool': 'volumes' } }] } })) > 0, 60_000, 500);
+    await waitFor(
+      'ceph.pool.used of pool volumes in the metrics index',
+      async () => (await countDocs(t.es, metrics, { bool: { filter: [{ term: { 'metric.name': 'ceph.pool.used' } }, { term: { 'labels.pool': 'volumes' } }] } })) > 0,
+      60_000,
+      500,
+    );
     expect(await pagedAlerts(cluster), `the cluster was not healthy at the start:\n${startOutput}`).toEqual([]);
 
     let killed = false;
@@ -195,8 +200,14 @@ describe('the Ceph collector against a real one-host Ceph', () => {
       const docs = (await t.es.search({ index: alerts, size: 100, query: { term: { 'rule.id': 'ceph-health' } } })).hits.hits.map((h) => h._source as any);
       for (const code of ['OSD_DOWN', 'PG_DEGRADED']) {
         const mine = docs.filter((d) => d.alert.group.code === code);
-        expect(mine.map((d) => d.alert.status), code).toContain('firing');
-        expect(mine.map((d) => d.alert.status), code).toContain('resolved');
+        expect(
+          mine.map((d) => d.alert.status),
+          code,
+        ).toContain('firing');
+        expect(
+          mine.map((d) => d.alert.status),
+          code,
+        ).toContain('resolved');
       }
     } finally {
       if (killed) await cephSh(['start-osd', String(OSD)]);
@@ -216,7 +227,12 @@ describe('the Ceph collector against a real one-host Ceph', () => {
     const port = await closedPort();
     const t = testSetup('ceph-nomon', (raw) => {
       // --connect-timeout 2 after the script's own 5, and -m to a closed port: the client never finds a monitor.
-      raw.collectors.ceph = { command: [...cephCommand, '--connect-timeout', '2', '-m', `127.0.0.1:${port}`], cluster_name: raw.collectors.openstack_logs.host_name, schedule: '*/1 * * * * *', timeout_ms: 10_000 };
+      raw.collectors.ceph = {
+        command: [...cephCommand, '--connect-timeout', '2', '-m', `127.0.0.1:${port}`],
+        cluster_name: raw.collectors.openstack_logs.host_name,
+        schedule: '*/1 * * * * *',
+        timeout_ms: 10_000,
+      };
     });
     setups.push(t);
     const { health, metrics, dead_letter } = t.cfg.kafka.topics;
@@ -245,10 +261,16 @@ describe('the Ceph collector against a real one-host Ceph', () => {
     expect(finished, 'the collector is still running').toBe(false);
     const reasons = new Set(dead.map((d) => d.reason));
     for (const c of ['status', 'health detail', 'df']) {
-      expect([...reasons].some((r) => r.startsWith(`ceph ${c} -f json: exit 1: `) && /timed out/.test(r)), `${c}: ${[...reasons].join(' | ')}`).toBe(true);
+      expect(
+        [...reasons].some((r) => r.startsWith(`ceph ${c} -f json: exit 1: `) && /timed out/.test(r)),
+        `${c}: ${[...reasons].join(' | ')}`,
+      ).toBe(true);
     }
     expect(dead.every((d) => d.component === 'ceph-collector')).toBe(true);
-    expect(producer.sent.filter((m) => m.topic === health), 'no health event from a cluster that could not be asked').toEqual([]);
+    expect(
+      producer.sent.filter((m) => m.topic === health),
+      'no health event from a cluster that could not be asked',
+    ).toEqual([]);
     expect(producer.sent.filter((m) => m.topic === metrics)).toEqual([]);
     ctl.abort();
     await collecting;

@@ -17,7 +17,9 @@ describe('compute-host-drift on real oslo.log output', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'stackwatch-drift-')), 'nova-compute.log');
     execFileSync('/usr/bin/python3', [join(REPO, 'scripts/oslo-log/nova-compute-registers.py'), file, '3f4e8a9b2c1d', '9c0d7e6f5a4b']);
     const lines = readFileSync(file, 'utf8');
-    expect(lines).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} \d+ INFO nova\.compute\.resource_tracker \[-\] Compute node record created for 3f4e8a9b2c1d:3f4e8a9b2c1d with uuid: /m);
+    expect(lines).toMatch(
+      /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} \d+ INFO nova\.compute\.resource_tracker \[-\] Compute node record created for 3f4e8a9b2c1d:3f4e8a9b2c1d with uuid: /m,
+    );
 
     const engine = await DetectionEngine.create(loadRules().filter((r) => r.id === 'compute-host-drift'));
     const alerts = alertsFor(engine, 'kolla-compute-1', '/var/log/kolla/nova/nova-compute.log', lines);

@@ -41,10 +41,14 @@ describe('processor killed before it commits', () => {
     expect(uncommitted.reduce((s, p) => s + p.committed, 0)).toBe(0); // ... but its offsets were never committed
 
     const survivor = stackwatch(['run', '--role', 'processor', '--config', t.configFile]);
-    await waitFor('all offsets committed', async () => {
-      const p = await groupProgress(t.cfg.kafka, t.cfg.kafka.consumer_group, t.cfg.kafka.topics.logs);
-      return p.every((x) => x.committed === x.end) && p;
-    }, 60_000);
+    await waitFor(
+      'all offsets committed',
+      async () => {
+        const p = await groupProgress(t.cfg.kafka, t.cfg.kafka.consumer_group, t.cfg.kafka.topics.logs);
+        return p.every((x) => x.committed === x.end) && p;
+      },
+      60_000,
+    );
     survivor.child.kill('SIGTERM');
     const second = await survivor.exited;
     expect(second.code).toBe(0);

@@ -218,10 +218,13 @@ describe('kill -9 during a 1M-line ingest', () => {
         await until(
           () => `bytes past the collector's checkpoint (${checkpoint()} of ${size})`,
           async () => {
-            const kill = checkpoint() >= size ? undefined : await killIfWorkLeft(collector, 'collector', () => {
-              at = { checkpoint: checkpoint(), size };
-              return at.size - at.checkpoint;
-            });
+            const kill =
+              checkpoint() >= size
+                ? undefined
+                : await killIfWorkLeft(collector, 'collector', () => {
+                    at = { checkpoint: checkpoint(), size };
+                    return at.size - at.checkpoint;
+                  });
             if (kill === undefined) moreIfRead();
             return kill !== undefined;
           },

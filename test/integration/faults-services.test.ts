@@ -226,20 +226,29 @@ async function progress(t: TestSetup, topic = t.cfg.kafka.topics.logs): Promise<
 async function expectExactlyOnce(t: TestSetup, expected: Set<string>, timeoutMs: number, procs: Cli[] = []): Promise<{ docs: number; produced: number }> {
   const index = `${t.cfg.elasticsearch.indices.logs}-*`;
   let seen = 'nothing yet';
-  const state = () =>
-    `${expected.size} documents in Elasticsearch and no lag; last seen: ${seen}` +
-    (procs.length > 0 ? `; ${said(procs)}` : '');
-  await waitFor(state, async () => {
-    const p = await progress(t);
-    const docs = await countDocs(t.es, index);
-    seen = `${docs} documents, ${p.committed} of ${p.end} offsets committed`;
-    return p.committed === p.end && docs >= expected.size;
-  }, timeoutMs, 1000);
+  const state = () => `${expected.size} documents in Elasticsearch and no lag; last seen: ${seen}` + (procs.length > 0 ? `; ${said(procs)}` : '');
+  await waitFor(
+    state,
+    async () => {
+      const p = await progress(t);
+      const docs = await countDocs(t.es, index);
+      seen = `${docs} documents, ${p.committed} of ${p.end} offsets committed`;
+      return p.committed === p.end && docs >= expected.size;
+    },
+    timeoutMs,
+    1000,
+  );
   const docs = await countDocs(t.es, index);
   const ids = await allIds(t.es, index);
   const distinct = new Set(ids);
-  expect([...expected].filter((id) => !distinct.has(id)), 'missing ids').toEqual([]);
-  expect([...distinct].filter((id) => !expected.has(id)), 'unexpected ids').toEqual([]);
+  expect(
+    [...expected].filter((id) => !distinct.has(id)),
+    'missing ids',
+  ).toEqual([]);
+  expect(
+    [...distinct].filter((id) => !expected.has(id)),
+    'unexpected ids',
+  ).toEqual([]);
   expect(ids.length, 'ids stored twice').toBe(expected.size);
   expect(docs).toBe(expected.size);
   expect((await progress(t, t.cfg.kafka.topics.dead_letter)).end, 'dead letters').toBe(0);
@@ -277,7 +286,8 @@ interface ProxyStats {
 type BulkPolicy = (n: number, bytes: number) => 'forward' | 'slow' | 'stall' | 'too-large' | 'reject-429' | 'reject-some-items' | 'hang';
 
 const STALL_MS = 9000;
-const REJECTED = 'rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1048576, max_coordinating_and_primary_bytes=53687091]';
+const REJECTED =
+  'rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1048576, max_coordinating_and_primary_bytes=53687091]';
 const ES_HEADERS = { 'content-type': 'application/json', 'x-elastic-product': 'Elasticsearch' };
 
 /** Forwards everything to Elasticsearch; _bulk requests as `policy` says, answered the way Elasticsearch answers:
@@ -332,7 +342,10 @@ async function esProxy(target: string, policy: BulkPolicy): Promise<{ url: strin
         return send(res, await forward(req, body));
       }
       // reject-some-items: every 5th document refused with 429, the rest indexed for real.
-      const lines = body.toString('utf8').split('\n').filter((l) => l !== '');
+      const lines = body
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l !== '');
       const kept: string[] = [];
       const refused = new Map<number, { _index: string; _id: string }>();
       for (let i = 0; i * 2 < lines.length; i++) {
@@ -454,7 +467,10 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const expected = expectedIds(r, t.host, rounds);
     const { produced } = await expectExactlyOnce(t, expected, 300_000, [collector, processor]);
     const drainMs = Date.now() - backAt;
-    const retries = processor.stderr().split('\n').filter((l) => l.includes('bulk request to Elasticsearch failed')).length;
+    const retries = processor
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('bulk request to Elasticsearch failed')).length;
     expect((await stop(collector)).code).toBe(0);
     expect((await stop(processor)).code).toBe(0);
 
@@ -467,7 +483,10 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
       `faults-es: ${expected.size} events (${rounds} rounds, ${roundsAtStop} written before the stop); committed ${committedAtStop} ` +
         `at the stop, ${committedAtReturn} at the return; backlog at the return ${lagAtReturn} messages; processor RSS: ` +
         `${mib(Math.min(...before))}–${mib(maxBefore)} MiB at work before, ${mib(Math.min(...during))}–${mib(maxDuring)} MiB while ` +
-        `Elasticsearch was down (every 10 s: ${during.filter((_, i) => i % 10 === 0).map(mib).join(' ')} MiB; highest ${mib(firstHalfMax)} ` +
+        `Elasticsearch was down (every 10 s: ${during
+          .filter((_, i) => i % 10 === 0)
+          .map(mib)
+          .join(' ')} MiB; highest ${mib(firstHalfMax)} ` +
         `in the first half, ${mib(secondHalfMax)} in the second); ${retries} bulk retries logged; drained in ${secs(drainMs)} after ` +
         `the return; ${produced} messages, ${expected.size} documents; processor log: ${logSummary(processor.stderr())}; test ${secs(Date.now() - t0)}`,
     );
@@ -498,23 +517,37 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     detect.child.stdout!.on('data', (d) => (out += d));
     expect((await detect.exited).code).toBe(0);
     const key = (a: any) => `${a.alert.id} ${a.alert.status} ${a['@timestamp']}`;
-    const expected = out.split('\n').filter(Boolean).map((l) => key(JSON.parse(l))).sort();
+    const expected = out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => key(JSON.parse(l)))
+      .sort();
     expect(expected.length).toBeGreaterThanOrEqual(5);
 
     const collector = run(t, 'collector');
     const processor = run(t, 'processor');
     // Every transition raised, indexed, refused by the notifier and parked in the retry topic.
     let seen = 'nothing yet';
-    await waitFor(() => `${expected.length} alerts indexed and the batches committed; last seen: ${seen}; ${said([collector, processor])}`, async () => {
-      const p = await progress(t);
-      const alerts = await countDocs(t.es, `${t.cfg.elasticsearch.indices.alerts}-*`);
-      seen = `${alerts} alerts, ${p.committed} of ${p.end} offsets committed`;
-      return p.end > 0 && p.committed === p.end && alerts === expected.length;
-    }, 240_000, 500);
-    const parked = await waitFor('the transitions in the retry topic', async () => {
-      const { end } = await progress(t, t.cfg.kafka.topics.notify_retry);
-      return end > 0 && end;
-    }, 30_000, 250);
+    await waitFor(
+      () => `${expected.length} alerts indexed and the batches committed; last seen: ${seen}; ${said([collector, processor])}`,
+      async () => {
+        const p = await progress(t);
+        const alerts = await countDocs(t.es, `${t.cfg.elasticsearch.indices.alerts}-*`);
+        seen = `${alerts} alerts, ${p.committed} of ${p.end} offsets committed`;
+        return p.end > 0 && p.committed === p.end && alerts === expected.length;
+      },
+      240_000,
+      500,
+    );
+    const parked = await waitFor(
+      'the transitions in the retry topic',
+      async () => {
+        const { end } = await progress(t, t.cfg.kafka.topics.notify_retry);
+        return end > 0 && end;
+      },
+      30_000,
+      250,
+    );
     const downSince = Date.now();
     await stop(collector);
 
@@ -537,7 +570,10 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     await waitFor('every transition at the webhook', async () => got.length >= expected.length, 240_000, 250);
     const deliveredMs = Date.now() - upAt;
     await sleep(5000); // anything doubled would come now
-    const attempts = processor.stderr().split('\n').filter((l) => l.includes('webhook-pager did not take')).length;
+    const attempts = processor
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('webhook-pager did not take')).length;
     expect((await stop(processor)).code).toBe(0);
     console.log(
       `faults-notify: ${expected.length} alert transitions; notifier down ${secs(downMs)} (${secs(upAt - downSince)} after the last ` +
@@ -561,12 +597,19 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const collector = run(t, 'collector');
     const processor = run(t, 'processor');
     const expected = new Set(r.offsets.slice(0, EVENTS).map((o) => logEventId({ host: t.host, file_id: r.fileId, offset: o })));
-    await waitFor(() => `the first bulk request; ${said([processor])}`, async () => proxy.stats.bulks >= 1, 150_000, 100);
+    await waitFor(
+      () => `the first bulk request; ${said([processor])}`,
+      async () => proxy.stats.bulks >= 1,
+      150_000,
+      100,
+    );
     const { produced } = await expectExactlyOnce(t, expected, 240_000, [collector, processor]);
     expect(proxy.stats.bulks).toBeGreaterThan(1); // the batch was written again after the processor rejoined
     expect((await stop(collector)).code).toBe(0);
     expect((await stop(processor)).code).toBe(0);
-    console.log(`faults-slow: ${EVENTS} events; first bulk request answered after ${STALL_MS / 1000} s (session timeout 6 s); ${proxy.stats.bulks} bulk requests; ${produced} messages, every event once, all committed; test ${secs(Date.now() - t0)}`);
+    console.log(
+      `faults-slow: ${EVENTS} events; first bulk request answered after ${STALL_MS / 1000} s (session timeout 6 s); ${proxy.stats.bulks} bulk requests; ${produced} messages, every event once, all committed; test ${secs(Date.now() - t0)}`,
+    );
   });
 
   it('Kafka broker restarted mid-ingest; the collector, killed while Kafka is down, waits for Kafka and resumes from its checkpoint; nothing lost', BOUND, async () => {
@@ -609,7 +652,10 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     expect(checkpointAtReturn).toBe(checkpointAtStop); // nothing acknowledged while Kafka was away
     const { produced } = await expectExactlyOnce(t, expectedIds(r, t.host, ROUNDS), 240_000, [collector, processor]);
     expect(checkpoint(t, r.fileId)).toBe(ROUNDS * r.corpus.roundBytes);
-    const waits = collector.stderr().split('\n').filter((l) => /Kafka.*failed.*retrying/.test(l)).length;
+    const waits = collector
+      .stderr()
+      .split('\n')
+      .filter((l) => /Kafka.*failed.*retrying/.test(l)).length;
     expect(waits).toBeGreaterThan(0); // the new collector waited for Kafka, one line per attempt
     expect(processor.child.exitCode, processor.stderr().slice(-2000)).toBeNull();
     expect((await stop(collector)).code).toBe(0);
@@ -638,7 +684,10 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const collector = run(t, 'collector');
     const processor = run(t, 'processor');
     const { produced } = await expectExactlyOnce(t, expectedIds(r, t.host, 1), 240_000, [collector, processor]);
-    const splits = processor.stderr().split('\n').filter((l) => l.includes('too large for Elasticsearch (413); splitting it')).length;
+    const splits = processor
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('too large for Elasticsearch (413); splitting it')).length;
     expect((await stop(collector)).code).toBe(0);
     expect((await stop(processor)).code).toBe(0);
     const s = proxy.stats;
@@ -761,7 +810,9 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const exitMs = Date.now() - termAt;
     const docs = await countDocs(t.es, index);
     const { committed } = await progress(t);
-    console.log(`faults-deadline: SIGTERM with a bulk request hanging: exited ${exit.code} after ${secs(exitMs)} (deadline ${DEADLINE_S} s); ${committed} offsets committed, ${docs} documents`);
+    console.log(
+      `faults-deadline: SIGTERM with a bulk request hanging: exited ${exit.code} after ${secs(exitMs)} (deadline ${DEADLINE_S} s); ${committed} offsets committed, ${docs} documents`,
+    );
     expect(exitMs).toBeGreaterThanOrEqual(DEADLINE_S * 1000 - 500); // it did wait for the batch ...
     expect(exitMs).toBeLessThan(DEADLINE_S * 1000 + 3000); // ... until the deadline, not longer
     expect(exit.code).toBe(1);

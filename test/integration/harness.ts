@@ -44,7 +44,16 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
       },
       consumer_group: `swtest-${run}`,
     },
-    elasticsearch: { url: env.STACKWATCH_ES_URL, indices: { logs: `swtest-${run}-logs`, alerts: `swtest-${run}-alerts`, metrics: `swtest-${run}-metrics`, dead_letter: `swtest-${run}-dead-letter`, inventory: `swtest-${run}-inventory` } },
+    elasticsearch: {
+      url: env.STACKWATCH_ES_URL,
+      indices: {
+        logs: `swtest-${run}-logs`,
+        alerts: `swtest-${run}-alerts`,
+        metrics: `swtest-${run}-metrics`,
+        dead_letter: `swtest-${run}-dead-letter`,
+        inventory: `swtest-${run}-inventory`,
+      },
+    },
     notify: { alertmanager: { url: env.STACKWATCH_ALERTMANAGER_URL } },
     collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, 'checkpoints'), host_name: host, poll_interval_ms: 100 } },
     // A free port each: tests run `stackwatch run` side by side with the demo or an operator's own.

@@ -52,14 +52,17 @@ function hostileCorpus(lines: number) {
     } else if (r < 0.4) {
       line = Buffer.from(REAL[i % 2]);
       starts++;
-    } else if (r < 0.5) line = Buffer.from(TRACE); // a continuation: folds into the event before it
+    } else if (r < 0.5)
+      line = Buffer.from(TRACE); // a continuation: folds into the event before it
     else if (r < 0.7) {
       // random bytes (no line breaks): text or not, as Node's own UTF-8 validator judges
-      line = Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 300) }, () => {
-        let b = Math.floor(rand() * 256);
-        while (b === 0x0a || b === 0x0d) b = Math.floor(rand() * 256);
-        return b;
-      }));
+      line = Buffer.from(
+        Array.from({ length: 1 + Math.floor(rand() * 300) }, () => {
+          let b = Math.floor(rand() * 256);
+          while (b === 0x0a || b === 0x0d) b = Math.floor(rand() * 256);
+          return b;
+        }),
+      );
     } else if (r < 0.8) line = Buffer.concat([Buffer.from('2022-02-04 09:37:50.159 1 INFO x [-] bad '), Buffer.from([0xc3, 0x28, 0xff])]);
     else if (r < 0.9) line = Buffer.from(`${REAL[0]}\0with a NUL`);
     else {
@@ -124,10 +127,14 @@ describe('100k hostile lines', () => {
     expect((await counterValue('errors', { component: 'openstack-logs', stage: 'unusable_line' })) - before).toBe(corpus.unusable);
 
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
-    await waitFor('every offset committed', async () => {
-      const p = await groupProgress(t.cfg.kafka, t.cfg.kafka.consumer_group, t.cfg.kafka.topics.logs);
-      return p.every((x) => x.committed === x.end);
-    }, 90_000);
+    await waitFor(
+      'every offset committed',
+      async () => {
+        const p = await groupProgress(t.cfg.kafka, t.cfg.kafka.consumer_group, t.cfg.kafka.topics.logs);
+        return p.every((x) => x.committed === x.end);
+      },
+      90_000,
+    );
     expect(await countDocs(t.es, index)).toBe(corpus.starts);
     const cut = await t.es.search({ index, query: { term: { 'log.flags': 'truncated' } } });
     expect(cut.hits.hits).toHaveLength(1);
@@ -185,10 +192,14 @@ describe('the hostile corpus through the real pipeline', () => {
     const dead = await deadLetters(tc, unusable);
     expect(dead).toHaveLength(unusable);
 
-    await waitFor('every offset committed', async () => {
-      const p = await groupProgress(tc.cfg.kafka, tc.cfg.kafka.consumer_group, tc.cfg.kafka.topics.logs);
-      return p.length > 0 && p.every((x) => x.committed === x.end);
-    }, 90_000);
+    await waitFor(
+      'every offset committed',
+      async () => {
+        const p = await groupProgress(tc.cfg.kafka, tc.cfg.kafka.consumer_group, tc.cfg.kafka.topics.logs);
+        return p.length > 0 && p.every((x) => x.committed === x.end);
+      },
+      90_000,
+    );
     await processor.stop();
 
     const index = `${tc.cfg.elasticsearch.indices.logs}-*`;

@@ -30,7 +30,10 @@ describe('kafkajs 2.2.4 against Kafka 4.1', () => {
     expect(seen.sort()).toEqual(first.map((m) => m.value).sort());
 
     // Same group again: only what was produced after the commit arrives.
-    await producer.send(topic, [{ key: 'k1', value: 'second-0' }, { key: 'k2', value: 'second-1' }]);
+    await producer.send(topic, [
+      { key: 'k1', value: 'second-0' },
+      { key: 'k2', value: 'second-1' },
+    ]);
     const resumed: string[] = [];
     const again = await GroupConsumer.start(t.cfg.kafka, {
       groupId: t.cfg.kafka.consumer_group,

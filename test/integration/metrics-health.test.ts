@@ -35,9 +35,16 @@ describe('metric and health events', () => {
       labels: {},
     });
     const rising = [0, 20, 40, 60, 80, 90].map((v, i) => sample(t0 + i * 10_000, v));
-    const send = (samples: MetricEvent[]) => producer.send(topics.metrics, samples.map((s) => ({ key: s.host.name, value: JSON.stringify(s) })));
+    const send = (samples: MetricEvent[]) =>
+      producer.send(
+        topics.metrics,
+        samples.map((s) => ({ key: s.host.name, value: JSON.stringify(s) })),
+      );
     await send(rising);
-    await producer.send(topics.metrics, [{ key: 'x', value: '{"v":1,"metric":"no"}' }, { key: 'x', value: 'not json at all' }]);
+    await producer.send(topics.metrics, [
+      { key: 'x', value: '{"v":1,"metric":"no"}' },
+      { key: 'x', value: 'not json at all' },
+    ]);
 
     const cluster = `${t.host}-ceph`;
     const health = (at: number, checks: CephHealthEvent['checks']): CephHealthEvent => ({
@@ -53,10 +60,15 @@ describe('metric and health events', () => {
 
     const paged = async () => [...(await pagedAlerts(t.host)), ...(await pagedAlerts(cluster))];
     const has = (a: Awaited<ReturnType<typeof paged>>, rule: string, status: string) => a.find((x) => x.labels.alertname === rule && x.status === status);
-    const firing = await waitFor('firing lag and OSD_DOWN alerts at the webhook', async () => {
-      const a = await paged();
-      return has(a, 'db-sync-lag', 'firing') && has(a, 'ceph-health', 'firing') ? a : undefined;
-    }, 30_000, 300);
+    const firing = await waitFor(
+      'firing lag and OSD_DOWN alerts at the webhook',
+      async () => {
+        const a = await paged();
+        return has(a, 'db-sync-lag', 'firing') && has(a, 'ceph-health', 'firing') ? a : undefined;
+      },
+      30_000,
+      300,
+    );
     const lagAlert = has(firing, 'db-sync-lag', 'firing')!;
     expect(lagAlert.labels).toMatchObject({ host: t.host, service: 'mariadb', severity: 'warning' });
     // Over 30 from the sample at +20 s (40), sustained for 30 s at the sample at +50 s: the alert starts there.
@@ -65,10 +77,15 @@ describe('metric and health events', () => {
 
     await send([sample(Date.now(), 0), sample(Date.now() + 1000, 0)]);
     await producer.send(topics.health, [{ key: cluster, value: JSON.stringify(health(Date.now(), [])) }]);
-    await waitFor('resolved lag and OSD_DOWN alerts at the webhook', async () => {
-      const a = await paged();
-      return has(a, 'db-sync-lag', 'resolved') && has(a, 'ceph-health', 'resolved');
-    }, 30_000, 300);
+    await waitFor(
+      'resolved lag and OSD_DOWN alerts at the webhook',
+      async () => {
+        const a = await paged();
+        return has(a, 'db-sync-lag', 'resolved') && has(a, 'ceph-health', 'resolved');
+      },
+      30_000,
+      300,
+    );
 
     // Every sample in the metrics index, under its deterministic id.
     const index = `${t.cfg.elasticsearch.indices.metrics}-*`;

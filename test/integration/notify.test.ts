@@ -45,10 +45,12 @@ function receiver(handle: (body: unknown) => number): Promise<{ server: Server; 
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ status: status < 300 ? 'success' : 'invalid event' }));
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as AddressInfo;
-    resolve({ server, url: `http://127.0.0.1:${port}/`, port });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      resolve({ server, url: `http://127.0.0.1:${port}/`, port });
+    }),
+  );
 }
 
 function alert(status: 'firing' | 'resolved', at: string): Alert {
@@ -88,7 +90,10 @@ describe('notifications', () => {
     const producer = await TopicProducer.connect(t.cfg.kafka, 'test');
     const dispatcher = new NotificationDispatcher(t.cfg, [new WebhookNotifier('webhook-chatops', `http://127.0.0.1:${port}/hook`, {}, t.cfg.notify.renotify_interval_s)], producer);
     await dispatcher.start();
-    stops.push(() => dispatcher.stop(), () => producer.disconnect());
+    stops.push(
+      () => dispatcher.stop(),
+      () => producer.disconnect(),
+    );
 
     await dispatcher.dispatch([alert('firing', '2022-02-04T09:37:50.159Z')]); // returns: the alert waits in Kafka
     const got: unknown[] = [];

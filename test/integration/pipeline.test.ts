@@ -10,7 +10,9 @@ import { startProcessor } from '../../processors/processor.ts';
 import { countDocs, pagedAlerts, testSetup, waitFor } from './harness.ts';
 
 // neutron-server, Icehouse 2014: RabbitMQ refusing connections (two "is unreachable" lines, one outage).
-const lines = readFileSync(new URL('../fixtures/oslo-messaging-icehouse-2014.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
+const lines = readFileSync(new URL('../fixtures/oslo-messaging-icehouse-2014.log', import.meta.url), 'utf8')
+  .split('\n')
+  .filter(Boolean);
 
 const t = testSetup('pipeline');
 const ctl = new AbortController();
@@ -29,7 +31,7 @@ describe('log line to Elasticsearch and Alertmanager', () => {
     const processor = await startProcessor(t.cfg, { signal: ctl.signal });
     await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs]);
     const producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
-      const collecting = startCollector(openstackLogs, t.cfg.collectors.openstack_logs!, producer, t.cfg.kafka.topics, ctl.signal).catch(() => {});
+    const collecting = startCollector(openstackLogs, t.cfg.collectors.openstack_logs!, producer, t.cfg.kafka.topics, ctl.signal).catch(() => {});
 
     // The rest arrives while the collector tails the file, the last line in two writes.
     const rest = lines.slice(2).join('\n') + '\n';

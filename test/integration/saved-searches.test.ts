@@ -17,7 +17,9 @@ import { countDocs, REPO, stackwatch, testSetup, waitFor } from './harness.ts';
 type Json = Record<string, any>;
 
 const NDJSON = readFileSync(join(REPO, 'dashboards/kibana/stackwatch.ndjson'), 'utf8');
-const OBJECTS: Json[] = NDJSON.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const OBJECTS: Json[] = NDJSON.split('\n')
+  .filter(Boolean)
+  .map((l) => JSON.parse(l));
 const VIEW_KIND: Record<string, 'logs' | 'alerts' | 'metrics' | 'dead_letter'> = {
   'stackwatch-logs': 'logs',
   'stackwatch-alerts': 'alerts',
@@ -26,7 +28,13 @@ const VIEW_KIND: Record<string, 'logs' | 'alerts' | 'metrics' | 'dead_letter'> =
 };
 const sourceOf = (o: Json) => JSON.parse(o.attributes.kibanaSavedObjectMeta.searchSourceJSON);
 const viewOf = (o: Json) => VIEW_KIND[o.references.find((r: Json) => r.name === 'kibanaSavedObjectMeta.searchSourceJSON.index')?.id];
-const SEARCHES = OBJECTS.filter((o) => o.type === 'search').map((o) => ({ id: o.id as string, query: sourceOf(o).query.query as string, kind: viewOf(o), columns: o.attributes.columns as string[], sort: o.attributes.sort as [string, string][] }));
+const SEARCHES = OBJECTS.filter((o) => o.type === 'search').map((o) => ({
+  id: o.id as string,
+  query: sourceOf(o).query.query as string,
+  kind: viewOf(o),
+  columns: o.attributes.columns as string[],
+  sort: o.attributes.sort as [string, string][],
+}));
 
 /** One request of Loghub's nova day, logged by nova-api and then nova-compute. */
 const REQUEST_ID = 'req-06631678-1e19-4e4e-bddf-a588d8ea6217';
@@ -37,7 +45,10 @@ const REQUEST_ID = 'req-06631678-1e19-4e4e-bddf-a588d8ea6217';
 /** A phrase as Elasticsearch's standard analyzer matches it: the words in order, case-insensitive, anything that is
  * not a letter, digit or underscore between them. */
 const phrase = (p: string) => new RegExp(`(?<![\\w.])${p.split(/\W+/).filter(Boolean).join('\\W+')}(?![\\w])`, 'i');
-const anyPhrase = (...ps: string[]) => (m: string) => ps.some((p) => phrase(p).test(m));
+const anyPhrase =
+  (...ps: string[]) =>
+  (m: string) =>
+    ps.some((p) => phrase(p).test(m));
 /** A token (dotted names are one token) containing `s`, as `*s*` matches it. */
 const tokenContains = (s: string) => (m: string) => m.split(/[^\w.]+/).some((tok) => tok.toLowerCase().includes(s.toLowerCase()));
 
@@ -140,7 +151,13 @@ beforeAll(async () => {
   for (const service of ['nova-api', 'nova-compute', 'nova-scheduler']) {
     // Loghub puts each line's source file first: split the day back into its services' files (CRLF kept).
     const file = join(dir, 'loghub', `${service}.log`);
-    writeFileSync(file, loghub.filter((l) => l.startsWith(`${service}.log`)).map((l) => l.replace(/^\S+ /, '') + '\n').join(''));
+    writeFileSync(
+      file,
+      loghub
+        .filter((l) => l.startsWith(`${service}.log`))
+        .map((l) => l.replace(/^\S+ /, '') + '\n')
+        .join(''),
+    );
     files.push(file);
   }
   mkdirSync(join(dir, 'stop-app'));
@@ -194,7 +211,10 @@ beforeAll(async () => {
   }
   // Replica lag above 30 s for longer than 30 s, then back: a db-sync-lag alert, fired and resolved.
   [0, 45, 55, 75, 85, 2].forEach((v, i) => metrics.push(m(noon + i * 10_000, 'db-replica', 'db.replication.seconds_behind_master', v, { master_host: 'db-1' }, 's')));
-  await producer.send(t.cfg.kafka.topics.metrics, metrics.map((x) => ({ key: x.host.name, value: JSON.stringify(x) })));
+  await producer.send(
+    t.cfg.kafka.topics.metrics,
+    metrics.map((x) => ({ key: x.host.name, value: JSON.stringify(x) })),
+  );
   // Something that is not a log event: the processor dead-letters it, and indexes the dead letter.
   await producer.send(t.cfg.kafka.topics.logs, [{ key: 'x', value: 'this is not JSON' }]);
   await producer.disconnect();
@@ -225,8 +245,14 @@ describe('saved searches on real indexed data', () => {
       const all = docs[s.kind];
       const expected = new Set([...all].filter(([, d]) => PROMISES[id](d)).map(([k]) => k));
       const got = await lucene(index(s.kind), s.query);
-      const missing = [...expected].filter((k) => !got.has(k)).slice(0, 3).map((k) => all.get(k)?.message ?? all.get(k)?.reason);
-      const extra = [...got].filter((k) => !expected.has(k)).slice(0, 3).map((k) => all.get(k)?.message ?? all.get(k)?.reason);
+      const missing = [...expected]
+        .filter((k) => !got.has(k))
+        .slice(0, 3)
+        .map((k) => all.get(k)?.message ?? all.get(k)?.reason);
+      const extra = [...got]
+        .filter((k) => !expected.has(k))
+        .slice(0, 3)
+        .map((k) => all.get(k)?.message ?? all.get(k)?.reason);
       expect({ missing, extra }).toEqual({ missing: [], extra: [] });
       expect(got.size).toBe(expected.size);
       expect(got.size).toBeGreaterThanOrEqual(AT_LEAST[id]);
@@ -237,13 +263,22 @@ describe('saved searches on real indexed data', () => {
     for (const s of SEARCHES) {
       const caps = await t.es.fieldCaps({ index: index(s.kind), fields: [...s.columns, ...s.sort.map(([f]) => f)] });
       for (const c of s.columns) expect(caps.fields[c], `${s.id}: column ${c}`).toBeDefined();
-      for (const [f] of s.sort) expect(Object.values(caps.fields[f] ?? {}).every((c) => c.aggregatable), `${s.id}: sort ${f}`).toBe(true);
+      for (const [f] of s.sort)
+        expect(
+          Object.values(caps.fields[f] ?? {}).every((c) => c.aggregatable),
+          `${s.id}: sort ${f}`,
+        ).toBe(true);
     }
   });
 
   it('errors by service: ERROR lines of several services, nothing below ERROR', async () => {
     const s = SEARCHES.find((x) => x.id === 'stackwatch-errors-by-service')!;
-    const res = await t.es.search({ index: index('logs'), size: 0, query: { query_string: { query: s.query } }, aggs: { services: { terms: { field: 'service.name' } }, levels: { terms: { field: 'log.level' } } } });
+    const res = await t.es.search({
+      index: index('logs'),
+      size: 0,
+      query: { query_string: { query: s.query } },
+      aggs: { services: { terms: { field: 'service.name' } }, levels: { terms: { field: 'log.level' } } },
+    });
     const services = (res.aggregations!.services as Json).buckets.map((b: Json) => b.key);
     expect(services).toEqual(expect.arrayContaining(['nova-compute', 'neutron-l3-agent', 'nova-api']));
     const levels = (res.aggregations!.levels as Json).buckets.map((b: Json) => b.key);
@@ -275,7 +310,7 @@ describe('saved searches on real indexed data', () => {
     }
   });
 
-  it('compute host events: the hotsos compute host lost from nova\'s database and created again', async () => {
+  it("compute host events: the hotsos compute host lost from nova's database and created again", async () => {
     const s = SEARCHES.find((x) => x.id === 'stackwatch-compute-host-events')!;
     const events = [...(await lucene(index('logs'), s.query))].map((k) => docs.logs.get(k)!);
     expect(events.some((d) => /No compute node record (found )?for host compute4\.mylab\.home/.test(d.message))).toBe(true);
@@ -355,7 +390,13 @@ describe('visualisations on real indexed data', () => {
       const kind = viewOf(v);
       if (!kind) continue;
       const query = sourceOf(v).query.query as string;
-      const res = await t.es.search({ index: index(kind), size: 0, track_total_hits: true, query: query ? { query_string: { query, analyze_wildcard: true } } : { match_all: {} }, aggs: esAggs(state.aggs) });
+      const res = await t.es.search({
+        index: index(kind),
+        size: 0,
+        track_total_hits: true,
+        query: query ? { query_string: { query, analyze_wildcard: true } } : { match_all: {} },
+        aggs: esAggs(state.aggs),
+      });
       const total = typeof res.hits.total === 'number' ? res.hits.total : res.hits.total!.value;
       if (MUST_FIND.includes(v.id)) expect(total, `${v.id}: ${query}`).toBeGreaterThan(0);
       ran++;
@@ -372,7 +413,7 @@ describe('visualisations on real indexed data', () => {
     expect([...losses].filter((k) => reconnects.has(k))).toEqual([]);
   });
 
-  it('the capacity charts\' Vega request runs and returns the capacity series by day', async () => {
+  it("the capacity charts' Vega request runs and returns the capacity series by day", async () => {
     for (const id of ['stackwatch-capacity-days-to-full', 'stackwatch-capacity-usage']) {
       const spec = JSON.parse(JSON.parse(visualizations.find((v) => v.id === id)!.attributes.visState).params.spec);
       expect(spec.data.url.index).toBe('stackwatch-metrics-*');
@@ -387,7 +428,16 @@ describe('visualisations on real indexed data', () => {
       const res = await t.es.search({ index: index('metrics'), ...body });
       const buckets = (res.aggregations as Json)[spec.data.format.property.split('.')[1]].buckets as Json[];
       const series = new Set(buckets.map((b) => `${b.key.metric} ${b.key.host} ${b.key.pool ?? ''}`));
-      expect(series).toEqual(new Set(['compute.vcpu.used cmp-1 ', 'compute.vcpu.total cmp-1 ', 'compute.memory.used cmp-1 ', 'compute.memory.total cmp-1 ', 'ceph.pool.used ceph-test rbd', 'ceph.pool.total ceph-test rbd']));
+      expect(series).toEqual(
+        new Set([
+          'compute.vcpu.used cmp-1 ',
+          'compute.vcpu.total cmp-1 ',
+          'compute.memory.used cmp-1 ',
+          'compute.memory.total cmp-1 ',
+          'ceph.pool.used ceph-test rbd',
+          'ceph.pool.total ceph-test rbd',
+        ]),
+      );
       // One bucket per series and day, with the day's peak.
       expect(buckets.length).toBe(60);
       const vcpu = buckets.filter((b) => b.key.metric === 'compute.vcpu.used').map((b) => b.value.value);

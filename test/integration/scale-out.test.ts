@@ -79,10 +79,14 @@ async function startProcessorProcess(t: TestSetup, i: number, bulkMaxDocs?: numb
   writeFileSync(file, stringify({ ...t.raw, kafka: { ...t.raw.kafka, client_id: clientId }, elasticsearch, status_server: { listen: `127.0.0.1:${port}` } }));
   const cli = stackwatch(['run', '--role', 'processor', '--config', file]);
   // One at a time: the first `stackwatch` rebuilds a stale bundle, two at once would race on dist/.
-  await waitFor(`processor ${i} status server`, async () => {
-    if (cli.child.exitCode !== null) throw new Error(`processor ${i} exited: ${cli.stderr()}`);
-    return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
-  }, 60_000);
+  await waitFor(
+    `processor ${i} status server`,
+    async () => {
+      if (cli.child.exitCode !== null) throw new Error(`processor ${i} exited: ${cli.stderr()}`);
+      return (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
+    },
+    60_000,
+  );
   return { cli, clientId: `${clientId}-processor`, port };
 }
 
@@ -159,10 +163,14 @@ describe('several processors in one consumer group', () => {
 
     const procs = [await startProcessorProcess(t, 1), await startProcessorProcess(t, 2)];
     running.push(...procs.map((p) => p.cli));
-    const parts = await waitFor('both processors in the group, with partitions', async () => {
-      const a = await assignment(t.cfg);
-      return a && procs.every((p) => (a.get(p.clientId)?.length ?? 0) > 0) && a;
-    }, 60_000);
+    const parts = await waitFor(
+      'both processors in the group, with partitions',
+      async () => {
+        const a = await assignment(t.cfg);
+        return a && procs.every((p) => (a.get(p.clientId)?.length ?? 0) > 0) && a;
+      },
+      60_000,
+    );
     expect([...parts.values()].flat().sort()).toEqual([0, 1, 2]);
 
     const started = Date.now();
@@ -210,12 +218,16 @@ describe('several processors in one consumer group', () => {
     // Small _bulk requests (100 documents): a batch takes many round trips, so SIGTERM lands while one is in flight.
     const procs = [await startProcessorProcess(t, 1, 100), await startProcessorProcess(t, 2, 100)];
     running.push(...procs.map((p) => p.cli));
-    const before = await waitFor('both processors in the group, with partitions', async () => {
-      const a = await assignment(t.cfg);
-      return a && procs.every((p) => (a.get(p.clientId)?.length ?? 0) > 0) && a;
-    }, 60_000);
+    const before = await waitFor(
+      'both processors in the group, with partitions',
+      async () => {
+        const a = await assignment(t.cfg);
+        return a && procs.every((p) => (a.get(p.clientId)?.length ?? 0) > 0) && a;
+      },
+      60_000,
+    );
     // The victim: the processor with the most partitions (with 3 partitions, one holds 2).
-    const [victim, survivor] = (before.get(procs[0].clientId)!.length >= before.get(procs[1].clientId)!.length ? procs : [procs[1], procs[0]]);
+    const [victim, survivor] = before.get(procs[0].clientId)!.length >= before.get(procs[1].clientId)!.length ? procs : [procs[1], procs[0]];
     const collector = startCollector(t);
     running.push(collector);
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
@@ -227,10 +239,15 @@ describe('several processors in one consumer group', () => {
       if (step === KILL_STEP) {
         // Stopped as soon as it takes a batch of this step (counted when a batch starts): SIGTERM lands while it
         // is indexing, with most of the files still to come.
-        const victimReceived = await waitFor('the victim taking a batch', async () => {
-          const n = await received(victim);
-          return n > r0 && n;
-        }, 30_000, 10);
+        const victimReceived = await waitFor(
+          'the victim taking a batch',
+          async () => {
+            const n = await received(victim);
+            return n > r0 && n;
+          },
+          30_000,
+          10,
+        );
         victim.cli.child.kill('SIGTERM');
         killedAt = { victimReceived, survivorReceived: await received(survivor), docs: (await indexed(t.es, index)).count };
       }
@@ -240,10 +257,14 @@ describe('several processors in one consumer group', () => {
     const victimExit = await victim.cli.exited;
     expect(victimExit.code).toBe(0); // drained within shutdown_timeout_s
 
-    const after = await waitFor('the survivor alone in the group, with every partition', async () => {
-      const a = await assignment(t.cfg);
-      return a && a.size === 1 && a.get(survivor.clientId)?.length === 3 && a;
-    }, 60_000);
+    const after = await waitFor(
+      'the survivor alone in the group, with every partition',
+      async () => {
+        const a = await assignment(t.cfg);
+        return a && a.size === 1 && a.get(survivor.clientId)?.length === 3 && a;
+      },
+      60_000,
+    );
     await waitFor('every event in Elasticsearch and every offset committed', () => done(t, index, events), 90_000, 500);
     const survivorTotal = await received(survivor);
     console.log(
@@ -259,9 +280,7 @@ describe('several processors in one consumer group', () => {
     expect(exits.map((e) => e.code)).toEqual([0, 0]);
     expect((await groupProgress(t.cfg.kafka, t.cfg.kafka.consumer_group, t.cfg.kafka.topics.logs)).every((p) => p.committed === p.end && p.end > 0)).toBe(true);
     const fin = await indexed(t.es, index);
-    console.log(
-      `scale-out (SIGTERM): ${fin.count} documents, ${fin.overOne} of them written twice (max _version ${fin.maxVersion}), ${fin.indexOps} index operations`,
-    );
+    console.log(`scale-out (SIGTERM): ${fin.count} documents, ${fin.overOne} of them written twice (max _version ${fin.maxVersion}), ${fin.indexOps} index operations`);
     // Nothing lost, nothing doubled: one document per event, and every extra write an overwrite in place.
     expect(fin.count).toBe(events);
     expect(fin.maxVersion).toBeLessThanOrEqual(2);

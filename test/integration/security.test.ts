@@ -185,7 +185,9 @@ describe('Elasticsearch with security on (HTTPS, basic auth, API keys)', () => {
     const errors = jsonLines(out).filter((l) => l.level === 'error');
     expect(errors.length).toBeGreaterThanOrEqual(1);
     expect(errors[0].msg).toMatch(
-      new RegExp(`^connect to Elasticsearch ${secure.url.replace(/[.]/g, '\\.')} failed: authentication failed \\(HTTP 401: unable to authenticate user \\[elastic\\] for REST request \\[/_cluster/health\\]\\): check elasticsearch\\.username and password`),
+      new RegExp(
+        `^connect to Elasticsearch ${secure.url.replace(/[.]/g, '\\.')} failed: authentication failed \\(HTTP 401: unable to authenticate user \\[elastic\\] for REST request \\[/_cluster/health\\]\\): check elasticsearch\\.username and password`,
+      ),
     );
     expect(errors[0].msg).not.toMatch(/\n/);
     expect(out).not.toContain(wrong);
@@ -284,7 +286,12 @@ describe('Kafka with SASL (SCRAM and PLAIN) over TLS and plain TCP', () => {
     await producer.send(topic, sent);
     await producer.disconnect();
     const got: string[] = [];
-    const consumer = await GroupConsumer.start(cfg.kafka, { groupId: cfg.kafka.consumer_group, topics: [topic], component: 'sasl-test', onBatch: async (b) => void got.push(...b.messages.map((m) => m.value!)) });
+    const consumer = await GroupConsumer.start(cfg.kafka, {
+      groupId: cfg.kafka.consumer_group,
+      topics: [topic],
+      component: 'sasl-test',
+      onBatch: async (b) => void got.push(...b.messages.map((m) => m.value!)),
+    });
     try {
       await waitFor('20 messages', async () => got.length >= 20, 60_000);
     } finally {
@@ -295,24 +302,36 @@ describe('Kafka with SASL (SCRAM and PLAIN) over TLS and plain TCP', () => {
 
   it('a wrong password and a missing CA are clear errors, and no secret is printed', async () => {
     const wrong = 'Wr0ng-Kafka-Passw0rd';
-    const t = kafkaSetup('sec-kwrong', {
-      brokers: [env.STACKWATCH_KAFKA_SECURE_BROKERS],
-      ssl: { ca_file: env.STACKWATCH_KAFKA_SECURE_CA },
-      sasl: { mechanism: 'plain', username: env.STACKWATCH_KAFKA_SECURE_USER, password: wrong },
-    }, false, false);
+    const t = kafkaSetup(
+      'sec-kwrong',
+      {
+        brokers: [env.STACKWATCH_KAFKA_SECURE_BROKERS],
+        ssl: { ca_file: env.STACKWATCH_KAFKA_SECURE_CA },
+        sasl: { mechanism: 'plain', username: env.STACKWATCH_KAFKA_SECURE_USER, password: wrong },
+      },
+      false,
+      false,
+    );
     const out = await stderrUntil(stackwatch(['replay', '--no-process', '--config', t.configFile, FIXTURE]), /authentication failed/i, 'the SASL error');
     const error = jsonLines(out).find((l) => l.level === 'error')!;
     expect(error.msg).toMatch(
-      new RegExp(`^connect admin \\(Kafka ${env.STACKWATCH_KAFKA_SECURE_BROKERS}\\) failed: SASL PLAIN authentication failed: Authentication failed: Invalid username or password; retrying in`),
+      new RegExp(
+        `^connect admin \\(Kafka ${env.STACKWATCH_KAFKA_SECURE_BROKERS}\\) failed: SASL PLAIN authentication failed: Authentication failed: Invalid username or password; retrying in`,
+      ),
     );
     expect(out).not.toContain(wrong);
     expect(out).not.toContain(env.STACKWATCH_KAFKA_SECURE_PASSWORD);
 
-    const u = kafkaSetup('sec-knoca', {
-      brokers: [env.STACKWATCH_KAFKA_SECURE_BROKERS],
-      ssl: {},
-      sasl: { mechanism: 'scram-sha-256', username: env.STACKWATCH_KAFKA_SECURE_USER, password_file: join(dir, 'kafka-password') },
-    }, false, false);
+    const u = kafkaSetup(
+      'sec-knoca',
+      {
+        brokers: [env.STACKWATCH_KAFKA_SECURE_BROKERS],
+        ssl: {},
+        sasl: { mechanism: 'scram-sha-256', username: env.STACKWATCH_KAFKA_SECURE_USER, password_file: join(dir, 'kafka-password') },
+      },
+      false,
+      false,
+    );
     const noCa = await stderrUntil(stackwatch(['replay', '--no-process', '--config', u.configFile, FIXTURE]), /certificate/, 'the TLS error');
     expect(jsonLines(noCa).find((l) => l.level === 'error')!.msg).toMatch(
       new RegExp(`^connect admin \\(Kafka ${env.STACKWATCH_KAFKA_SECURE_BROKERS}\\) failed: .*(unable to verify the first certificate|self[- ]signed certificate)`),
@@ -344,7 +363,11 @@ function seededSecrets(): string[] {
 }
 
 /** Events of the corpus: a line that starts with a date, with the lines after it that do not (a traceback). */
-const corpusEvents = (text: string) => text.split('\n').filter(Boolean).filter((l, i) => i === 0 || /^\d{4}-\d\d-\d\d /.test(l)).length;
+const corpusEvents = (text: string) =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .filter((l, i) => i === 0 || /^\d{4}-\d\d-\d\d /.test(l)).length;
 
 /** Every message (key and value) of the test's topics that exist, read from the beginning with a group of its own
  * until it has everything up to the end of each partition. */
@@ -420,7 +443,10 @@ describe('seeded secrets never reach Kafka or Elasticsearch (collector → Kafka
       ['the output of stackwatch run', cli.stderr()],
     ];
     for (const [where, text] of places) {
-      expect(secrets.filter((s) => text.includes(s)), where).toEqual([]);
+      expect(
+        secrets.filter((s) => text.includes(s)),
+        where,
+      ).toEqual([]);
       expect(text.match(/S3CRET-\d+-x/g), where).toBeNull();
     }
   });

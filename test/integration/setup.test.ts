@@ -50,7 +50,7 @@ afterAll(async () => {
     if (names.length > 0) await t.es.indices.delete({ index: names }).catch(() => {});
     await t.es.close();
   }
-  for (const s of servers) s.closeAllConnections(), s.close();
+  for (const s of servers) (s.closeAllConnections(), s.close());
 });
 
 const today = new Date().toISOString().slice(0, 10).replace(/-/g, '.');
@@ -131,7 +131,11 @@ describe('stackwatch setup on Elasticsearch', () => {
     const logs = t.cfg.elasticsearch.indices.logs;
     const err = await setupElasticsearch(t.es, t.cfg.elasticsearch, { templates }).catch((e) => e);
     expect(err).toBeInstanceOf(SetupError);
-    expect(err.message).toMatch(new RegExp(`^Elasticsearch refused the component template ${logs}@mappings \\(indices ${logs}-\\*, field message\\): mapper_parsing_exception: The mapper type \\[match_only_text\\] declared on field \\[message\\] does not exist`));
+    expect(err.message).toMatch(
+      new RegExp(
+        `^Elasticsearch refused the component template ${logs}@mappings \\(indices ${logs}-\\*, field message\\): mapper_parsing_exception: The mapper type \\[match_only_text\\] declared on field \\[message\\] does not exist`,
+      ),
+    );
 
     // Through the command: another template already claims the same indices at the same priority.
     const alerts = t.cfg.elasticsearch.indices.alerts;
@@ -139,7 +143,9 @@ describe('stackwatch setup on Elasticsearch', () => {
     try {
       const res = await run(['setup', '--config', t.configFile]);
       expect(res.code).toBe(1);
-      expect(res.stderr).toContain(`stackwatch: Elasticsearch refused the index template ${alerts} (indices ${alerts}-*): illegal_argument_exception: index template [${alerts}] has index patterns [${alerts}-*] matching patterns from existing templates [${alerts}-legacy]`);
+      expect(res.stderr).toContain(
+        `stackwatch: Elasticsearch refused the index template ${alerts} (indices ${alerts}-*): illegal_argument_exception: index template [${alerts}] has index patterns [${alerts}-*] matching patterns from existing templates [${alerts}-legacy]`,
+      );
     } finally {
       await t.es.indices.deleteIndexTemplate({ name: `${alerts}-legacy` });
     }
@@ -210,12 +216,15 @@ async function ilmProxy(esUrl: string): Promise<IlmProxy> {
       res.end(JSON.stringify(value));
     };
     if (url.pathname === '/_ilm/status') {
-      return proxy.statusCode === 200 ? json(200, { operation_mode: 'RUNNING' }) : json(proxy.statusCode, { error: { type: 'security_exception', reason: 'action [cluster:admin/ilm/operation_mode/get] is unauthorized' }, status: proxy.statusCode });
+      return proxy.statusCode === 200
+        ? json(200, { operation_mode: 'RUNNING' })
+        : json(proxy.statusCode, { error: { type: 'security_exception', reason: 'action [cluster:admin/ilm/operation_mode/get] is unauthorized' }, status: proxy.statusCode });
     }
     const policy = /^\/_ilm\/policy\/([^/]+)$/.exec(url.pathname);
     if (policy) {
       const name = decodeURIComponent(policy[1]);
-      if (proxy.policyStatus !== 200) return json(proxy.policyStatus, { error: { type: 'security_exception', reason: 'action [cluster:admin/ilm/put] is unauthorized' }, status: proxy.policyStatus });
+      if (proxy.policyStatus !== 200)
+        return json(proxy.policyStatus, { error: { type: 'security_exception', reason: 'action [cluster:admin/ilm/put] is unauthorized' }, status: proxy.policyStatus });
       if (req.method === 'PUT') {
         proxy.policies.set(name, JSON.parse(body.toString()).policy);
         return json(200, { acknowledged: true });
@@ -225,7 +234,9 @@ async function ilmProxy(esUrl: string): Promise<IlmProxy> {
         return json(200, { acknowledged: true });
       }
       const p = proxy.policies.get(name);
-      return p ? json(200, { [name]: { version: 1, modified_date: '2026-01-01T00:00:00.000Z', policy: p } }) : json(404, { error: { type: 'resource_not_found_exception', reason: `Lifecycle policy not found: ${name}` }, status: 404 });
+      return p
+        ? json(200, { [name]: { version: 1, modified_date: '2026-01-01T00:00:00.000Z', policy: p } })
+        : json(404, { error: { type: 'resource_not_found_exception', reason: `Lifecycle policy not found: ${name}` }, status: 404 });
     }
     // Index settings: lifecycle settings are kept here (the real cluster would refuse them), the rest goes on.
     const indexSettings = /^\/([^_/][^/]*)\/_settings(?:\/([^/]+))?$/.exec(url.pathname);
@@ -249,13 +260,24 @@ async function ilmProxy(esUrl: string): Promise<IlmProxy> {
       forward = Buffer.from(JSON.stringify(parsed));
     }
     const upstream = httpRequest(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host, 'content-length': String(forward.length), 'accept-encoding': 'identity' } },
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: target.host, 'content-length': String(forward.length), 'accept-encoding': 'identity' },
+      },
       async (up) => {
         let payload = await readBody(up);
         if (indexSettings && req.method === 'GET' && up.statusCode === 200) {
           // Elasticsearch leaves out the indices without the requested setting: add those that have it here.
           const parsed = JSON.parse(payload.toString());
-          const pattern = new RegExp(`^(${decodeURIComponent(indexSettings[1]).split(',').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')).join('|')})$`);
+          const pattern = new RegExp(
+            `^(${decodeURIComponent(indexSettings[1])
+              .split(',')
+              .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*'))
+              .join('|')})$`,
+          );
           for (const [index, kept] of proxy.indexLifecycle) {
             if (pattern.test(index)) (((parsed[index] ??= {}).settings ??= {}).index ??= {}).lifecycle = { name: kept['index.lifecycle.name'] };
           }
@@ -267,7 +289,7 @@ async function ilmProxy(esUrl: string): Promise<IlmProxy> {
           for (const c of parsed.component_templates ?? []) {
             const kept = proxy.lifecycle.get(c.name);
             if (!kept) continue;
-            const index = (c.component_template.template.settings ??= {}).index ??= {};
+            const index = ((c.component_template.template.settings ??= {}).index ??= {});
             index.lifecycle = { name: kept['index.lifecycle.name'] };
           }
           payload = Buffer.from(JSON.stringify(parsed));
@@ -394,7 +416,10 @@ async function fakeKibana(): Promise<FakeKibana> {
     if (!file.filename.endsWith('.ndjson')) return json(400, { statusCode: 400, error: 'Bad Request', message: `Invalid file extension ${file.filename}` });
     const overwrite = url.searchParams.get('overwrite') === 'true';
     const space = route[1] ?? 'default';
-    const objects = file.content.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const objects = file.content
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     const inFile = new Set(objects.map((o) => `${o.type}:${o.id}`));
     const successResults: unknown[] = [];
     const errors: unknown[] = [];
@@ -427,7 +452,10 @@ describe('stackwatch setup --kibana', () => {
       raw.elasticsearch.password = 'secret';
     });
     // Credentials for an Elasticsearch without security are ignored by it; Kibana gets them.
-    const total = (await import('node:fs')).readFileSync(new URL('../../dashboards/kibana/stackwatch.ndjson', import.meta.url), 'utf8').split('\n').filter(Boolean).length;
+    const total = (await import('node:fs'))
+      .readFileSync(new URL('../../dashboards/kibana/stackwatch.ndjson', import.meta.url), 'utf8')
+      .split('\n')
+      .filter(Boolean).length;
 
     const first = await run(['setup', '--config', t.configFile, '--kibana', `${kibana.url}/`]);
     expect(first.code, first.stderr).toBe(0);

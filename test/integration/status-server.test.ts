@@ -11,7 +11,9 @@ import { stringify } from 'yaml';
 import { countDocs, requireTool, stackwatch, testSetup, waitFor } from './harness.ts';
 import { freePort } from '../../bench/measure.ts';
 
-const lines = readFileSync(new URL('../fixtures/oslo-messaging-icehouse-2014.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
+const lines = readFileSync(new URL('../fixtures/oslo-messaging-icehouse-2014.log', import.meta.url), 'utf8')
+  .split('\n')
+  .filter(Boolean);
 
 const t = testSetup('status');
 afterAll(() => t.cleanup());

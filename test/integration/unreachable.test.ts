@@ -17,10 +17,17 @@ async function expectRetrying(env: Record<string, string>, pattern: RegExp) {
   const configFile = join(t.dir, `unreachable-${port}.yaml`);
   writeFileSync(configFile, stringify({ ...t.raw, status_server: { listen: `127.0.0.1:${port}` } }));
   const cli = stackwatch(['run', '--role', 'processor', '--config', configFile], env);
-  const lines = await waitFor('three failed attempts', async () => {
-    const failed = cli.stderr().split('\n').filter((l) => pattern.test(l));
-    return failed.length >= 3 && failed;
-  }, 30_000);
+  const lines = await waitFor(
+    'three failed attempts',
+    async () => {
+      const failed = cli
+        .stderr()
+        .split('\n')
+        .filter((l) => pattern.test(l));
+      return failed.length >= 3 && failed;
+    },
+    30_000,
+  );
   expect(cli.child.exitCode).toBeNull(); // still running, waiting for the service
   const entry = JSON.parse(lines[0]);
   expect(entry).toMatchObject({ level: 'error', attempt: 1 });

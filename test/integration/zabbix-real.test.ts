@@ -23,7 +23,10 @@ function rulesWithLagThreshold(dir: string, above: number, forS: number): string
   const rules = join(dir, 'rules');
   cpSync(join(REPO, 'rules'), rules, { recursive: true });
   const file = join(rules, 'db-sync-lag.yaml');
-  const text = readFileSync(file, 'utf8').replace('{ name: db.replication.seconds_behind_master, above: 30, for_s: 30 }', `{ name: db.replication.seconds_behind_master, above: ${above}, for_s: ${forS} }`);
+  const text = readFileSync(file, 'utf8').replace(
+    '{ name: db.replication.seconds_behind_master, above: 30, for_s: 30 }',
+    `{ name: db.replication.seconds_behind_master, above: ${above}, for_s: ${forS} }`,
+  );
   if (!text.includes(`above: ${above}, for_s: ${forS}`)) throw new Error('rules/db-sync-lag.yaml changed: update this test');
   writeFileSync(file, text);
   return rules;
@@ -36,7 +39,12 @@ const ctl = new AbortController();
 
 beforeAll(() => {
   zabbixSh('start');
-  env = Object.fromEntries(zabbixSh('env').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string]));
+  env = Object.fromEntries(
+    zabbixSh('env')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string]),
+  );
   zabbixSh('lag', 'off');
 }, 300_000);
 

@@ -62,7 +62,12 @@ function run(data: Buffer, chunks: number[], max = 1 << 20): { events: Assembled
   const events: AssembledEvent[] = [];
   const rejected: UnusableLine[] = [];
   const a = new EventAssembler({ maxEventBytes: max }, (e) => events.push(e));
-  const s = new LineSplitter(0, max, (o, t, cut, plain) => a.push(o, t, cut, plain), (u) => rejected.push(u));
+  const s = new LineSplitter(
+    0,
+    max,
+    (o, t, cut, plain) => a.push(o, t, cut, plain),
+    (u) => rejected.push(u),
+  );
   let at = 0;
   for (const c of chunks) {
     if (at >= data.length) break;
@@ -99,13 +104,21 @@ describe('conservation and streams (property)', () => {
   });
 
   it('the splitter: every non-empty line is handed on once, with its offset, or rejected, whatever the chunking', () => {
-    const line = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b).toString('latin1')));
+    const line = fc.oneof(
+      fc.string({ unit: 'grapheme', maxLength: 40 }),
+      fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b).toString('latin1')),
+    );
     fc.assert(
       fc.property(fc.array(fc.oneof(line, fc.uint8Array({ maxLength: 30 })), { maxLength: 40 }), fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 30 }), (parts, chunks) => {
         const bufs = parts.map((p) => (typeof p === 'string' ? Buffer.from(p.replace(/\n/g, ''), 'utf8') : Buffer.from(p.filter((b) => b !== 10))));
         const data = Buffer.concat(bufs.flatMap((b) => [b, Buffer.from('\n')]));
         const got: Array<[number, 'line' | 'rejected']> = [];
-        const s = new LineSplitter(0, 1 << 20, (o) => got.push([o, 'line']), (u) => got.push([u.offset, 'rejected']));
+        const s = new LineSplitter(
+          0,
+          1 << 20,
+          (o) => got.push([o, 'line']),
+          (u) => got.push([u.offset, 'rejected']),
+        );
         let at = 0;
         for (const c of chunks) (s.write(data.subarray(at, at + c)), (at += c));
         if (at < data.length) s.write(data.subarray(at));
@@ -125,13 +138,17 @@ describe('conservation and streams (property)', () => {
 
   it('a stream whose lines carry no timestamp and no continuation evidence: one event per line', () => {
     fc.assert(
-      fc.property(fc.array(fc.constantFrom('plain text {m}', "<domain type='kvm'>{m}</domain>", 'Starting {m}...', '{m}'), { minLength: 1, maxLength: 50 }), fc.nat(STREAMS.length - 1), (kinds, stream) => {
-        const specs = kinds.map(() => ({ stream, kind: 0, partial: false }));
-        const built = build(specs);
-        const text = kinds.map((k, i) => STREAMS[stream][1](k.replace('{m}', `m${i}q`), false)).join('\n') + '\n';
-        const { events } = run(Buffer.from(text), []);
-        expect(events).toHaveLength(built.markers.size);
-      }),
+      fc.property(
+        fc.array(fc.constantFrom('plain text {m}', "<domain type='kvm'>{m}</domain>", 'Starting {m}...', '{m}'), { minLength: 1, maxLength: 50 }),
+        fc.nat(STREAMS.length - 1),
+        (kinds, stream) => {
+          const specs = kinds.map(() => ({ stream, kind: 0, partial: false }));
+          const built = build(specs);
+          const text = kinds.map((k, i) => STREAMS[stream][1](k.replace('{m}', `m${i}q`), false)).join('\n') + '\n';
+          const { events } = run(Buffer.from(text), []);
+          expect(events).toHaveLength(built.markers.size);
+        },
+      ),
       { numRuns: 100 },
     );
   });

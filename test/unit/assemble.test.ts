@@ -10,7 +10,12 @@ const NOVA = gunzipSync(readFileSync(new URL('../../samples/hotsos-2022/nova-com
 function split(chunks: Buffer[], max = 1024, end = true) {
   const lines: [number, string, boolean][] = [];
   const rejected: UnusableLine[] = [];
-  const s = new LineSplitter(0, max, (o, t, cut) => lines.push([o, t, cut]), (u) => rejected.push(u));
+  const s = new LineSplitter(
+    0,
+    max,
+    (o, t, cut) => lines.push([o, t, cut]),
+    (u) => rejected.push(u),
+  );
   for (const c of chunks) s.write(c);
   if (end) s.end();
   return { lines, rejected, consumed: s.consumed };
@@ -19,7 +24,12 @@ function split(chunks: Buffer[], max = 1024, end = true) {
 function assemble(data: Buffer, maxEventBytes = 1024 * 1024, chunk = 64 * 1024) {
   const events: AssembledEvent[] = [];
   const a = new EventAssembler({ maxEventBytes }, (e) => events.push(e));
-  const s = new LineSplitter(0, maxEventBytes, (o, t, cut, plain) => a.push(o, t, cut, plain), () => {});
+  const s = new LineSplitter(
+    0,
+    maxEventBytes,
+    (o, t, cut, plain) => a.push(o, t, cut, plain),
+    () => {},
+  );
   for (let i = 0; i < data.length; i += chunk) s.write(data.subarray(i, i + chunk));
   s.end();
   a.flush();

@@ -56,8 +56,7 @@ function err(r: { ok: true } | { ok: false; error: string }): string {
   if (r.ok) throw new Error('expected an error');
   return r.error;
 }
-const byName = (samples: Sample[], name: string, pool?: string) =>
-  samples.filter((s) => s.name === name && (pool === undefined || s.labels?.pool === pool)).map((s) => s.value);
+const byName = (samples: Sample[], name: string, pool?: string) => samples.filter((s) => s.name === name && (pool === undefined || s.labels?.pool === pool)).map((s) => s.value);
 
 describe('extractJson', () => {
   it('takes the JSON after the newline the CLI prints first, and after warning lines', () => {
@@ -245,7 +244,8 @@ describe('live output of the project cluster (test/fixtures/ceph-live/)', () => 
     if (f.endsWith('.health-detail.json')) {
       const h = ok(parseHealthDetail(text));
       const e = CephHealthEvent.parse(healthEvent(h, 'ceph-test', '2026-11-25T00:00:00Z'));
-      if (down) expect(e.checks.find((c) => c.code === 'OSD_DOWN')).toMatchObject({ severity: 'HEALTH_WARN', summary: '1 osds down', detail: [expect.stringMatching(/^osd\.\d+ .* is down$/)] });
+      if (down)
+        expect(e.checks.find((c) => c.code === 'OSD_DOWN')).toMatchObject({ severity: 'HEALTH_WARN', summary: '1 osds down', detail: [expect.stringMatching(/^osd\.\d+ .* is down$/)] });
       if (/^(healthy|recovered)\./.test(f)) expect(healthSamples(h)).toEqual([{ name: 'ceph.health.status', value: 0 }]);
     } else if (f.endsWith('.df.json')) {
       const samples = dfSamples(ok(parseDf(text)));
@@ -362,7 +362,22 @@ describe('CephCollector.pollOnce with a fake ceph', () => {
     expect(new Set(metrics.map((m) => m['@timestamp']))).toEqual(new Set([r.at]));
     expect(metrics.every((m) => m.source === 'ceph' && m.host.name === 'ceph-test')).toBe(true);
     const names = new Set(metrics.map((m) => m.metric.name));
-    for (const n of ['ceph.pool.used', 'ceph.pool.total', 'ceph.pool.max_avail', 'ceph.pool.percent_used', 'ceph.pool.objects', 'ceph.cluster.used', 'ceph.cluster.total', 'ceph.health.status', 'ceph.health.check', 'ceph.osd.up', 'ceph.osd.in', 'ceph.osd.total', 'ceph.pg.total', 'ceph.objects.degraded']) {
+    for (const n of [
+      'ceph.pool.used',
+      'ceph.pool.total',
+      'ceph.pool.max_avail',
+      'ceph.pool.percent_used',
+      'ceph.pool.objects',
+      'ceph.cluster.used',
+      'ceph.cluster.total',
+      'ceph.health.status',
+      'ceph.health.check',
+      'ceph.osd.up',
+      'ceph.osd.in',
+      'ceph.osd.total',
+      'ceph.pg.total',
+      'ceph.objects.degraded',
+    ]) {
       expect(names, n).toContain(n);
     }
     expect(metrics.find((m) => m.metric.name === 'ceph.pool.used' && m.labels.pool === 'nova')).toMatchObject({ metric: { value: 0, unit: 'bytes' }, labels: { pool: 'nova' } });

@@ -42,7 +42,7 @@ async function firstLineThenClose(args: string[]): Promise<{ status: number | st
 }
 
 describe('stackwatch parse and detect: one bad file never costs another file its events', () => {
-  it('parse prints every readable file\'s documents, names each bad file (missing, a directory, damaged .gz) and exits 1', () => {
+  it("parse prints every readable file's documents, names each bad file (missing, a directory, damaged .gz) and exits 1", () => {
     const ok = `${FILES}ok.log`;
     const missing = join(dir, 'missing.log');
     const directory = join(dir, 'a-directory');
@@ -166,7 +166,10 @@ describe('config files that YAML cannot expand, or that are too big, are config 
 
   it('an alias whose anchor is never set, with its line', () => {
     const file = `${FILES}config-unknown-alias.yaml`;
-    const line = readFileSync(file, 'utf8').split('\n').findIndex((l) => l.trim() === 'brokers: *broker') + 1;
+    const line =
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .findIndex((l) => l.trim() === 'brokers: *broker') + 1;
     const r = cli('run', '--config', file);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`stackwatch: ${file}:${line}: invalid YAML: Unresolved alias (the anchor must be set before the alias): broker\n`);

@@ -18,7 +18,7 @@ describe('stackwatch CLI', () => {
     expect(r.stdout).toMatch(/^ {2}demo +replay bundled real OpenStack logs/m);
   });
 
-  it('runs as an executable with its bounded heap (the first line\'s node options)', () => {
+  it("runs as an executable with its bounded heap (the first line's node options)", () => {
     const probe = join(mkdtempSync(join(tmpdir(), 'stackwatch-cli-')), 'heap.cjs');
     writeFileSync(probe, "process.stderr.write(`heap limit ${require('v8').getHeapStatistics().heap_size_limit / 1048576}\\n`);\n");
     const r = spawnSync(BIN, ['--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
@@ -72,7 +72,10 @@ describe('stackwatch parse', () => {
     const sample = new URL('../../samples/hotsos-2022/nova-compute.log.1.gz', import.meta.url).pathname;
     const r = spawnSync(process.execPath, [BIN, 'parse', '--host', 'compute-9', sample], { encoding: 'utf8', maxBuffer: 1 << 28 });
     expect(r.status).toBe(0);
-    const docs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const docs = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const lines = gunzipSync(readFileSync(sample)).toString('utf8').split('\n');
     const starts = lines.filter((l) => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} \d+ [A-Z]+ \S+ \[/.test(l));
     expect(docs).toHaveLength(starts.length);
@@ -85,10 +88,18 @@ describe('stackwatch parse', () => {
   it('reports lines that are not text on stderr and keeps going', () => {
     const dir = mkdtempSync(join(tmpdir(), 'stackwatch-parse-'));
     const file = join(dir, 'nova-api.log');
-    writeFileSync(file, Buffer.concat([Buffer.from('2022-02-04 09:37:50.031 1 INFO nova.api [-] one\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from('2022-02-04 09:37:51.031 1 INFO nova.api [-] two\n')]));
+    writeFileSync(
+      file,
+      Buffer.concat([Buffer.from('2022-02-04 09:37:50.031 1 INFO nova.api [-] one\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from('2022-02-04 09:37:51.031 1 INFO nova.api [-] two\n')]),
+    );
     const r = cli('parse', file);
     expect(r.status).toBe(0);
-    expect(r.stdout.trim().split('\n').map((l) => JSON.parse(l).message)).toEqual(['one', 'two']);
+    expect(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).message),
+    ).toEqual(['one', 'two']);
     expect(r.stderr).toContain('"reason":"invalid UTF-8 in line"');
   });
 });
@@ -99,7 +110,10 @@ describe('stackwatch detect and rules test', () => {
     const files = ['nova-compute.log.1.gz', 'neutron-dhcp-agent.log.1', 'neutron-l3-agent.log.1', 'neutron-metadata-agent.log.1'].map((f) => dir + f);
     const r = spawnSync(process.execPath, [BIN, 'detect', '--host', 'compute4', ...files], { encoding: 'utf8' });
     expect(r.status).toBe(0);
-    const alerts = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const alerts = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const firing = new Set(alerts.filter((a) => a.alert.status === 'firing' && !a.alert.group.kind).map((a) => `${a.rule.id} ${a.service.name}`));
     expect([...firing].sort()).toEqual([
       'amqp-connection-lost neutron-dhcp-agent',
@@ -111,7 +125,7 @@ describe('stackwatch detect and rules test', () => {
     expect(r.stderr).toMatch(new RegExp(`19950 events from 4 file\\(s\\), ${alerts.length} alert transition\\(s\\)`));
   });
 
-  it('runs the rules\' own tests and fails on a broken expectation', () => {
+  it("runs the rules' own tests and fails on a broken expectation", () => {
     const ok = cli('rules', 'test');
     expect(ok.status).toBe(0);
     expect(ok.stdout).toMatch(/^PASS {2}amqp-connection-lost: /m);
@@ -119,7 +133,7 @@ describe('stackwatch detect and rules test', () => {
     const dir = mkdtempSync(join(tmpdir(), 'stackwatch-rules-'));
     const rules = new URL('../../rules/', import.meta.url).pathname;
     for (const f of ['ceph-health.yaml', 'ceph-health.test.yaml']) {
-      writeFileSync(join(dir, f), readFileSync(rules + f, 'utf8').replace("severity: critical, group: { code: OSD_FULL }", "severity: warning, group: { code: OSD_FULL }"));
+      writeFileSync(join(dir, f), readFileSync(rules + f, 'utf8').replace('severity: critical, group: { code: OSD_FULL }', 'severity: warning, group: { code: OSD_FULL }'));
     }
     const bad = cli('rules', 'test', '--rules-dir', dir);
     expect(bad.status).toBe(1);

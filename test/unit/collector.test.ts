@@ -11,7 +11,9 @@ import type { OutMessage } from '../../core/kafka.ts';
 import { collectorContext } from '../../collectors/emitter.ts';
 import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
 
-const real = readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log', import.meta.url), 'utf8').split('\n').filter(Boolean);
+const real = readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log', import.meta.url), 'utf8')
+  .split('\n')
+  .filter(Boolean);
 
 class RecordingProducer {
   events: RawLogEvent[] = [];

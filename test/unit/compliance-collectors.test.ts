@@ -105,7 +105,13 @@ describe.each(collectorFactories.map((f) => [f.name, f] as const))('collector %s
     const dir = tempDir();
     // Something to read for a collector of files (a poller's example points at nothing that answers).
     mkdirSync(join(dir, 'logs'), { recursive: true });
-    writeFileSync(join(dir, 'logs', 'service.log'), readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log', import.meta.url), 'utf8').split('\n').slice(0, 5).join('\n') + '\n');
+    writeFileSync(
+      join(dir, 'logs', 'service.log'),
+      readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log', import.meta.url), 'utf8')
+        .split('\n')
+        .slice(0, 5)
+        .join('\n') + '\n',
+    );
     const config = validateConfig(withCollector(name, factory.example(dir)), 'test', {}).collectors as Record<string, unknown>;
     const producer = new RecordingProducer();
     const ctl = new AbortController();
@@ -113,7 +119,7 @@ describe.each(collectorFactories.map((f) => [f.name, f] as const))('collector %s
     try {
       const running = startCollector(factory, config[name], producer, TOPICS, ctl.signal);
       // Until its first poll or read has been counted.
-      for (const until = Date.now() + 8_000; !(await counted(factory.component)) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 50));
+      for (const until = Date.now() + 8_000; !(await counted(factory.component)) && Date.now() < until;) await new Promise((r) => setTimeout(r, 50));
       expect(await counted(factory.component), 'a series with component="' + factory.component + '"').toBe(true);
       const t0 = Date.now();
       ctl.abort();

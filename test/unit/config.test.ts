@@ -43,7 +43,13 @@ describe('config', () => {
 
   it('fills defaults for what a minimal file leaves out', () => {
     const cfg = validateConfig(structuredClone(good), 'x.yaml', noEnv);
-    expect(cfg.kafka.topics).toEqual({ logs: 'stackwatch.logs', dead_letter: 'stackwatch.dead-letter', notify_retry: 'stackwatch.notify-retry', metrics: 'stackwatch.metrics', health: 'stackwatch.health' });
+    expect(cfg.kafka.topics).toEqual({
+      logs: 'stackwatch.logs',
+      dead_letter: 'stackwatch.dead-letter',
+      notify_retry: 'stackwatch.notify-retry',
+      metrics: 'stackwatch.metrics',
+      health: 'stackwatch.health',
+    });
     expect(cfg.elasticsearch.indices.logs).toBe('stackwatch-logs');
     expect(cfg.processor.timezone).toBe('UTC');
     expect(cfg.collectors.openstack_logs?.poll_interval_ms).toBe(200);
@@ -101,15 +107,11 @@ describe('config', () => {
 
   it('names a missing required section, a bad URL, a wrong type and an unknown field', () => {
     expect(errorOf(() => validateConfig({ kafka: good.kafka }, 'f.yaml', noEnv))).toBe('f.yaml: elasticsearch: required');
-    expect(errorOf(() => validateConfig({ ...good, elasticsearch: { url: 'not a url' } }, 'f.yaml', noEnv))).toBe(
-      'f.yaml: elasticsearch.url: expected an http(s) URL',
+    expect(errorOf(() => validateConfig({ ...good, elasticsearch: { url: 'not a url' } }, 'f.yaml', noEnv))).toBe('f.yaml: elasticsearch.url: expected an http(s) URL');
+    expect(errorOf(() => validateConfig({ ...good, collectors: { openstack_logs: { paths: ['/x'], poll_interval_ms: -5 } } }, 'f.yaml', noEnv))).toMatch(
+      /^f\.yaml: collectors\.openstack_logs\.poll_interval_ms: /,
     );
-    expect(
-      errorOf(() => validateConfig({ ...good, collectors: { openstack_logs: { paths: ['/x'], poll_interval_ms: -5 } } }, 'f.yaml', noEnv)),
-    ).toMatch(/^f\.yaml: collectors\.openstack_logs\.poll_interval_ms: /);
-    expect(errorOf(() => validateConfig({ ...good, kafka: { ...good.kafka, brokerz: [] } }, 'f.yaml', noEnv))).toBe(
-      'f.yaml: kafka.brokerz: unknown field',
-    );
+    expect(errorOf(() => validateConfig({ ...good, kafka: { ...good.kafka, brokerz: [] } }, 'f.yaml', noEnv))).toBe('f.yaml: kafka.brokerz: unknown field');
     expect(errorOf(() => validateConfig({ ...good, collectors: { openstack_logs: { paths: [] } } }, 'f.yaml', noEnv))).toBe(
       'f.yaml: collectors.openstack_logs.paths: expected at least one path or glob',
     );
@@ -132,9 +134,7 @@ describe('config', () => {
     expect(cfg.elasticsearch.url).toBe('https://es.internal:9200');
     expect(cfg.elasticsearch.password).toBe('s3cret');
     // An override is validated like the file.
-    expect(errorOf(() => validateConfig(structuredClone(good), 'f.yaml', { STACKWATCH_KAFKA_BROKERS: 'nohostport' }))).toBe(
-      'f.yaml: kafka.brokers[0]: expected host:port',
-    );
+    expect(errorOf(() => validateConfig(structuredClone(good), 'f.yaml', { STACKWATCH_KAFKA_BROKERS: 'nohostport' }))).toBe('f.yaml: kafka.brokers[0]: expected host:port');
   });
 });
 
@@ -167,7 +167,12 @@ describe('config: every field refuses nonsense, naming the field', () => {
     ['a topic name Kafka refuses', 'kafka.topics.logs', 'stackwatch logs', /expected a Kafka topic name/],
     ['the dead-letter topic the logs topic (the processor would read its own dead letters)', 'kafka.topics.dead_letter', 'stackwatch.logs', /is also the topic of logs/],
     ['an index name Elasticsearch refuses', 'elasticsearch.indices.logs', 'Stackwatch-Logs', /lowercase/],
-    ['an index prefix inside another kind\'s pattern (stackwatch-logs-* would hold the alerts)', 'elasticsearch.indices.alerts', 'stackwatch-logs-alerts', /overlaps the index prefix of logs/],
+    [
+      "an index prefix inside another kind's pattern (stackwatch-logs-* would hold the alerts)",
+      'elasticsearch.indices.alerts',
+      'stackwatch-logs-alerts',
+      /overlaps the index prefix of logs/,
+    ],
     ['an empty API key', 'elasticsearch.api_key', '', /non-empty/],
     ['an empty password', 'elasticsearch.password', '', /non-empty/],
     ['an empty rules directory name', 'rules_dir', '', /non-empty/],
@@ -221,7 +226,13 @@ describe('config: every field refuses nonsense, naming the field', () => {
         }
         let readable = true;
         try {
-          const raw = toRawEvent({ offset: 0, text: '2022-02-04 09:37:50.031 21562 INFO os_vif [-] Loaded VIF plugins' }, 'h', '/var/log/nova/nova-compute.log', 'id', '2022-02-04T10:00:00.000Z');
+          const raw = toRawEvent(
+            { offset: 0, text: '2022-02-04 09:37:50.031 21562 INFO os_vif [-] Loaded VIF plugins' },
+            'h',
+            '/var/log/nova/nova-compute.log',
+            'id',
+            '2022-02-04T10:00:00.000Z',
+          );
           readable = typeof parseLogEvent(raw, { timezone })['@timestamp'] === 'string';
         } catch {
           readable = false;

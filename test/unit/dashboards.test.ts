@@ -36,7 +36,20 @@ type Json = Record<string, any>;
 
 const GRID_COLUMNS = 48;
 const ALLOWED_TYPES = ['index-pattern', 'search', 'visualization', 'dashboard', 'lens'];
-const TOP_KEYS = new Set(['attributes', 'coreMigrationVersion', 'id', 'managed', 'references', 'type', 'typeMigrationVersion', 'created_at', 'updated_at', 'version', 'namespaces', 'originId']);
+const TOP_KEYS = new Set([
+  'attributes',
+  'coreMigrationVersion',
+  'id',
+  'managed',
+  'references',
+  'type',
+  'typeMigrationVersion',
+  'created_at',
+  'updated_at',
+  'version',
+  'namespaces',
+  'originId',
+]);
 const SEMVER = /^\d+\.\d+\.\d+$/;
 
 /** Data view title (the default prefixes) → the index kind whose template maps it. */
@@ -320,7 +333,8 @@ export function validateSavedObjects(text: string): string[] {
       }
       if (metricIds.size === 0) problems.push(`${at}: no metric aggregation`);
       for (const agg of aggs) {
-        if (agg.type === 'terms' && agg.params?.orderBy !== '_key' && !metricIds.has(agg.params?.orderBy)) problems.push(`${at}: terms agg ${agg.id} orders by ${agg.params?.orderBy}, not a metric agg`);
+        if (agg.type === 'terms' && agg.params?.orderBy !== '_key' && !metricIds.has(agg.params?.orderBy))
+          problems.push(`${at}: terms agg ${agg.id} orders by ${agg.params?.orderBy}, not a metric agg`);
       }
       if (['histogram', 'line', 'area'].includes(visState.type)) {
         const p = visState.params ?? {};
@@ -357,7 +371,8 @@ export function validateSavedObjects(text: string): string[] {
         if (g.i !== p.panelIndex) problems.push(`${where}: gridData.i ${g.i} differs from panelIndex`);
         const ints = ['x', 'y', 'w', 'h'].every((k) => Number.isInteger(g[k]));
         if (!ints) problems.push(`${where}: gridData x, y, w, h are not all integers`);
-        else if (g.x < 0 || g.y < 0 || g.w < 1 || g.h < 1 || g.x + g.w > GRID_COLUMNS) problems.push(`${where}: grid position ${JSON.stringify(g)} is outside the ${GRID_COLUMNS}-column grid`);
+        else if (g.x < 0 || g.y < 0 || g.w < 1 || g.h < 1 || g.x + g.w > GRID_COLUMNS)
+          problems.push(`${where}: grid position ${JSON.stringify(g)} is outside the ${GRID_COLUMNS}-column grid`);
         else boxes.push({ i: p.panelIndex, x: g.x, y: g.y, w: g.w, h: g.h });
         if (!SEMVER.test(p.version ?? '')) problems.push(`${where}: no version`);
         if (typeof p.type !== 'string') problems.push(`${where}: no type`);
@@ -385,7 +400,10 @@ export function validateSavedObjects(text: string): string[] {
   return problems;
 }
 
-const objects = () => NDJSON.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Json);
+const objects = () =>
+  NDJSON.split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Json);
 const mutate = (fn: (objs: Json[]) => void): string => {
   const objs = objects();
   fn(objs);
@@ -459,11 +477,7 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
       ['an unknown type', () => mutate((o) => (find(o, 'search').type = 'canvas-workpad')), /type canvas-workpad is not one of/],
       ['a stringified attribute that does not parse', () => mutate((o) => (find(o, 'visualization').attributes.visState = '{"title":')), /visState does not parse/],
       ['a reference to an object not in the file', () => mutate((o) => (find(o, 'dashboard').references[0].id = 'gone')), /is not in the file/],
-      [
-        'a panel outside the grid',
-        () => mutate((o) => attr(find(o, 'dashboard'), 'panelsJSON', (p) => (p[0].gridData.w = 49))),
-        /outside the 48-column grid/,
-      ],
+      ['a panel outside the grid', () => mutate((o) => attr(find(o, 'dashboard'), 'panelsJSON', (p) => (p[0].gridData.w = 49))), /outside the 48-column grid/],
       [
         'overlapping panels',
         () =>
@@ -476,11 +490,7 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
         /overlap/,
       ],
       ['a panel without its reference', () => mutate((o) => (find(o, 'dashboard').references = find(o, 'dashboard').references.slice(1))), /no reference named 1:panel_1/],
-      [
-        'an unknown field in a search column',
-        () => mutate((o) => (find(o, 'search').attributes.columns = ['service.nmae'])),
-        /field service.nmae \(column\) is not in the logs template/,
-      ],
+      ['an unknown field in a search column', () => mutate((o) => (find(o, 'search').attributes.columns = ['service.nmae'])), /field service.nmae \(column\) is not in the logs template/],
       [
         'an unknown field in a query',
         () =>
@@ -492,10 +502,7 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
       ],
       [
         'a terms aggregation on a text field',
-        () =>
-          mutate((o) =>
-            attr(find(o, 'visualization', 'stackwatch-alerts-fired-by-rule'), 'visState', (v) => (v.aggs[2].params.field = 'message')),
-          ),
+        () => mutate((o) => attr(find(o, 'visualization', 'stackwatch-alerts-fired-by-rule'), 'visState', (v) => (v.aggs[2].params.field = 'message'))),
         /field message is text in the alerts template, which does not fit terms/,
       ],
       [
@@ -504,7 +511,16 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
         /field rule.id is keyword in the alerts template, which does not fit avg/,
       ],
       ['a time field that is not a date', () => mutate((o) => (find(o, 'index-pattern').attributes.timeFieldName = 'event.id')), /time field is event.id, not @timestamp/],
-      ['a KQL query', () => mutate((o) => (find(o, 'search').attributes.kibanaSavedObjectMeta.searchSourceJSON = '{"query":{"query":"a","language":"kuery"},"filter":[],"indexRefName":"kibanaSavedObjectMeta.searchSourceJSON.index"}')), /language is kuery, not lucene/],
+      [
+        'a KQL query',
+        () =>
+          mutate(
+            (o) =>
+              (find(o, 'search').attributes.kibanaSavedObjectMeta.searchSourceJSON =
+                '{"query":{"query":"a","language":"kuery"},"filter":[],"indexRefName":"kibanaSavedObjectMeta.searchSourceJSON.index"}'),
+          ),
+        /language is kuery, not lucene/,
+      ],
       [
         'unbalanced parentheses',
         () =>
@@ -516,10 +532,7 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
       ],
       [
         'a Vega query on an unmapped field',
-        () =>
-          mutate((o) =>
-            attr(find(o, 'visualization', 'stackwatch-capacity-usage'), 'visState', (v) => (v.params.spec = v.params.spec.replace('"metric.value"', '"metric.val"'))),
-          ),
+        () => mutate((o) => attr(find(o, 'visualization', 'stackwatch-capacity-usage'), 'visState', (v) => (v.params.spec = v.params.spec.replace('"metric.value"', '"metric.val"')))),
         /field metric.val \(max\) is not in the metrics template/,
       ],
       ['a duplicate object', () => NDJSON + NDJSON.split('\n')[0] + '\n', /duplicate of line 1/],
@@ -533,13 +546,13 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
   });
 
   it('`stackwatch setup --kibana` points the data views and the Vega charts at the configured prefixes', () => {
-    const cfg = validateConfig(
-      { kafka: { brokers: ['k:9092'] }, elasticsearch: { url: 'http://es:9200', indices: { logs: 'os-logs', metrics: 'os-metrics' } } },
-      'test',
-      {},
-    );
+    const cfg = validateConfig({ kafka: { brokers: ['k:9092'] }, elasticsearch: { url: 'http://es:9200', indices: { logs: 'os-logs', metrics: 'os-metrics' } } }, 'test', {});
     const text = kibanaObjects(cfg);
-    const views = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((o) => o.type === 'index-pattern');
+    const views = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .filter((o) => o.type === 'index-pattern');
     expect(views.map((v) => v.attributes.title).sort()).toEqual(['os-logs-*', 'os-metrics-*', 'stackwatch-alerts-*', 'stackwatch-dead-letter-*']);
     expect(text).not.toContain('stackwatch-metrics-*');
     expect(text).toContain('os-metrics-*');
@@ -571,7 +584,17 @@ describe('index templates (sinks/index-templates/)', () => {
   it('maps every field the pipeline writes (a real parsed log line, an alert, a metric sample, a dead letter)', () => {
     const line =
       '2017-05-16 00:02:21.664 2931 INFO nova.compute.manager [req-06631678-1e19-4e4e-bddf-a588d8ea6217 113d3a99c3da401fbd62cc2caa5b96d2 54fadb412c4e40cdbaed9335e4c35a9e - - -] [instance: 78dc1847-8848-49cc-933e-9239b12c9dcf] Terminating instance\nTraceback (most recent call last):\n  File "x.py", line 1';
-    const raw: RawLogEvent = { v: 1, host: 'cmp-1', path: '/var/log/nova/nova-compute.log', file_id: 'f', offset: 0, text: line, read_at: '2017-05-16T00:02:22.000Z', truncated: true, original: line };
+    const raw: RawLogEvent = {
+      v: 1,
+      host: 'cmp-1',
+      path: '/var/log/nova/nova-compute.log',
+      file_id: 'f',
+      offset: 0,
+      text: line,
+      read_at: '2017-05-16T00:02:22.000Z',
+      truncated: true,
+      original: line,
+    };
     const log = { ...parseLogEvent(raw, { timezone: 'UTC' }), event: { ...parseLogEvent(raw, { timezone: 'UTC' }).event, ingested: '2017-05-16T00:02:23.000Z' } };
     const alert: Alert = {
       '@timestamp': '2022-02-04T10:21:58.740Z',
@@ -591,7 +614,10 @@ describe('index templates (sinks/index-templates/)', () => {
       message: 'compute host missing',
       evidence: { event_ids: ['x.1'] },
     };
-    const metric = metricDocument({ v: 1, '@timestamp': '2026-11-25T10:00:00Z', source: 'ceph', host: { name: 'ceph' }, metric: { name: 'ceph.pool.used', value: 1, unit: 'bytes' }, labels: { pool: 'rbd' } }, '2026-11-25T10:00:01Z');
+    const metric = metricDocument(
+      { v: 1, '@timestamp': '2026-11-25T10:00:00Z', source: 'ceph', host: { name: 'ceph' }, metric: { name: 'ceph.pool.used', value: 1, unit: 'bytes' }, labels: { pool: 'rbd' } },
+      '2026-11-25T10:00:01Z',
+    );
     const dead = deadLetter('processor', 'undecodable message', '{', { topic: 't', partition: 0, offset: '1' });
     const docs: [IndexKind, object][] = [
       ['logs', log],
@@ -611,7 +637,7 @@ describe('index templates (sinks/index-templates/)', () => {
     }
   });
 
-  it('the composable template is composed of the settings, the mappings and the site\'s optional @custom', () => {
+  it("the composable template is composed of the settings, the mappings and the site's optional @custom", () => {
     const o = kindObjects('logs', 'os-logs', false);
     expect(o.template.name).toBe('os-logs');
     expect(o.template.body).toMatchObject({
@@ -648,7 +674,8 @@ describe('index templates (sinks/index-templates/)', () => {
       host: { name: 'cmp-1', id: '10084', ip: ['10.0.0.5'], groups: ['Compute'], status: 'enabled' },
     };
     const fields = mappedFields('inventory');
-    for (const leaf of ['v', 'kind', '@timestamp', 'source', 'host.name', 'host.id', 'host.ip', 'host.groups', 'host.status', 'event.ingested']) expect(fieldType(fields, leaf), leaf).toBeDefined();
+    for (const leaf of ['v', 'kind', '@timestamp', 'source', 'host.name', 'host.id', 'host.ip', 'host.groups', 'host.status', 'event.ingested'])
+      expect(fieldType(fields, leaf), leaf).toBeDefined();
     expect(Object.keys(inventory.host).sort()).toEqual(['groups', 'id', 'ip', 'name', 'status']);
     expect(fields['host.ip']).toBe('ip');
   });

@@ -39,7 +39,10 @@ async function decompress(source: GzipSource): Promise<{ out: Buffer; error?: Gz
 
 describe('gunzip (property): members and truncation', () => {
   // Text of a few lines, and how it is cut into gzip members.
-  const members = fc.array(fc.array(fc.stringMatching(/^[ -~]{0,80}$/), { minLength: 1, maxLength: 30 }).map((ls) => Buffer.from(ls.join('\n') + '\n')), { minLength: 1, maxLength: 4 });
+  const members = fc.array(
+    fc.array(fc.stringMatching(/^[ -~]{0,80}$/), { minLength: 1, maxLength: 30 }).map((ls) => Buffer.from(ls.join('\n') + '\n')),
+    { minLength: 1, maxLength: 4 },
+  );
 
   it('concatenated members decompress to their concatenation, whatever the read size', async () => {
     await fc.assert(
@@ -110,22 +113,28 @@ describe('gunzip: a data error in the middle', () => {
     .array(fc.tuple(fc.integer({ min: 0, max: 59 }), fc.constantFrom('INFO', 'WARNING', 'ERROR'), fc.stringMatching(/^[a-z ]{5,60}$/)), { minLength: 200, maxLength: 2000 })
     .map((ls) => Buffer.from(ls.map(([s, level, msg]) => `2022-02-04 09:37:${String(s).padStart(2, '0')}.031 21562 ${level} nova.compute [-] ${msg}\n`).join('')));
 
-  it('yields exactly what zlib decodes before the byte it rejects (property: nothing of zlib\'s failed call is lost)', async () => {
+  it("yields exactly what zlib decodes before the byte it rejects (property: nothing of zlib's failed call is lost)", async () => {
     let dataErrors = 0;
     await fc.assert(
-      fc.asyncProperty(text, fc.double({ min: 0.05, max: 0.95, noNaN: true }), fc.integer({ min: 1, max: 80 }), fc.integer({ min: 100, max: 70_000 }), async (plain, where, length, piece) => {
-        const bad = gzipSync(plain);
-        const header = headerLength(bad) as number;
-        const at = header + Math.floor(where * (bad.length - 8 - header));
-        bad.fill(0xff, at, Math.min(at + length, bad.length - 8));
-        const r = await decompress(memory(bad, piece));
-        if (!r.error || /CRC/.test(r.error.reason)) return; // decoded as other text: only the CRC tells
-        if (/unexpected end/.test(r.error.reason)) return; // the damage ran into the end
-        dataErrors++;
-        expect(r.error.compressedOffset).toBeGreaterThanOrEqual(at);
-        expect(r.out.equals(inflateRawSync(bad.subarray(header, r.error.compressedOffset), SYNC))).toBe(true);
-        expect(r.error.decompressedOffset).toBe(r.out.length);
-      }),
+      fc.asyncProperty(
+        text,
+        fc.double({ min: 0.05, max: 0.95, noNaN: true }),
+        fc.integer({ min: 1, max: 80 }),
+        fc.integer({ min: 100, max: 70_000 }),
+        async (plain, where, length, piece) => {
+          const bad = gzipSync(plain);
+          const header = headerLength(bad) as number;
+          const at = header + Math.floor(where * (bad.length - 8 - header));
+          bad.fill(0xff, at, Math.min(at + length, bad.length - 8));
+          const r = await decompress(memory(bad, piece));
+          if (!r.error || /CRC/.test(r.error.reason)) return; // decoded as other text: only the CRC tells
+          if (/unexpected end/.test(r.error.reason)) return; // the damage ran into the end
+          dataErrors++;
+          expect(r.error.compressedOffset).toBeGreaterThanOrEqual(at);
+          expect(r.out.equals(inflateRawSync(bad.subarray(header, r.error.compressedOffset), SYNC))).toBe(true);
+          expect(r.error.decompressedOffset).toBe(r.out.length);
+        },
+      ),
       { numRuns: 40 },
     );
     expect(dataErrors).toBeGreaterThan(5); // the property was really exercised
@@ -137,7 +146,9 @@ describe('gunzip: a data error in the middle', () => {
     const header = headerLength(bad) as number;
     bad.fill(0xff, header + 2000, header + 2064);
     const r = await decompress(memory(bad, 1 << 20, false));
-    expect(r.error?.message).toMatch(/^invalid .* in compressed bytes (\d+) to (\d+) \(what zlib decoded of them is lost: a pipe cannot be read again\) at compressed byte \1, after \d+ decompressed bytes$/);
+    expect(r.error?.message).toMatch(
+      /^invalid .* in compressed bytes (\d+) to (\d+) \(what zlib decoded of them is lost: a pipe cannot be read again\) at compressed byte \1, after \d+ decompressed bytes$/,
+    );
     // With a second read, the same damage loses nothing.
     const again = await decompress(memory(bad, 1 << 20));
     expect(again.out.length).toBeGreaterThanOrEqual(r.out.length);

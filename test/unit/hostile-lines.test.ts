@@ -15,9 +15,14 @@ function assemble(data: Buffer | string, opts: { maxEventBytes?: number; keepOri
   const max = opts.maxEventBytes ?? 1 << 20;
   const events: AssembledEvent[] = [];
   const a = new EventAssembler({ maxEventBytes: max, keepOriginal: opts.keepOriginal }, (e) => events.push(e));
-  const s = new LineSplitter(0, max, (o, t, cut, plain) => a.push(o, t, cut, plain), (u) => {
-    throw new Error(`unusable line at ${u.offset}: ${u.reason}`);
-  });
+  const s = new LineSplitter(
+    0,
+    max,
+    (o, t, cut, plain) => a.push(o, t, cut, plain),
+    (u) => {
+      throw new Error(`unusable line at ${u.offset}: ${u.reason}`);
+    },
+  );
   s.write(typeof data === 'string' ? Buffer.from(data) : data);
   s.end();
   a.flush();
@@ -25,9 +30,7 @@ function assemble(data: Buffer | string, opts: { maxEventBytes?: number; keepOri
 }
 
 function docs(file: string, opts: { maxEventBytes?: number; keepOriginal?: boolean } = {}): LogDocument[] {
-  return assemble(readFileSync(new URL(file, HOSTILE)), opts).map((e) =>
-    parseLogEvent(toRawEvent(e, 'compute-1', `/var/log/${file}`, 'f', READ_AT), { timezone: 'UTC' }),
-  );
+  return assemble(readFileSync(new URL(file, HOSTILE)), opts).map((e) => parseLogEvent(toRawEvent(e, 'compute-1', `/var/log/${file}`, 'f', READ_AT), { timezone: 'UTC' }));
 }
 
 describe('lines in an envelope whose payload has no timestamp are events of their own', () => {
@@ -54,7 +57,12 @@ describe('lines in an envelope whose payload has no timestamp are events of thei
     const d = docs('journald-plain-payloads.log');
     expect(d).toHaveLength(6);
     expect(d.map((x) => x['@timestamp'].slice(0, 19))).toEqual([
-      '2022-02-04T09:37:50', '2022-02-04T09:37:50', '2022-02-04T09:37:51', '2022-02-04T09:37:51', expect.stringMatching(/-02-04T09:37:52$/), expect.stringMatching(/-02-04T09:37:52$/),
+      '2022-02-04T09:37:50',
+      '2022-02-04T09:37:50',
+      '2022-02-04T09:37:51',
+      '2022-02-04T09:37:51',
+      expect.stringMatching(/-02-04T09:37:52$/),
+      expect.stringMatching(/-02-04T09:37:52$/),
     ]);
   });
 
@@ -198,7 +206,12 @@ describe('a CR or U+2028 inside a line', () => {
     const d = docs('line-separators.log', { keepOriginal: true });
     expect(d).toHaveLength(2);
     for (const x of d) {
-      expect([x.log.level, x.log.logger, x.process?.pid, x.openstack?.request_id]).toEqual(['ERROR', 'oslo.messaging._drivers.impl_rabbit', 21562, 'req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca']);
+      expect([x.log.level, x.log.logger, x.process?.pid, x.openstack?.request_id]).toEqual([
+        'ERROR',
+        'oslo.messaging._drivers.impl_rabbit',
+        21562,
+        'req-30b3bc7c-90c2-4c1c-8d0c-62455d58bfca',
+      ]);
       expect(x.message).not.toMatch(/[\r\u2028\u2029]/);
     }
     expect(d[0].message).toBe('Connection failed: [Errno 111] ECONNREFUSED (retrying in 2.0 seconds)');

@@ -253,7 +253,8 @@ describe('unwrap: ANSI colours and doubled timestamps', () => {
     expect(unwrap(`[Fri Feb 04 09:37:50.159123 2022] [wsgi:error] [pid 1234:tid 140234567890] [remote 10.0.0.1:0] ${OSLO}`)).toStrictEqual({ text: OSLO });
     expect(unwrap(`[Fri Feb 04 09:37:50.159123 2022] [:error] [pid 1234] ${OSLO}`)).toStrictEqual({ text: OSLO });
     // mod_wsgi's own message starts an event; the traceback lines it writes after it continue it.
-    const own = "[Fri Feb 04 09:37:50.160001 2022] [wsgi:error] [pid 1234:tid 140234567890] [remote 10.0.0.1:0] mod_wsgi (pid=1234): Exception occurred processing WSGI script '/usr/bin/keystone-wsgi-public'.";
+    const own =
+      "[Fri Feb 04 09:37:50.160001 2022] [wsgi:error] [pid 1234:tid 140234567890] [remote 10.0.0.1:0] mod_wsgi (pid=1234): Exception occurred processing WSGI script '/usr/bin/keystone-wsgi-public'.";
     expect(unwrap(own).text).toBe(own);
     expect(lineKind(unwrap(own).text)).toBe('start');
     const tb = unwrap('[Fri Feb 04 09:37:50.160123 2022] [wsgi:error] [pid 1234:tid 140234567890] [remote 10.0.0.1:0] Traceback (most recent call last):');
@@ -336,7 +337,9 @@ describe('lineKind', () => {
     expect(lineKind('2022-02-04 10:21:58.881 284971 ERROR nova.compute.manager [instance: 1c5e5e1a-2b8f-4a52-9d57-1f2f8d7f3c10] Traceback (most recent call last):')).toBe('continuation');
     expect(lineKind('2022-02-04 09:37:50.159 TRACE nova.compute.manager   File "/opt/stack/nova/nova/compute/manager.py", line 2198, in _build_and_run_instance')).toBe('continuation');
     expect(lineKind('2022-02-04 09:37:50.159 ERROR nova.compute.manager [None req-97b163b2-ff4c-4c93-915a-6c990d19af26 admin admin] Error')).toBe('start');
-    expect(lineKind('2022-02-04 10:21:58.881 284971 ERROR nova.compute.manager [req-97b163b2-ff4c-4c93-915a-6c990d19af26 - - - - -] [instance: 1c5e5e1a-2b8f-4a52-9d57-1f2f8d7f3c10] x')).toBe('start');
+    expect(
+      lineKind('2022-02-04 10:21:58.881 284971 ERROR nova.compute.manager [req-97b163b2-ff4c-4c93-915a-6c990d19af26 - - - - -] [instance: 1c5e5e1a-2b8f-4a52-9d57-1f2f8d7f3c10] x'),
+    ).toBe('start');
   });
 
   it('bare Python traceback lines continue', () => {
@@ -358,7 +361,7 @@ describe('lineKind', () => {
   it('RabbitMQ, MariaDB / Galera and other timestamped lines start', () => {
     const starts = [
       '2022-02-04 09:37:50.123 [info] <0.9742.0> accepting AMQP connection <0.9742.0> (10.5.0.12:45678 -> 10.5.0.5:5672)',
-      '2022-02-04 09:37:50.123456+00:00 [warning] <0.9754.0> closing AMQP connection <0.9754.0> (10.5.0.12:45680 -> 10.5.0.5:5672, vhost: \'openstack\', user: \'nova\'):',
+      "2022-02-04 09:37:50.123456+00:00 [warning] <0.9754.0> closing AMQP connection <0.9754.0> (10.5.0.12:45680 -> 10.5.0.5:5672, vhost: 'openstack', user: 'nova'):",
       '=ERROR REPORT==== 4-Feb-2022::09:37:50 ===',
       '2022-02-04  9:37:50 0 [Note] WSREP: Member 1.0 (controller-1) synced with group.',
       '220204  9:37:50 [Note] WSREP: Shifting JOINED -> SYNCED (TO: 1234567)',
@@ -420,7 +423,9 @@ describe('parseOtherHeader', () => {
   });
 
   it('MariaDB 10.x with an unpadded hour, old 6-digit dates, MySQL 8, mysqld_safe', () => {
-    expect(parseOtherHeader('2022-02-04  9:37:50 140234567890 [Warning] Aborted connection 1234 to db: \'nova\' user: \'nova\' host: \'10.5.0.12\' (Got timeout reading communication packets)', 'UTC')).toEqual({
+    expect(
+      parseOtherHeader("2022-02-04  9:37:50 140234567890 [Warning] Aborted connection 1234 to db: 'nova' user: 'nova' host: '10.5.0.12' (Got timeout reading communication packets)", 'UTC'),
+    ).toEqual({
       format: 'mariadb',
       timestamp: '2022-02-04T09:37:50.000Z',
       level: 'WARNING',
@@ -442,7 +447,7 @@ describe('parseOtherHeader', () => {
       subsystem: 'Server',
       message: '[MY-010116] /usr/sbin/mysqld (mysqld 8.0.28) starting as process 1',
     });
-    expect(parseOtherHeader('220204 09:37:50 mysqld_safe WSREP: Running position recovery with --log_error=\'/var/lib/mysql/wsrep_recovery.abc\'', 'UTC')).toMatchObject({
+    expect(parseOtherHeader("220204 09:37:50 mysqld_safe WSREP: Running position recovery with --log_error='/var/lib/mysql/wsrep_recovery.abc'", 'UTC')).toMatchObject({
       format: 'mariadb',
       process_name: 'mysqld_safe',
       subsystem: 'WSREP',
@@ -464,7 +469,11 @@ describe('parseOtherHeader', () => {
       pid: 20277,
       message: 'log_storage.go:569] Failed to update sequenced leaves: Error 1047: WSREP has not yet prepared node for application use',
     });
-    expect(parseOtherHeader('2022-02-04 09:37:50,128 - OpenStack-Helm Mariadb - INFO - Cluster info loaded', 'UTC')).toMatchObject({ timestamp: '2022-02-04T09:37:50.128Z', level: 'INFO', message: 'Cluster info loaded' });
+    expect(parseOtherHeader('2022-02-04 09:37:50,128 - OpenStack-Helm Mariadb - INFO - Cluster info loaded', 'UTC')).toMatchObject({
+      timestamp: '2022-02-04T09:37:50.128Z',
+      level: 'INFO',
+      message: 'Cluster info loaded',
+    });
     expect(parseOtherHeader('2022-02-04T10:21:58.861+0000 7f0f8db4e700 -1 auth: unable to find a keyring', 'Asia/Tokyo')).toMatchObject({ timestamp: '2022-02-04T10:21:58.861Z' });
   });
 

@@ -22,7 +22,9 @@ describe('silences', () => {
     {
       ...base,
       notify: {
-        silences: [{ matchers: { 'host.name': 'compute-0*', 'rule.id': 'amqp-connection-lost' }, starts_at: '2026-12-01T22:00:00Z', ends_at: '2026-12-02T02:00:00Z', comment: 'RabbitMQ upgrade' }],
+        silences: [
+          { matchers: { 'host.name': 'compute-0*', 'rule.id': 'amqp-connection-lost' }, starts_at: '2026-12-01T22:00:00Z', ends_at: '2026-12-02T02:00:00Z', comment: 'RabbitMQ upgrade' },
+        ],
       },
     },
     'f.yaml',

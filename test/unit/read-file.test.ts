@@ -183,7 +183,10 @@ describe('readLogFile: a file that shrinks while it is read', () => {
 
 describe('readLogFile: pipes (parse <(zcat …), /dev/stdin)', () => {
   it('reads a plain or gzip stream that has no size and cannot be read again', async () => {
-    for (const [name, bytes] of [['pipe.log', plain], ['pipe.log.gz', Buffer.concat([gz, Buffer.from('garbage')])]] as const) {
+    for (const [name, bytes] of [
+      ['pipe.log', plain],
+      ['pipe.log.gz', Buffer.concat([gz, Buffer.from('garbage')])],
+    ] as const) {
       const fifo = join(dir, name);
       execFileSync('mkfifo', [fifo]);
       const writing = new Promise<void>((resolve) => createWriteStream(fifo).end(bytes, () => resolve()));

@@ -23,16 +23,33 @@ function readCases(file: string): Case[] {
   return events.map((event, i) => ({ file, event, masked: masked[i] }));
 }
 
-const FILES = readdirSync(DIR).filter((f) => f.endsWith('.log')).sort();
+const FILES = readdirSync(DIR)
+  .filter((f) => f.endsWith('.log'))
+  .sort();
 const CASES = FILES.flatMap(readCases);
 
 describe('hostile secrets: the fixture folder', () => {
   it('has a file per form of the issue, each with a secret to mask, and a README that lists every file', () => {
     // The forms issue 11 lists, and the ones added for a careful SRE.
     const forms = [
-      'mysql-p', 'rabbitmqctl-password', 'xml-password-element', 'key-several-blanks', 'password-no-separator',
-      'password-in-braces', 'pass-key', 'url-token-userinfo', 'ceph-key', 'pem-private-key', 'aws-bare-secret-key',
-      'value-on-next-line', 'url-cut-short', 'identified-by', 'redis', 'os-password-export', 'jwt', 'sshpass-ipmitool-curl',
+      'mysql-p',
+      'rabbitmqctl-password',
+      'xml-password-element',
+      'key-several-blanks',
+      'password-no-separator',
+      'password-in-braces',
+      'pass-key',
+      'url-token-userinfo',
+      'ceph-key',
+      'pem-private-key',
+      'aws-bare-secret-key',
+      'value-on-next-line',
+      'url-cut-short',
+      'identified-by',
+      'redis',
+      'os-password-export',
+      'jwt',
+      'sshpass-ipmitool-curl',
     ];
     expect(FILES.map((f) => f.replace(/\.log$/, ''))).toEqual([...forms].sort());
     for (const file of FILES) expect(CASES.some((c) => c.file === file && c.masked !== c.event)).toBe(true);

@@ -37,9 +37,28 @@ interface Form {
   gapsAfter?: string[];
 }
 
-const pick = <T,>(list: readonly T[], v: number): T => list[v % list.length];
-const KEYS = ['password', 'passwd', 'admin_password', 'OS_PASSWORD', 'adminPass', 'db_pass', 'pass', 'secret', 'client_secret', 'auth_token',
-  'X-Auth-Token', 'api_key', 'apikey', 'credential', 'bindpw', 'MYSQL_PWD', 'ldap_default_authtok', 'aws_secret_access_key', 'ldap.pw'];
+const pick = <T>(list: readonly T[], v: number): T => list[v % list.length];
+const KEYS = [
+  'password',
+  'passwd',
+  'admin_password',
+  'OS_PASSWORD',
+  'adminPass',
+  'db_pass',
+  'pass',
+  'secret',
+  'client_secret',
+  'auth_token',
+  'X-Auth-Token',
+  'api_key',
+  'apikey',
+  'credential',
+  'bindpw',
+  'MYSQL_PWD',
+  'ldap_default_authtok',
+  'aws_secret_access_key',
+  'ldap.pw',
+];
 const SEPS = ['=', ' = ', '=  ', ': ', ':', ':\t', '  =  ', ' :  '];
 const FLAGS = ['os-password', 'password', 'os-token', 'token', 'db-pass', 'api-key', 'client-secret'];
 const PEM_TYPES = ['', 'RSA ', 'EC ', 'ENCRYPTED ', 'OPENSSH '];
@@ -75,22 +94,62 @@ const FORMS: Form[] = [
   {
     name: 'URL password',
     secret: text(without(BARE, '/?#'), 8, 24),
-    make: (s, v) => `${pick(['rabbit', 'amqp', 'mysql+pymysql', 'https', 'redis', 'postgresql'], v)}://${pick(['nova', 'guest', ''], v >> 3)}:${s}@${pick(['10.5.0.11:5672', 'db', 'rabbit-1.internal'], v >> 5)}/${pick(['', 'nova', 'openstack?x=1'], v >> 7)}`,
+    make: (s, v) =>
+      `${pick(['rabbit', 'amqp', 'mysql+pymysql', 'https', 'redis', 'postgresql'], v)}://${pick(['nova', 'guest', ''], v >> 3)}:${s}@${pick(['10.5.0.11:5672', 'db', 'rabbit-1.internal'], v >> 5)}/${pick(['', 'nova', 'openstack?x=1'], v >> 7)}`,
   },
-  { name: 'https://TOKEN@host', secret: text([...ALNUM, '-', '_', '.', '~'], 8, 40), make: (s, v) => `${pick(['https', 'http'], v)}://${s}@${pick(['github.com/org/repo.git', '10.5.0.80:8080/x', 'h'], v >> 1)}` },
-  { name: 'URL cut after its password', secret: text([...ALNUM, '-', '_', '.', '~', '!', '$'], 8, 24).filter((s) => !/^\d+$/.test(s)), make: (s) => `rabbit://nova:${s}`, atEnd: true, noJson: true },
-  { name: 'mysql -pSECRET', secret: text(BARE, 8, 24), make: (s, v) => [`mysql -u root -p${s} nova`, `/usr/bin/mysqldump -p${s} --all-databases`, `['mysqladmin', '-u', 'root', '-p${s}', 'status']`, `mariadb -uroot -p${s}`][v % 4] },
+  {
+    name: 'https://TOKEN@host',
+    secret: text([...ALNUM, '-', '_', '.', '~'], 8, 40),
+    make: (s, v) => `${pick(['https', 'http'], v)}://${s}@${pick(['github.com/org/repo.git', '10.5.0.80:8080/x', 'h'], v >> 1)}`,
+  },
+  {
+    name: 'URL cut after its password',
+    secret: text([...ALNUM, '-', '_', '.', '~', '!', '$'], 8, 24).filter((s) => !/^\d+$/.test(s)),
+    make: (s) => `rabbit://nova:${s}`,
+    atEnd: true,
+    noJson: true,
+  },
+  {
+    name: 'mysql -pSECRET',
+    secret: text(BARE, 8, 24),
+    make: (s, v) => [`mysql -u root -p${s} nova`, `/usr/bin/mysqldump -p${s} --all-databases`, `['mysqladmin', '-u', 'root', '-p${s}', 'status']`, `mariadb -uroot -p${s}`][v % 4],
+  },
   { name: 'mysql -p"SECRET"', secret: text(without(SPACED, '"'), 8, 24), make: (s) => `mysql -u root -p"${s}" nova` },
   {
     name: 'rabbitmqctl',
     secret: text(BARE, 8, 24),
-    make: (s, v) => `rabbitmqctl ${pick(['', '-n rabbit@h ', '-q '], v >> 2)}${pick(['change_password', 'add_user', 'authenticate_user'], v)} ${pick(['nova', '"neutron"', "'u'"], v >> 4)} ${pick(['', "'", '"'], v >> 6).replace(/^(.?)$/, '$1')}${s}${pick(['', "'", '"'], v >> 6)}`,
+    make: (s, v) =>
+      `rabbitmqctl ${pick(['', '-n rabbit@h ', '-q '], v >> 2)}${pick(['change_password', 'add_user', 'authenticate_user'], v)} ${pick(['nova', '"neutron"', "'u'"], v >> 4)} ${pick(['', "'", '"'], v >> 6).replace(/^(.?)$/, '$1')}${s}${pick(['', "'", '"'], v >> 6)}`,
   },
-  { name: 'sshpass / ipmitool / redis-cli / curl', secret: text(BARE, 8, 24), make: (s, v) => [`sshpass -p ${s} ssh -p 22 root@h`, `sshpass -p${s} scp a b`, `ipmitool -I lanplus -H 10.0.0.1 -U admin -P ${s} power status`, `redis-cli -h h -a ${s} ping`, `curl -s -u admin:${s} https://h/x`, `curl --user=admin:${s} https://h/x`][v % 6] },
-  { name: '<password>SECRET</password>', secret: text(without(SPACED, '<&'), 8, 24), make: (s, v) => `<${pick(['password', 'adminPassword', 'ns:db_pass', 'secret', 'authToken'], v)}>${s}</${pick(['password', 'adminPassword', 'ns:db_pass', 'secret', 'authToken'], v)}>` },
-  { name: "IDENTIFIED BY 'SECRET'", secret: text(without(SPACED, "'"), 8, 24), make: (s, v) => `${pick(["CREATE USER 'u'@'%' IDENTIFIED BY", "grant all on x.* to 'u'@'%' identified by", 'IDENTIFIED WITH mysql_native_password BY'], v)} '${s}'` },
+  {
+    name: 'sshpass / ipmitool / redis-cli / curl',
+    secret: text(BARE, 8, 24),
+    make: (s, v) =>
+      [
+        `sshpass -p ${s} ssh -p 22 root@h`,
+        `sshpass -p${s} scp a b`,
+        `ipmitool -I lanplus -H 10.0.0.1 -U admin -P ${s} power status`,
+        `redis-cli -h h -a ${s} ping`,
+        `curl -s -u admin:${s} https://h/x`,
+        `curl --user=admin:${s} https://h/x`,
+      ][v % 6],
+  },
+  {
+    name: '<password>SECRET</password>',
+    secret: text(without(SPACED, '<&'), 8, 24),
+    make: (s, v) => `<${pick(['password', 'adminPassword', 'ns:db_pass', 'secret', 'authToken'], v)}>${s}</${pick(['password', 'adminPassword', 'ns:db_pass', 'secret', 'authToken'], v)}>`,
+  },
+  {
+    name: "IDENTIFIED BY 'SECRET'",
+    secret: text(without(SPACED, "'"), 8, 24),
+    make: (s, v) => `${pick(["CREATE USER 'u'@'%' IDENTIFIED BY", "grant all on x.* to 'u'@'%' identified by", 'IDENTIFIED WITH mysql_native_password BY'], v)} '${s}'`,
+  },
   { name: 'Redis "AUTH" "SECRET"', secret: text(without(SPACED, '"'), 8, 24), make: (s) => `[0 127.0.0.1:60866] "AUTH" "${s}"` },
-  { name: 'Authorization', secret: text([...ALNUM, ...chars('.~+/-_')], 16, 60), make: (s, v) => `${pick(['Authorization: Bearer', 'authorization: Basic', "'Authorization': 'Bearer", 'Bearer'], v)} ${s}` },
+  {
+    name: 'Authorization',
+    secret: text([...ALNUM, ...chars('.~+/-_')], 16, 60),
+    make: (s, v) => `${pick(['Authorization: Bearer', 'authorization: Basic', "'Authorization': 'Bearer", 'Bearer'], v)} ${s}`,
+  },
   { name: 'Fernet token', secret: text(BASE64URL, 94, 140).map((s) => `gAAAAA${s}`), make: (s, v) => `${pick(['X-Auth-Token: ', 'token ', ''], v)}${s}` },
   {
     name: 'JWT',
@@ -122,13 +181,52 @@ const FORMS: Form[] = [
 
 // What surrounds a secret in a log event: real words of OpenStack lines, and line breaks (the tail of a
 // traceback, a continuation). An oslo debug suffix comes as it is written: function, then file:line.
-const WORDS = ['2022-02-04', '10:23:11.045', '301502', 'DEBUG', 'ERROR', 'nova.compute.manager', '[req-6a0e1d5a-1e36-4e0c-9a45-0f5c7b7e9c11', '-', '-]',
-  'Running', 'cmd', '(subprocess):', 'failed', 'for', 'user', 'nova', 'with', 'at', '10.5.0.11:5672', '7f3f5b2a-5d1e-4c3b-9a2f-1e0d9c8b7a6f', 'token',
-  'password', 'Authorization', '{"a":', '1}', '"quoted"', "'single'", '(x)', 'execute /usr/lib/python3/dist-packages/oslo_concurrency/processutils.py:384',
-  '\n', '\n  ', 'Traceback (most recent call last):\n  File "/usr/lib/x.py", line 1, in f\n    g()', 'Connection', 'refused'];
+const WORDS = [
+  '2022-02-04',
+  '10:23:11.045',
+  '301502',
+  'DEBUG',
+  'ERROR',
+  'nova.compute.manager',
+  '[req-6a0e1d5a-1e36-4e0c-9a45-0f5c7b7e9c11',
+  '-',
+  '-]',
+  'Running',
+  'cmd',
+  '(subprocess):',
+  'failed',
+  'for',
+  'user',
+  'nova',
+  'with',
+  'at',
+  '10.5.0.11:5672',
+  '7f3f5b2a-5d1e-4c3b-9a2f-1e0d9c8b7a6f',
+  'token',
+  'password',
+  'Authorization',
+  '{"a":',
+  '1}',
+  '"quoted"',
+  "'single'",
+  '(x)',
+  'execute /usr/lib/python3/dist-packages/oslo_concurrency/processutils.py:384',
+  '\n',
+  '\n  ',
+  'Traceback (most recent call last):\n  File "/usr/lib/x.py", line 1, in f\n    g()',
+  'Connection',
+  'refused',
+];
 const surrounding = fc.array(fc.constantFrom(...WORDS), { maxLength: 8 }).map((w) => w.join(' '));
 const GAPS = [' ', '\t', ', ', '; ', ' | ', '\n', ': '];
-const WRAPS: [string, string][] = [['', ''], ['"', '"'], ["'", "'"], ['(', ')'], ['[', ']'], ['{', '}']];
+const WRAPS: [string, string][] = [
+  ['', ''],
+  ['"', '"'],
+  ["'", "'"],
+  ['(', ')'],
+  ['[', ']'],
+  ['{', '}'],
+];
 
 interface Seeded {
   line: string;
@@ -197,15 +295,99 @@ describe('redact: no seeded secret survives', () => {
 });
 
 // Fragments that send text through every rule, to build text the rules find hard.
-const SOUP = ['password', 'pass', 'pw', 'token', 'secret', 'Authorization', 'Bearer', 'Basic', '=', ':', ' ', '  ', '\t', '\n', '\n  ', '\r\n', '"', "'",
-  '\\', '\\n', '\\"', '{', '}', '(', ')', '[', ']', '<', '>', '</', '<password>', '</password>', '&lt;', '&gt;', '@', '://', 'http', 'rabbit', 'u', 'x1',
-  'S3!', '***', '****', 'None', '--', '--os-password', '-p', '-a', '-P', '-u', 'mysql', 'rabbitmqctl', 'add_user', 'sshpass', 'curl', 'redis-cli', 'AUTH',
-  '"AUTH"', 'ipmitool', 'IDENTIFIED BY', 'PASSWORD', 'requirepass', '-----BEGIN PRIVATE KEY-----', '-----END PRIVATE KEY-----',
-  'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC', 'AQBSdFhfAAAAABAAsfXGLdkeCx1uBXBVrnFkBA==', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', 'eyJhbGciOiJIUzI1NiJ9',
-  '.', 'gAAAAA', 'abcdefghij', '0123456789', '/', '|', '-', '_', ',', ';', '&', 'log_opt_values /usr/lib/x.py:12', '{SHA256}', 'File "', 'PKIZ_',
-  '514c9fca-8cbe-11e2-9c52-3bc8c7819472'];
+const SOUP = [
+  'password',
+  'pass',
+  'pw',
+  'token',
+  'secret',
+  'Authorization',
+  'Bearer',
+  'Basic',
+  '=',
+  ':',
+  ' ',
+  '  ',
+  '\t',
+  '\n',
+  '\n  ',
+  '\r\n',
+  '"',
+  "'",
+  '\\',
+  '\\n',
+  '\\"',
+  '{',
+  '}',
+  '(',
+  ')',
+  '[',
+  ']',
+  '<',
+  '>',
+  '</',
+  '<password>',
+  '</password>',
+  '&lt;',
+  '&gt;',
+  '@',
+  '://',
+  'http',
+  'rabbit',
+  'u',
+  'x1',
+  'S3!',
+  '***',
+  '****',
+  'None',
+  '--',
+  '--os-password',
+  '-p',
+  '-a',
+  '-P',
+  '-u',
+  'mysql',
+  'rabbitmqctl',
+  'add_user',
+  'sshpass',
+  'curl',
+  'redis-cli',
+  'AUTH',
+  '"AUTH"',
+  'ipmitool',
+  'IDENTIFIED BY',
+  'PASSWORD',
+  'requirepass',
+  '-----BEGIN PRIVATE KEY-----',
+  '-----END PRIVATE KEY-----',
+  'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC',
+  'AQBSdFhfAAAAABAAsfXGLdkeCx1uBXBVrnFkBA==',
+  'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  'eyJhbGciOiJIUzI1NiJ9',
+  '.',
+  'gAAAAA',
+  'abcdefghij',
+  '0123456789',
+  '/',
+  '|',
+  '-',
+  '_',
+  ',',
+  ';',
+  '&',
+  'log_opt_values /usr/lib/x.py:12',
+  '{SHA256}',
+  'File "',
+  'PKIZ_',
+  '514c9fca-8cbe-11e2-9c52-3bc8c7819472',
+];
 const soup = fc.array(fc.constantFrom(...SOUP), { maxLength: 40 }).map((parts) => parts.join(''));
-const anyText = fc.oneof(soup, fc.string({ maxLength: 200 }), fc.string({ unit: 'grapheme', maxLength: 100 }), seeded.map((s) => s.line));
+const anyText = fc.oneof(
+  soup,
+  fc.string({ maxLength: 200 }),
+  fc.string({ unit: 'grapheme', maxLength: 100 }),
+  seeded.map((s) => s.line),
+);
 
 describe('redact: idempotent, and the ranges say what it masks', () => {
   it('a second pass changes nothing', () => {
@@ -239,10 +421,24 @@ describe('redact: idempotent, and the ranges say what it masks', () => {
 
   it('maskRanges takes ranges in any order, overlapping or out of the text; clipRanges cuts them to a piece', () => {
     const text = 'abcdefghij';
-    expect(maskRanges(text, [[6, 8], [1, 3], [2, 4], [9, 40], [-5, 0]])).toBe(`a${MASK}ef${MASK}i${MASK}`);
+    expect(
+      maskRanges(text, [
+        [6, 8],
+        [1, 3],
+        [2, 4],
+        [9, 40],
+        [-5, 0],
+      ]),
+    ).toBe(`a${MASK}ef${MASK}i${MASK}`);
     expect(maskRanges(text, [])).toBe(text);
-    const ranges: Range[] = [[1, 3], [5, 9]];
-    expect(clipRanges(ranges, 2, 7)).toEqual([[0, 1], [3, 5]]);
+    const ranges: Range[] = [
+      [1, 3],
+      [5, 9],
+    ];
+    expect(clipRanges(ranges, 2, 7)).toEqual([
+      [0, 1],
+      [3, 5],
+    ]);
     expect(clipRanges(ranges, 3, 5)).toEqual([]);
   });
 });

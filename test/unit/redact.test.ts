@@ -45,7 +45,14 @@ describe('redact: seeded corpus', () => {
     for (const event of input) expect(event).toMatch(/S3CRET-\d+-x/);
     expect(expected.join('\n')).not.toMatch(/S3CRET/);
     // The cases the corpus must hold: a secret inside a multi-line traceback, and two secrets on one line.
-    expect(input.some((e) => e.split('\n').slice(1).some((l) => l.includes('S3CRET-')))).toBe(true);
+    expect(
+      input.some((e) =>
+        e
+          .split('\n')
+          .slice(1)
+          .some((l) => l.includes('S3CRET-')),
+      ),
+    ).toBe(true);
     expect(input.some((e) => lines(e).some((l) => (l.match(/S3CRET-\d+-x/g) ?? []).length >= 2))).toBe(true);
   });
 

@@ -18,10 +18,13 @@ describe('retry', () => {
     const logs = collecting();
     try {
       let calls = 0;
-      const v = await retry(async () => {
-        if (++calls < 3) throw new Error('connect ECONNREFUSED 127.0.0.1:9');
-        return 'ok';
-      }, { what: 'connect to X', log: logger('test'), hint: 'check X', ...fast });
+      const v = await retry(
+        async () => {
+          if (++calls < 3) throw new Error('connect ECONNREFUSED 127.0.0.1:9');
+          return 'ok';
+        },
+        { what: 'connect to X', log: logger('test'), hint: 'check X', ...fast },
+      );
       expect({ v, calls }).toEqual({ v: 'ok', calls: 3 });
       expect(logs.lines().map((l) => [l.attempt, l.msg.replace(/[\d.]+s$/, 'Ns'), l.hint])).toEqual([
         [1, 'connect to X failed: connect ECONNREFUSED 127.0.0.1:9; retrying in Ns', 'check X'],
@@ -37,18 +40,28 @@ describe('retry', () => {
     try {
       let calls = 0;
       const refused = Object.assign(new Error('Topic authorization failed'), { permanent: true });
-      await expect(retry(async () => {
-        calls++;
-        throw refused;
-      }, { what: 'create topics', log: logger('test'), giveUp: (e) => (e as { permanent?: boolean }).permanent === true, ...fast })).rejects.toBe(refused);
+      await expect(
+        retry(
+          async () => {
+            calls++;
+            throw refused;
+          },
+          { what: 'create topics', log: logger('test'), giveUp: (e) => (e as { permanent?: boolean }).permanent === true, ...fast },
+        ),
+      ).rejects.toBe(refused);
       expect(calls).toBe(1);
       expect(logs.lines()).toEqual([]); // nothing said "retrying"
 
       calls = 0;
-      await expect(retry(async () => {
-        calls++;
-        throw new Error('timed out');
-      }, { what: 'x', log: logger('test'), maxAttempts: 4, ...fast })).rejects.toThrow('timed out');
+      await expect(
+        retry(
+          async () => {
+            calls++;
+            throw new Error('timed out');
+          },
+          { what: 'x', log: logger('test'), maxAttempts: 4, ...fast },
+        ),
+      ).rejects.toThrow('timed out');
       expect(calls).toBe(4);
     } finally {
       logs.restore();
@@ -59,9 +72,12 @@ describe('retry', () => {
     const logs = collecting();
     try {
       const ctl = new AbortController();
-      const pending = retry(async () => {
-        throw new Error('down');
-      }, { what: 'x', log: logger('test'), initialDelayMs: 60_000, signal: ctl.signal });
+      const pending = retry(
+        async () => {
+          throw new Error('down');
+        },
+        { what: 'x', log: logger('test'), initialDelayMs: 60_000, signal: ctl.signal },
+      );
       setTimeout(() => ctl.abort(), 20);
       await expect(pending).rejects.toBeInstanceOf(Aborted);
     } finally {
@@ -71,7 +87,7 @@ describe('retry', () => {
 });
 
 describe('errorText of kafkajs aggregate errors', () => {
-  it("names each topic's own error, not just \"Topic creation errors\"", () => {
+  it('names each topic\'s own error, not just "Topic creation errors"', () => {
     // The shape of kafkajs's KafkaJSAggregateError of KafkaJSCreateTopicError (not a JavaScript AggregateError).
     const err = Object.assign(new Error('Topic creation errors'), {
       errors: [

@@ -243,7 +243,9 @@ describe('kafkajs options from kafka.ssl and kafka.sasl', () => {
   });
   it('ssl: {} is TLS with the system CAs; no ssl and no sasl adds nothing', () => {
     expect(kafkaSecurityOptions(validateConfig({ ...base(), kafka: { brokers: ['k:9093'], ssl: {} } }, 'x.yaml', {}).kafka)).toEqual({ ssl: { rejectUnauthorized: true } });
-    expect(kafkaSecurityOptions(validateConfig({ ...base(), kafka: { brokers: ['127.0.0.1:9093'], sasl: { mechanism: 'plain', username: 'u', password: 'p' } } }, 'x.yaml', {}).kafka)).toEqual({
+    expect(
+      kafkaSecurityOptions(validateConfig({ ...base(), kafka: { brokers: ['127.0.0.1:9093'], sasl: { mechanism: 'plain', username: 'u', password: 'p' } } }, 'x.yaml', {}).kafka),
+    ).toEqual({
       sasl: { mechanism: 'plain', username: 'u', password: 'p' },
     });
     expect(kafkaSecurityOptions(validateConfig(base(), 'x.yaml', {}).kafka)).toEqual({});
@@ -252,11 +254,7 @@ describe('kafkajs options from kafka.ssl and kafka.sasl', () => {
 
 describe('esClient', () => {
   it('takes the CA and the credentials from the config (no credentials in its URL)', async () => {
-    const cfg = validateConfig(
-      { ...base(), elasticsearch: { url: 'https://elastic:url-pw-123@es.internal:9200', tls: { ca_file: file('esca.pem', CA_PEM) } } },
-      'x.yaml',
-      {},
-    );
+    const cfg = validateConfig({ ...base(), elasticsearch: { url: 'https://elastic:url-pw-123@es.internal:9200', tls: { ca_file: file('esca.pem', CA_PEM) } } }, 'x.yaml', {});
     const client = esClient(cfg.elasticsearch);
     const conn = (client.connectionPool as unknown as { connections: { url: URL; tls: { ca?: string; rejectUnauthorized?: boolean }; headers: Record<string, string> }[] }).connections[0];
     expect(conn.url.href).toBe('https://es.internal:9200/');
@@ -318,8 +316,7 @@ describe('masking', () => {
 });
 
 describe('Elasticsearch errors an operator meets when setting up security', () => {
-  const responseError = (statusCode: number, error: unknown) =>
-    new errors.ResponseError({ body: { error, status: statusCode }, statusCode, headers: {}, warnings: null, meta: {} as any });
+  const responseError = (statusCode: number, error: unknown) => new errors.ResponseError({ body: { error, status: statusCode }, statusCode, headers: {}, warnings: null, meta: {} as any });
 
   it('401 and 403: one line with the reason and what to check (status and body stay for the callers)', () => {
     const e401 = responseError(401, {

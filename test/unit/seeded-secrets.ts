@@ -10,7 +10,10 @@ const SEPARATOR = '\n=== masked ===\n';
 export function seededSecrets(read: (path: URL, enc: 'utf8') => string): string[] {
   const secrets = new Set<string>();
   for (const file of readdirSync(DIR).filter((f) => f.endsWith('.log'))) {
-    const [events, masked] = read(new URL(file, DIR), 'utf8').replace(/\n$/, '').split(SEPARATOR).map((p) => p.split('\n\n'));
+    const [events, masked] = read(new URL(file, DIR), 'utf8')
+      .replace(/\n$/, '')
+      .split(SEPARATOR)
+      .map((p) => p.split('\n\n'));
     events.forEach((event, i) => {
       const pieces = masked[i].split('***');
       // The pieces of the masked event stand in the event in order; what lies between two of them is a secret.

@@ -9,7 +9,10 @@ const T0 = Date.UTC(2025, 0, 1, 0, 0, 0);
 /** The textbook closed form on the raw numbers: b = (nΣxy − ΣxΣy) / (nΣx² − (Σx)²), a = (Σy − bΣx) / n. */
 function textbook(xs: number[], ys: number[]): { slope: number; intercept: number } {
   const n = xs.length;
-  let sx = 0, sy = 0, sxy = 0, sxx = 0;
+  let sx = 0,
+    sy = 0,
+    sxy = 0,
+    sxx = 0;
   for (let i = 0; i < n; i++) {
     sx += xs[i];
     sy += ys[i];
@@ -63,7 +66,10 @@ describe('least squares', () => {
     const ls = new LeastSquares();
     for (let i = 0; i < xs.length; i++) ls.add(T0 + xs[i] * DAY_MS, ys[i]);
     const fit = ls.fit()!;
-    const want = textbook(xs.map((x) => x - xs[0]), ys);
+    const want = textbook(
+      xs.map((x) => x - xs[0]),
+      ys,
+    );
     expect(rel(fit.slope, want.slope)).toBeLessThan(1e-9);
     expect(rel(fit.intercept, want.intercept)).toBeLessThan(1e-9);
     expect(fit.slope).toBeGreaterThan(2); // and it is the trend that was put in
@@ -81,7 +87,12 @@ describe('least squares', () => {
   it('has no line with fewer than two distinct times', () => {
     expect(leastSquares([])).toBeUndefined();
     expect(leastSquares([{ t: T0, v: 1 }])).toBeUndefined();
-    expect(leastSquares([{ t: T0, v: 1 }, { t: T0, v: 2 }])).toBeUndefined();
+    expect(
+      leastSquares([
+        { t: T0, v: 1 },
+        { t: T0, v: 2 },
+      ]),
+    ).toBeUndefined();
   });
 });
 
@@ -109,14 +120,34 @@ describe('sparkline', () => {
   });
   it('averages into width buckets', () => {
     // 0..15 in pairs → 0.5, 2.5, … 14.5: a ramp again
-    expect(sparkline(Array.from({ length: 16 }, (_, i) => i), 8)).toBe('▁▂▃▄▅▆▇█');
+    expect(
+      sparkline(
+        Array.from({ length: 16 }, (_, i) => i),
+        8,
+      ),
+    ).toBe('▁▂▃▄▅▆▇█');
     // 1000 points into 10 buckets of 100: first half low, second half high
-    expect(sparkline(Array.from({ length: 1000 }, (_, i) => (i < 500 ? 1 : 9)), 10)).toBe('▁▁▁▁▁█████');
-    expect([...sparkline(Array.from({ length: 999 }, (_, i) => Math.sin(i)), 7)]).toHaveLength(7);
+    expect(
+      sparkline(
+        Array.from({ length: 1000 }, (_, i) => (i < 500 ? 1 : 9)),
+        10,
+      ),
+    ).toBe('▁▁▁▁▁█████');
+    expect([
+      ...sparkline(
+        Array.from({ length: 999 }, (_, i) => Math.sin(i)),
+        7,
+      ),
+    ]).toHaveLength(7);
   });
   it('draws a flat series as a flat line', () => {
     expect(sparkline([5, 5, 5, 5], 10)).toBe('▄▄▄▄');
-    expect(sparkline(Array.from({ length: 100 }, () => 2 ** 40), 5)).toBe('▄▄▄▄▄');
+    expect(
+      sparkline(
+        Array.from({ length: 100 }, () => 2 ** 40),
+        5,
+      ),
+    ).toBe('▄▄▄▄▄');
   });
   it('shows gaps (NaN) as spaces and handles nothing', () => {
     expect(sparkline([0, NaN, 7], 3)).toBe('▁ █');

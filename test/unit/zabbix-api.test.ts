@@ -99,7 +99,10 @@ describe('Zabbix API authentication by server version', () => {
   });
 
   it('what zabbix-promise does (user.login with `user`, auth in the body) fails on 6.4 and 7.2 as documented', async () => {
-    for (const [version, why] of [['6.4.21', /unexpected parameter "user"/], ['7.2.6', /unexpected parameter "auth"/]] as const) {
+    for (const [version, why] of [
+      ['6.4.21', /unexpected parameter "user"/],
+      ['7.2.6', /unexpected parameter "auth"/],
+    ] as const) {
       const server = fakeZabbix(version);
       const res = await server.fetchImpl('x', {
         method: 'POST',

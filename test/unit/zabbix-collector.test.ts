@@ -112,7 +112,10 @@ describe('item keys', () => {
   it('maps keys by the first matching glob, with parameters in the labels; unmapped keys are not collected', () => {
     const item = (key_: string) => ({ itemid: '1', hostid: '1', key_, value_type: '3' as const, units: 'B' });
     expect(mapItem(item('vfs.fs.size[/var/lib/nova,used]'), DEFAULT_ITEMS)).toMatchObject({ metric: 'compute.disk.used', unit: 'bytes', labels: { fs: '/var/lib/nova' } });
-    expect(mapItem(item('mysql.replication.seconds_behind_master["10.0.0.5"]'), DEFAULT_ITEMS)).toMatchObject({ metric: 'db.replication.seconds_behind_master', labels: { master_host: '10.0.0.5' } });
+    expect(mapItem(item('mysql.replication.seconds_behind_master["10.0.0.5"]'), DEFAULT_ITEMS)).toMatchObject({
+      metric: 'db.replication.seconds_behind_master',
+      labels: { master_host: '10.0.0.5' },
+    });
     expect(mapItem(item('db.wsrep.local_state'), DEFAULT_ITEMS)).toMatchObject({ metric: 'db.wsrep.local_state', unit: 'B' });
     expect(mapItem(item('db.thing[x]'), DEFAULT_ITEMS)).toBeUndefined(); // {key} with brackets is no metric name
     expect(mapItem(item('system.cpu.switches'), DEFAULT_ITEMS)).toBeUndefined();
@@ -140,7 +143,12 @@ describe('ZabbixCollector.pollOnce', () => {
       ['compute-1', 'compute.disk.used', 1073741824, new Date((t0 - 20) * 1000).toISOString()],
     ]);
     // Inventory of both hosts, once.
-    expect(a.health().filter((h) => h.kind === 'inventory').map((h) => h.kind === 'inventory' && [h.host.name, h.host.ip, h.host.groups])).toEqual([
+    expect(
+      a
+        .health()
+        .filter((h) => h.kind === 'inventory')
+        .map((h) => h.kind === 'inventory' && [h.host.name, h.host.ip, h.host.groups]),
+    ).toEqual([
       ['db-replica', ['127.0.0.1'], ['Databases']],
       ['compute-1', ['10.0.0.11'], ['Hypervisors']],
     ]);
@@ -170,9 +178,21 @@ describe('ZabbixCollector.pollOnce', () => {
     await a.c.pollOnce();
     const history = z.calls.filter((c) => c.method === 'history.get');
     // 5 float items (one batch), 20 unsigned items (two batches of 10).
-    expect(history.map((c) => [c.params.history, c.params.itemids.length])).toEqual([[0, 5], [3, 10], [3, 10]]);
+    expect(history.map((c) => [c.params.history, c.params.itemids.length])).toEqual([
+      [0, 5],
+      [3, 10],
+      [3, 10],
+    ]);
     expect(z.calls.filter((c) => c.method === 'trend.get')).toHaveLength(3);
-    expect(a.metrics().map((m) => [m.metric.name, m.metric.value]).sort()).toEqual([['db.test.item0', 3.5], ['db.test.item1', 9]]);
+    expect(
+      a
+        .metrics()
+        .map((m) => [m.metric.name, m.metric.value])
+        .sort(),
+    ).toEqual([
+      ['db.test.item0', 3.5],
+      ['db.test.item1', 9],
+    ]);
   });
 
   it('a malformed value or record goes to the dead-letter topic with the reason; the rest goes on', async () => {
@@ -191,10 +211,20 @@ describe('ZabbixCollector.pollOnce', () => {
     expect(a.metrics().map((m) => m.metric.value)).toEqual([3]);
   });
 
-  it('a problem is sent open once, then resolved with Zabbix\'s resolution time, also after it left problem.get', async () => {
+  it("a problem is sent open once, then resolved with Zabbix's resolution time, also after it left problem.get", async () => {
     const z = fakeZabbix();
     const clock = { now: 1_800_000_000 };
-    const problem = { eventid: '900', objectid: '1', name: 'MySQL: Service is down', severity: '4', clock: String(clock.now - 100), r_eventid: '0', r_clock: '0', acknowledged: '0', tags: [{ tag: 'service', value: 'mariadb' }] };
+    const problem = {
+      eventid: '900',
+      objectid: '1',
+      name: 'MySQL: Service is down',
+      severity: '4',
+      clock: String(clock.now - 100),
+      r_eventid: '0',
+      r_clock: '0',
+      acknowledged: '0',
+      tags: [{ tag: 'service', value: 'mariadb' }],
+    };
     z.db.problems = [problem];
     z.db.events = [{ eventid: '900', clock: problem.clock, r_eventid: '0', hosts: [{ hostid: '10501', host: 'db-replica' }] }];
     const a = collectorWith(z, clock);
@@ -236,7 +266,16 @@ describe('ZabbixCollector.run against a hostile or broken Zabbix', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sw-zbx-'));
     const sent: { topic: string; value: string }[] = [];
     const producer = { send: async (topic: string, messages: { value: string | Buffer | null }[]) => void sent.push(...messages.map((m) => ({ topic, value: String(m.value) }))) };
-    const cfg: ZabbixConfig = { url: 'http://zabbix.test/api_jsonrpc.php', token: 't', schedule: '* * * * * *', backfill_s: 600, trends_after_s: 86_400, batch_items: 1000, request_timeout_ms: 1000, checkpoint_dir: dir };
+    const cfg: ZabbixConfig = {
+      url: 'http://zabbix.test/api_jsonrpc.php',
+      token: 't',
+      schedule: '* * * * * *',
+      backfill_s: 600,
+      trends_after_s: 86_400,
+      batch_items: 1000,
+      request_timeout_ms: 1000,
+      checkpoint_dir: dir,
+    };
     const ctx = collectorContext('zabbix-collector', producer, { metrics: 'm', health: 'h', dead_letter: 'd' });
     const c = new ZabbixCollector(cfg, ctx, { fetch: hostile, now: () => clock.now * 1000 });
     const ctl = new AbortController();
