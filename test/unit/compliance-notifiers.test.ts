@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, validateConfig, type Config } from '../../core/config.ts';
+import { validateConfig, type Config } from '../../core/config.ts';
 import type { Alert } from '../../core/events.ts';
 import type { TopicProducer } from '../../core/kafka.ts';
 import { setLogSink } from '../../core/log.ts';
@@ -14,6 +14,7 @@ import { counterValue } from '../../core/metrics.ts';
 import { NotificationDispatcher } from '../../notifiers/dispatch.ts';
 import { notifierFactories, notifiersFromConfig } from '../../notifiers/index.ts';
 import type { NotifierFactory } from '../../notifiers/notifier.ts';
+import { errorOf } from './config-error.ts';
 
 /** Stopping is synchronous work (timers cleared): far below a shutdown's deadline. */
 const STOP_DEADLINE_MS = 1000;
@@ -45,16 +46,6 @@ function withUnknownField(section: unknown, at: string): { section: unknown; fie
     return { section: [inner.section, ...section.slice(1)], field: inner.field };
   }
   return { section: { ...(section as object), no_such_field: 1 }, field: `${at}.no_such_field` };
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 /** A producer that keeps what it was given: the retry topic, without Kafka. */

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { toRawEvent } from '../../collectors/openstack-logs.ts';
-import { ConfigError, loadConfig, validateConfig } from '../../core/config.ts';
+import { loadConfig, validateConfig } from '../../core/config.ts';
 import { setLogSink } from '../../core/log.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
+import { errorOf } from './config-error.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-config-'));
 function file(name: string, text: string): string {
@@ -22,16 +23,6 @@ const good = {
   collectors: { openstack_logs: { paths: ['/var/log/nova/*.log'] } },
 };
 const noEnv = {};
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('config', () => {
   it('loads the example file shipped in the repository', () => {

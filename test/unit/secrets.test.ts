@@ -5,13 +5,14 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, validateConfig } from '../../core/config.ts';
+import { validateConfig } from '../../core/config.ts';
 import { errors } from '@elastic/elasticsearch';
 import { esClient } from '../../core/elastic.ts';
 import { clarifyElasticsearchError } from '../../core/es-errors.ts';
 import { kafkaSecurityOptions } from '../../core/kafka.ts';
 import { errorText, logger, setLogSink } from '../../core/log.ts';
 import { clearRegisteredSecrets, maskSecrets, maskUrlCredentials, readSecretFile, registerSecret, splitUrlCredentials } from '../../core/secrets.ts';
+import { errorOf } from './config-error.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-secrets-'));
 function file(name: string, text: string): string {
@@ -29,16 +30,6 @@ const base = () => ({
   kafka: { brokers: ['127.0.0.1:9092'] },
   elasticsearch: { url: 'https://es.internal:9200' },
 });
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 /** Log lines written while fn runs. */
 function logsOf(fn: () => void): string[] {
