@@ -1,6 +1,6 @@
 // The one contract of a collector. A collector is a name (its key under `collectors:`), a config schema next to
 // its code, and a factory `create(config, context)`; the context hands it the emitter (the one way into Kafka:
-// batches, retries, dead letters, and the checkpoint only after the acknowledgement), a logger and the metrics,
+// batches, retries, dead letters, and the checkpoint only after the acknowledgement), its state, a logger and the metrics,
 // all named after the component. A collector either streams (tails files, runs until the signal aborts) or polls
 // on a schedule: a poller returns what it read and the scheduler (collectors/schedule.ts) emits it. The registry
 // (collectors/index.ts) lists the factories; `run` and the configuration are built from it.
@@ -9,6 +9,7 @@ import type { DeadLetter } from '../core/events.ts';
 import type { Logger } from '../core/log.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import type { Emitter } from './emitter.ts';
+import type { CollectorState } from './state.ts';
 
 /** The Kafka topics a collector may emit to, by kind: keys of `kafka.topics`. */
 export type TopicKind = 'logs' | 'metrics' | 'health' | 'dead_letter';
@@ -39,6 +40,8 @@ export interface Emission {
 /** What a collector is given to do its work. */
 export interface CollectorContext {
   emitter: Emitter;
+  /** Its checkpoints and state files, named after the component (saved by an emission's commit). */
+  state: CollectorState;
   log: Logger;
   metrics: ComponentMetrics;
 }

@@ -10,6 +10,7 @@ import { logger, type Logger } from '../core/log.ts';
 import { checkpointSaved, componentMetrics, type ComponentMetrics } from '../core/metrics.ts';
 import { retry } from '../core/retry.ts';
 import type { CollectorContext, Emission, Message, TopicKind } from './collector.ts';
+import { CollectorState } from './state.ts';
 
 const BATCH_MAX_BYTES = 512 * 1024;
 const BATCH_MAX_LINES = 5000;
@@ -78,5 +79,5 @@ export class Emitter {
 /** The context of a collector named `component` that sends through `producer` to `topics` (kafka.topics). */
 export function collectorContext(component: string, producer: Pick<TopicProducer, 'send'>, topics: Readonly<Partial<Record<TopicKind, string>>>): CollectorContext {
   const emitter = new Emitter(component, producer, topics);
-  return { emitter, log: emitter.log, metrics: emitter.metrics };
+  return { emitter, state: new CollectorState(component), log: emitter.log, metrics: emitter.metrics };
 }

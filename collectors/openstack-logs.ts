@@ -21,7 +21,7 @@ import type { ComponentMetrics } from '../core/metrics.ts';
 import { sleep } from '../core/retry.ts';
 import { defineCollector, type CollectorContext, type StreamCollector } from './collector.ts';
 import { EventAssembler, LineSplitter, type AssembledEvent, type UnusableLine } from './logs/assemble.ts';
-import { CheckpointStore } from './state.ts';
+import type { CheckpointStore } from './state.ts';
 
 export const COMPONENT = 'openstack-logs';
 
@@ -107,7 +107,7 @@ export class OpenstackLogCollector implements StreamCollector {
   ) {
     this.log = ctx.log;
     this.metrics = ctx.metrics;
-    this.store = new CheckpointStore(cfg.checkpoint_dir, `${COMPONENT}-${cfg.host_name}`);
+    this.store = ctx.state.checkpoints(cfg.checkpoint_dir, cfg.host_name);
   }
 
   /** One pass over every configured file; returns the number of events acknowledged by Kafka. */

@@ -76,3 +76,25 @@ export class StateFile<S extends z.ZodType> {
     renameSync(tmp, this.path);
   }
 }
+
+/** What a collector remembers, as its context hands it: files named after the component and an instance of it
+ * (a host, a Zabbix server) in a directory of its configuration (checkpoint_dir). Nothing here decides when they
+ * are saved: an emission's commit does, once Kafka has acknowledged the emission (collectors/emitter.ts). */
+export class CollectorState {
+  constructor(readonly component: string) {}
+
+  /** File offsets by file identity: `<dir>/<component>-<instance>.checkpoints.json`. */
+  checkpoints(dir: string, instance: string): CheckpointStore {
+    return new CheckpointStore(dir, this.fileName(instance));
+  }
+
+  /** A poller's own state, validated by `schema`: `<dir>/<component>-<instance>.state.json`. */
+  file<S extends z.ZodType>(dir: string, instance: string, schema: S): StateFile<S> {
+    return new StateFile(dir, this.fileName(instance), schema);
+  }
+
+  private fileName(instance: string): string {
+    // A slash would leave the directory; anything else is kept, so a checkpoint keeps its name across versions.
+    return `${this.component}-${instance.replace(/[/\0]/g, '_')}`;
+  }
+}

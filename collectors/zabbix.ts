@@ -13,7 +13,7 @@ import type { Logger } from '../core/log.ts';
 import { fieldPath } from '../core/schema.ts';
 import { defineCollector, type CollectorContext, type Emission, type PollingCollector, type Rejected } from './collector.ts';
 import { cronSchedule } from './schedule.ts';
-import { StateFile } from './state.ts';
+import type { StateFile } from './state.ts';
 import { atLeast, ZabbixApi, ZabbixApiError, ZEvent, ZHistory, ZHost, ZItem, ZProblem, ZTrend, type ZabbixApiConfig } from './zabbix/api.ts';
 
 export const COMPONENT = 'zabbix-collector';
@@ -171,8 +171,7 @@ export class ZabbixCollector implements PollingCollector<ZabbixPoll> {
     this.schedule = cfg.schedule;
     this.hint = `check collectors.zabbix.url (${cfg.url}) and the credentials (STACKWATCH_ZABBIX_TOKEN or STACKWATCH_ZABBIX_USER/PASSWORD)`;
     this.mappings = cfg.items ?? DEFAULT_ITEMS;
-    const name = `${COMPONENT}-${new URL(cfg.url).host.replace(/[^A-Za-z0-9.-]/g, '_')}`;
-    this.stateFile = new StateFile(cfg.checkpoint_dir, name, State);
+    this.stateFile = ctx.state.file(cfg.checkpoint_dir, new URL(cfg.url).host.replace(/[^A-Za-z0-9.-]/g, '_'), State);
     this.state = this.stateFile.load() ?? { v: 1, items: {}, open: {}, hosts: {} };
   }
 

@@ -130,6 +130,8 @@ describe.each(collectorFactories.map((f) => [f.name, f] as const))('collector %s
       expect(producer.sent.filter((s) => s.at > stoppedAt)).toEqual([]);
       expect(openFilesUnder(dir)).toEqual([]);
       for (const s of producer.sent) expect([...factory.topics.map((t) => TOPICS[t]), TOPICS.dead_letter]).toContain(s.topic);
+      // What it remembers is kept through its context: named after its component, next to nothing else's.
+      for (const f of readdirSync(dir).filter((f) => /\.(checkpoints|state)\.json$/.test(f))) expect(f.startsWith(`${factory.component}-`), f).toBe(true);
     } finally {
       ctl.abort();
       restore();
