@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { durationMs } from '../core/config-fields.ts';
 import { deadLetter, type CephHealthEvent, type DeadLetter, type MetricEvent } from '../core/events.ts';
 import { errorText, type Logger } from '../core/log.ts';
-import { fieldPath } from '../core/schema.ts';
+import { dottedIssue } from '../core/schema.ts';
 import { defineCollector, type CollectorContext, type Emission, type PollingCollector, type Rejected } from './collector.ts';
 import { cronSchedule } from './schedule.ts';
 
@@ -243,8 +243,7 @@ export type DfJson = z.infer<typeof DfJson>;
 function validate<S extends z.ZodType>(schema: S, value: unknown): Parsed<z.infer<S>> {
   const r = schema.safeParse(value);
   if (r.success) return { ok: true, value: r.data, skipped: [] };
-  const issue = r.error.issues[0];
-  return { ok: false, error: `unexpected JSON: ${fieldPath(issue.path, '(top level)', true)}: ${issue.message}` };
+  return { ok: false, error: `unexpected JSON: ${dottedIssue(r.error)}` };
 }
 
 function parseWith<S extends z.ZodType>(schema: S, stdout: string): Parsed<z.infer<S>> {

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { durationMs, filePath, httpUrl, nonEmpty, positiveInt, secretOf } from '../core/config-fields.ts';
 import { deadLetter, type HealthEvent, type InventoryEvent, type MetricEvent, type ZabbixProblemEvent } from '../core/events.ts';
 import type { Logger } from '../core/log.ts';
-import { fieldPath } from '../core/schema.ts';
+import { dottedIssue } from '../core/schema.ts';
 import { defineCollector, type CollectorContext, type Emission, type PollingCollector, type Rejected } from './collector.ts';
 import { cronSchedule } from './schedule.ts';
 import type { StateFile } from './state.ts';
@@ -195,7 +195,7 @@ export class ZabbixCollector implements PollingCollector<ZabbixPoll> {
       list.flatMap((el) => {
         const r = schema.safeParse(el);
         if (r.success) return [r.data];
-        dead.push(deadLetter(COMPONENT, `${what}: ${fieldPath(r.error.issues[0].path, '(element)', true)}: ${r.error.issues[0].message}`, JSON.stringify(el)));
+        dead.push(deadLetter(COMPONENT, `${what}: ${dottedIssue(r.error, '(element)')}`, JSON.stringify(el)));
         return [];
       });
     const nowS = Math.floor((this.opts.now?.() ?? Date.now()) / 1000);

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { collectorEnv, collectorSecrets, collectorsShape } from '../collectors/index.ts';
 import { notifierEnv, notifierSecrets, notifiersShape } from '../notifiers/index.ts';
 import { logger } from './log.ts';
+import { fieldPath, firstIssue } from './schema.ts';
 import { fileErrorReason, readPemFile, registerSecret, splitUrlCredentials } from './secrets.ts';
 import { durationMs, durationS, filePath, hostPort, hostPortOf, httpUrl, nonEmpty, positiveInt, readFor, secretOf, timeZone, type Ctx } from './config-fields.ts';
 
@@ -261,7 +262,7 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, source: 
     const value = env[name];
     if (value === undefined || value === '') continue;
     if (name.endsWith('_FILE') && ENV_OVERRIDES[name.slice(0, -5)] && env[name.slice(0, -5)]) {
-      fail(source, fieldName(ENV_OVERRIDES[name.slice(0, -5)]), `set ${name.slice(0, -5)} or ${name}, not both`);
+      fail(source, fieldPath(ENV_OVERRIDES[name.slice(0, -5)]), `set ${name.slice(0, -5)} or ${name}, not both`);
     }
     // A collector's overrides fill in a collector the file configures; they never switch one on.
     if (path[0] === 'collectors' && (raw.collectors as Record<string, unknown> | undefined)?.[path[1]] === undefined) continue;
@@ -284,10 +285,6 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, source: 
   }
 }
 
-function fieldName(path: PropertyKey[]): string {
-  return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : acc ? `${acc}.${String(key)}` : String(key)), '');
-}
-
 /** Validates an already-parsed object (env overrides applied); `source` names it in errors. */
 export function validateConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): Config {
   const obj = raw === null || raw === undefined ? {} : raw;
@@ -300,17 +297,8 @@ export function validateConfig(raw: unknown, source: string, env: NodeJS.Process
     warnInsecure(result.data);
     return result.data;
   }
-  const issue = result.error.issues[0];
-  const field = fieldName(issue.path);
-  let message = issue.message;
-  if (issue.code === 'unrecognized_keys') {
-    const keys = (issue as { keys: string[] }).keys;
-    return fail(source, keys.map((k) => (field ? `${field}.${k}` : k)).join(', '), 'unknown field');
-  }
-  if (issue.code === 'invalid_type' && message.startsWith('Invalid input: expected') && message.endsWith('received undefined')) {
-    message = 'required';
-  }
-  return fail(source, field || '(top level)', message);
+  const { field, message } = firstIssue(result.error);
+  return fail(source, field, message);
 }
 
 /** The top-level `alertmanager:` of older configuration files: still read, as notify.alertmanager, with a

@@ -23,6 +23,13 @@ export function firstIssue(error: z.ZodError, fallback = '(top level)'): { field
   return { field: fieldPath(issue.path, fallback), message };
 }
 
+/** `field: message` of the first issue as zod words it, the field dotted (`tests.0.alerts`): how the readers of
+ * data (Kafka messages, Zabbix and Ceph answers, rule files) report what they cannot use. */
+export function dottedIssue(error: z.ZodError, fallback = '(top level)'): string {
+  const issue = error.issues[0];
+  return `${fieldPath(issue.path, fallback, true)}: ${issue.message}`;
+}
+
 /** `field: message` of the first issue. */
 export function issueText(error: z.ZodError, fallback = '(top level)'): string {
   const { field, message } = firstIssue(error, fallback);

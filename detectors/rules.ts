@@ -13,7 +13,7 @@ import { ConfigError } from '../core/config.ts';
 import { Severity } from '../core/events.ts';
 import { logger } from '../core/log.ts';
 import { LinearRegex, LinearRegexError, proofKey } from '../core/regex.ts';
-import { fieldPath } from '../core/schema.ts';
+import { dottedIssue } from '../core/schema.ts';
 import { StateLimits } from './state.ts';
 
 export const DEFAULT_RULES_DIR = new URL('../rules/', import.meta.url).pathname;
@@ -43,8 +43,7 @@ export type Rule = z.infer<typeof Rule> & {
 /** `field: message` of a zod failure, the field dotted as the rule files' readers write it (`params.fire`,
  * `tests.0.alerts`). */
 export function ruleIssue(error: z.ZodError, fallback: string): string {
-  const issue = error.issues[0];
-  return `${fieldPath(issue.path, fallback, true)}: ${issue.message}`;
+  return dottedIssue(error, fallback);
 }
 
 /** A rule parameter that is a regular expression, run in linear time (core/regex.ts): invalid ones, and those no

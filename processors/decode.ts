@@ -5,7 +5,7 @@
 import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import { DeadLetter, HealthEvent, inventoryDocument, metricDocument, MetricEvent, RawLogEvent, stableId, type PipelineEvent } from '../core/events.ts';
-import { fieldPath } from '../core/schema.ts';
+import { dottedIssue } from '../core/schema.ts';
 import { parseLogEvent } from './parse-log.ts';
 
 /** The topics the processor consumes, by their key in `kafka.topics`. */
@@ -84,9 +84,6 @@ export const DECODE_TABLE = {
 export function decodeMessage(kind: TopicKind, value: unknown, ctx: DecodeContext): Decoded {
   const e: Entry<z.ZodType> = DECODE_TABLE[kind];
   const parsed = e.schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`not ${e.what}: ${fieldPath(issue.path, '(top level)', true)}: ${issue.message}`);
-  }
+  if (!parsed.success) throw new Error(`not ${e.what}: ${dottedIssue(parsed.error)}`);
   return e.decode(parsed.data, ctx);
 }

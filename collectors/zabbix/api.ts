@@ -7,7 +7,7 @@
 // The chosen package zabbix-promise (2.0.2) logs in with `user` and always sends body auth: it cannot reach
 // 6.4+/7.2+ and is not used (see the README's "Zabbix" section).
 import { z } from 'zod';
-import { fieldPath } from '../../core/schema.ts';
+import { dottedIssue } from '../../core/schema.ts';
 
 export interface ZabbixApiConfig {
   url: string;
@@ -141,10 +141,7 @@ export class ZabbixApi {
       throw new ZabbixApiError(`${method}: ${e.message}${e.data ? ` ${e.data}` : ''}`, e.code, e.data);
     }
     const result = schema.safeParse(envelope.data.result);
-    if (!result.success) {
-      const issue = result.error.issues[0];
-      throw new ZabbixApiError(`${method}: unexpected result at ${fieldPath(issue.path, '(top level)', true)}: ${issue.message}`, undefined, undefined, text);
-    }
+    if (!result.success) throw new ZabbixApiError(`${method}: unexpected result at ${dottedIssue(result.error)}`, undefined, undefined, text);
     return result.data;
   }
 }
