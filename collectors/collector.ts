@@ -6,13 +6,14 @@
 // (collectors/index.ts) lists the factories; `run` and the configuration are built from it.
 import type { z } from 'zod';
 import type { DeadLetter } from '../core/events.ts';
+import type { TopicKind } from '../core/kafka.ts';
 import type { Logger } from '../core/log.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import type { Emitter } from './emitter.ts';
 import type { CollectorState } from './state.ts';
 
 /** The Kafka topics a collector may emit to, by kind: keys of `kafka.topics`. */
-export type TopicKind = 'logs' | 'metrics' | 'health' | 'dead_letter';
+export type { TopicKind };
 
 /** One Kafka message: `value` is encoded as JSON by the emitter; `key` picks the partition. */
 export interface Message {

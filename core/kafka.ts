@@ -6,6 +6,10 @@ import { errorText, logger, type Logger } from './log.ts';
 import { retry } from './retry.ts';
 
 export type KafkaConfig = Config['kafka'];
+/** The topics the collectors produce to and the processor consumes, by their key in `kafka.topics` (the retry
+ * topic is the notifiers' own). Written out, not derived from Config: the config's type is built from the
+ * collectors, which use this one. */
+export type TopicKind = 'logs' | 'metrics' | 'health' | 'dead_letter';
 
 export interface OutMessage {
   key: string;

@@ -4,12 +4,10 @@
 // produces has its consumer here.
 import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
+import type { TopicKind } from '../core/kafka.ts';
 import { DeadLetter, HealthEvent, inventoryDocument, metricDocument, MetricEvent, RawLogEvent, stableId, type PipelineEvent } from '../core/events.ts';
 import { dottedIssue } from '../core/schema.ts';
 import { parseLogEvent } from './parse-log.ts';
-
-/** The topics the processor consumes, by their key in `kafka.topics`. */
-export type TopicKind = 'logs' | 'metrics' | 'health' | 'dead_letter';
 
 /** A document to index: into the daily index of the `elasticsearch.indices` prefix `index` for the time `daily`,
  * or, without `daily`, into the one index of that name (a document per host, overwritten). */

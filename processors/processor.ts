@@ -7,7 +7,7 @@ import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, waitForElasticsearch } from '../core/elastic.ts';
 import { installIndexTemplates } from '../sinks/index-setup.ts';
 import { deadLetter, type Alert, type DeadLetter } from '../core/events.ts';
-import { ensureTopics, GroupConsumer, groupProgress, TopicProducer, type InBatch } from '../core/kafka.ts';
+import { ensureTopics, GroupConsumer, groupProgress, TopicProducer, type InBatch, type TopicKind } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
 import { logger } from '../core/log.ts';
 import { componentMetrics, countDetectorState, countFiringAlerts, reportConsumerLag, type ComponentMetrics } from '../core/metrics.ts';
@@ -18,7 +18,7 @@ import { loadRules } from '../detectors/rules.ts';
 import { ElasticsearchSink, type IndexRequest } from '../sinks/elasticsearch.ts';
 import { NotificationDispatcher } from '../notifiers/dispatch.ts';
 import { notifiersFromConfig } from '../notifiers/index.ts';
-import { decodeMessage, type TopicKind } from './decode.ts';
+import { decodeMessage } from './decode.ts';
 import { TimeBudget } from './time-budget.ts';
 
 const COMPONENT = 'processor';
@@ -40,7 +40,15 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   await waitForElasticsearch(es, cfg.elasticsearch, opts.signal);
   await installIndexTemplates(es, cfg.elasticsearch);
   const { logs: logsTopic, metrics: metricsTopic, health: healthTopic, dead_letter: deadTopic, notify_retry: retryTopic } = cfg.kafka.topics;
-  await ensureTopics(cfg.kafka, [logsTopic, metricsTopic, healthTopic, deadTopic, retryTopic], opts.signal);
+  /** The topics consumed, and the kind of each (its key in kafka.topics) for the decode table. */
+  const kindOf = new Map<string, TopicKind>([
+    [logsTopic, 'logs'],
+    [metricsTopic, 'metrics'],
+    [healthTopic, 'health'],
+    [deadTopic, 'dead_letter'],
+  ]);
+  const consumed = [...kindOf.keys()];
+  await ensureTopics(cfg.kafka, [...consumed, retryTopic], opts.signal);
 
   const engine = await DetectionEngine.create(loadRules(cfg.rules_dir));
   countDetectorState(() => engine.stateSizes());
@@ -52,20 +60,12 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   countFiringAlerts(() => notify.firingByRule());
   reportConsumerLag(async () => {
     const out: { group: string; topic: string; partition: number; lag: number }[] = [];
-    for (const topic of [logsTopic, metricsTopic, healthTopic, deadTopic]) {
+    for (const topic of consumed) {
       for (const p of await groupProgress(cfg.kafka, cfg.kafka.consumer_group, topic)) out.push({ group: cfg.kafka.consumer_group, topic, partition: p.partition, lag: p.end - p.committed });
     }
     return out;
   });
   registerReadiness(COMPONENT, () => (sink.lastError ? `Elasticsearch does not take bulk requests: ${sink.lastError}` : undefined));
-
-  /** The kind of each topic consumed (its key in kafka.topics), for the decode table. */
-  const kindOf = new Map<string, TopicKind>([
-    [logsTopic, 'logs'],
-    [metricsTopic, 'metrics'],
-    [healthTopic, 'health'],
-    [deadTopic, 'dead_letter'],
-  ]);
 
   /** Decodes one message of the batch's topic (processors/decode.ts): what to index, and the detectors' verdict on
    * it (run after the batch is indexed). Throws for a message that is not what its topic carries. */
@@ -131,7 +131,7 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
 
   const consumer = await GroupConsumer.start(cfg.kafka, {
     groupId: cfg.kafka.consumer_group,
-    topics: [logsTopic, metricsTopic, healthTopic, deadTopic],
+    topics: consumed,
     component: COMPONENT,
     onBatch,
     signal: opts.signal,

@@ -11,7 +11,8 @@ import { CephHealthEvent, ZabbixProblemEvent, type Alert } from '../core/events.
 import { ruleIssue } from '../detectors/rules.ts';
 import { DetectionEngine } from '../detectors/engine.ts';
 import { DEFAULT_RULES_DIR, loadRules, readYamlFile, ruleDirFiles } from '../detectors/rules.ts';
-import { decodeMessage, type TopicKind } from './decode.ts';
+import type { TopicKind } from '../core/kafka.ts';
+import { decodeMessage } from './decode.ts';
 
 const Expected = z.strictObject({
   status: z.enum(['firing', 'resolved']),
