@@ -30,12 +30,8 @@ export async function pollOnce<E extends Emission>(collector: PollingCollector<E
   return emission;
 }
 
-export interface ScheduleOptions {
-  /** Poll once at start, not only at the first tick. */
-  immediately?: boolean;
-}
-
-export async function runScheduled(collector: PollingCollector, emitter: Emitter, signal: AbortSignal, opts: ScheduleOptions = {}): Promise<void> {
+/** Polls at once, then at every tick of the schedule, until the signal aborts. */
+export async function runScheduled(collector: PollingCollector, emitter: Emitter, signal: AbortSignal): Promise<void> {
   const { component: name, log, metrics } = emitter;
   let running: Promise<void> | undefined;
   let skipped = 0;
@@ -61,7 +57,7 @@ export async function runScheduled(collector: PollingCollector, emitter: Emitter
   // Our own overlap guard (above) rather than node-cron's noOverlap, so a skipped tick is counted and logged.
   const task = cron.schedule(collector.schedule, tick, { name });
   try {
-    if (opts.immediately !== false) tick();
+    tick();
     await new Promise<void>((resolve) => {
       if (signal.aborted) resolve();
       else signal.addEventListener('abort', () => resolve(), { once: true });

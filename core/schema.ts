@@ -35,10 +35,3 @@ export function issueText(error: z.ZodError, fallback = '(top level)'): string {
   const { field, message } = firstIssue(error, fallback);
   return `${field}: ${message}`;
 }
-
-/** Parses `value` with `schema`, or throws `fail(text)` where text is `field: message`. */
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, fail: (text: string) => Error, fallback = '(top level)'): z.infer<S> {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  throw fail(issueText(r.error, fallback));
-}
