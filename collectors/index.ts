@@ -6,11 +6,12 @@ import type { TopicProducer } from '../core/kafka.ts';
 import { ceph } from './ceph.ts';
 import { isPolling, type Collector, type CollectorFactory, type TopicKind } from './collector.ts';
 import { collectorContext, type Emitter } from './emitter.ts';
+import { openstackApi } from './openstack-api.ts';
 import { openstackLogs } from './openstack-logs.ts';
 import { runScheduled } from './schedule.ts';
 import { zabbix } from './zabbix.ts';
 
-export const COLLECTORS = [openstackLogs, zabbix, ceph] as const;
+export const COLLECTORS = [openstackLogs, zabbix, ceph, openstackApi] as const;
 
 /** Every factory, its config type erased (to loop over the registry). */
 export const collectorFactories: readonly CollectorFactory[] = COLLECTORS;

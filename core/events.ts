@@ -182,8 +182,52 @@ export function inventoryDocument(e: InventoryEvent, ingested?: string): Invento
   return { '@timestamp': e['@timestamp'], host: e.host, event: { id: stableId('inventory', e.host.name), dataset: e.source, ...(ingested ? { ingested } : {}) } };
 }
 
+/** One poll of an OpenStack cloud's APIs by the OpenStack API collector (topic `kafka.topics.health`): the compute
+ * services and hypervisors as nova reports them, and the synthetic probes' results. A list that could not be read
+ * is absent (never an empty list: "could not ask" must not read as "all clear"). */
+export const OpenstackHealthEvent = z.object({
+  v: z.literal(1),
+  kind: z.literal('openstack-health'),
+  '@timestamp': z.string(),
+  cloud: z.object({ name: z.string(), region: z.string().optional() }),
+  services: z
+    .array(
+      z.object({
+        id: z.string(),
+        binary: z.string(),
+        host: z.string(),
+        zone: z.string().optional(),
+        state: z.enum(['up', 'down']),
+        status: z.enum(['enabled', 'disabled']),
+        forced_down: z.boolean(),
+        disabled_reason: z.string().optional(),
+        updated_at: z.string().optional(),
+      }),
+    )
+    .optional(),
+  hypervisors: z.array(z.object({ id: z.string(), hostname: z.string(), service_host: z.string(), state: z.enum(['up', 'down']), status: z.enum(['enabled', 'disabled']) })).optional(),
+  /** The probes that finished since the last poll, each reported once: `token` (a token issue), `console` (a
+   * console URL of the canary server). */
+  probes: z
+    .array(
+      z.object({
+        name: z.string(),
+        /** What was probed: the server's name for the console probe. */
+        target: z.string().optional(),
+        ok: z.boolean(),
+        started_at: z.string(),
+        duration_s: z.number().nonnegative(),
+        /** Why it failed: `HTTP 500: MessagingTimeout`, `no answer within 180000 ms`. */
+        error: z.string().optional(),
+        http_status: z.number().int().optional(),
+      }),
+    )
+    .default([]),
+});
+export type OpenstackHealthEvent = z.infer<typeof OpenstackHealthEvent>;
+
 /** What the health topic carries: state, not samples. */
-export const HealthEvent = z.discriminatedUnion('kind', [CephHealthEvent, ZabbixProblemEvent, InventoryEvent]);
+export const HealthEvent = z.discriminatedUnion('kind', [CephHealthEvent, ZabbixProblemEvent, InventoryEvent, OpenstackHealthEvent]);
 export type HealthEvent = z.infer<typeof HealthEvent>;
 
 /** Every kind of event the processor decodes and hands to the detectors, told apart by `kind`. The health events
@@ -196,7 +240,7 @@ export type EventOf<K extends EventKind> = Extract<PipelineEvent, { kind: K }>;
 export type LogEvent = EventOf<'log'>;
 export type MetricSample = EventOf<'metric'>;
 /** Every event kind (a record, so that a kind added to the union and not here fails to type-check). */
-const KINDS: Record<EventKind, true> = { log: true, metric: true, 'ceph-health': true, 'zabbix-problem': true, inventory: true };
+const KINDS: Record<EventKind, true> = { log: true, metric: true, 'ceph-health': true, 'zabbix-problem': true, inventory: true, 'openstack-health': true };
 export const EVENT_KINDS = Object.keys(KINDS) as EventKind[];
 
 export const AlertStatus = z.enum(['firing', 'resolved']);

@@ -6,9 +6,15 @@
 //     sustained — resolved when nova creates the record again;
 //   - a record created under a name other than the one the machine had (a rename, or an FQDN/short-name flip),
 //     "Hostname has changed from A to B", and "Possible rename detected" (nova 2023.1+).
+// And from the compute API (the OpenStack API collector's health events, GET /os-services): a new nova-compute
+// service row whose host looks like a container ID or pod name appearing while an older nova-compute row goes
+// down (within `api_window_s` of each other). The first list of a cloud is what exists, not drift; a new row with
+// no old one going down is a compute host's first start. The API alert's group is the log alert's for the same
+// rename when the old compute host name is the machine's name (nova's default `host`): host.name = the old host,
+// kind `renamed`, compute_host = the new one — one alert per cause, whichever source saw it first.
 // Every alert names the old and the new name where there are two.
 import { z } from 'zod';
-import type { Alert, LogDocument, LogEvent } from '../core/events.ts';
+import { stableId, type Alert, type LogDocument, type OpenstackHealthEvent } from '../core/events.ts';
 import { alertTransition, defineDetector } from './detector.ts';
 import { addEvidence, closingEvidence, FiringGroups, slide, untracked } from './kit.ts';
 import { KeyedState, type Evicted } from './state.ts';
@@ -16,6 +22,8 @@ import { KeyedState, type Evicted } from './state.ts';
 const Params = z.strictObject({
   /** "Not found" lines within this window that make the missing-host alert fire. */
   missing: z.strictObject({ count: z.number().int().positive(), window_s: z.number().positive() }).default({ count: 3, window_s: 600 }),
+  /** From the API: the new row's appearance and the old row's going down at most this far apart (seconds). */
+  api_window_s: z.number().positive().default(900),
   evidence_max: z.number().int().positive().default(20),
 });
 
@@ -44,6 +52,17 @@ function sameShortName(a: string, b: string): boolean {
 interface Machine {
   /** The compute host name this machine last registered or was known by. */
   known?: string;
+}
+
+/** A nova-compute service row as the API lists it. */
+interface ApiRow {
+  cloud: string;
+  host: string;
+  state: 'up' | 'down';
+  /** When it first appeared (ms); undefined for rows in the cloud's first list (they were there already). */
+  appearedAt?: number;
+  /** When it was seen going from up to down (ms). */
+  wentDownAt?: number;
 }
 
 interface Missing {
@@ -96,12 +115,12 @@ export const detector = defineDetector({
     }
 
     /** Findings dropped to stay within state.max_entries: resolved with the reason, not forgotten silently. */
-    function resolveFlagged(doc: LogDocument, dropped: readonly Evicted<Flagged>[]): Alert[] {
+    function resolveFlagged(at: string, dropped: readonly Evicted<Flagged>[]): Alert[] {
       return dropped.map(({ value: f }) =>
         alertTransition(rule, {
           status: 'resolved',
           group: { 'host.name': f.host, kind: f.kind, compute_host: f.computeHost },
-          at: doc['@timestamp'],
+          at,
           startedAt: f.startedAt,
           host: f.host,
           service: f.service,
@@ -116,7 +135,7 @@ export const detector = defineDetector({
       const key = `${doc.host.name}\0${kind}\0${computeHost}`;
       if (flagged.has(key)) return [];
       const f: Flagged = { host: doc.host.name, service: doc.service.name, kind, computeHost, startedAt: doc['@timestamp'], evidence: [doc.event.id] };
-      return [...resolveFlagged(doc, flagged.set(key, f, now)), alert(doc, 'firing', kind, computeHost, doc['@timestamp'], message, [doc.event.id])];
+      return [...resolveFlagged(doc['@timestamp'], flagged.set(key, f, now)), alert(doc, 'firing', kind, computeHost, doc['@timestamp'], message, [doc.event.id])];
     }
 
     /** Stores a missing-host state; those dropped while firing resolve with the reason. */
@@ -136,107 +155,163 @@ export const detector = defineDetector({
       });
     }
 
-    return {
-      accepts: { kinds: ['log'], loggers: ['nova.'] },
-      state: () => machines.size + missing.size + flagged.size,
-      on({ doc }: LogEvent) {
-        const text = doc.message;
-        // The templates all name a compute host or a rename: a cheap test first.
-        if (!text.includes('ompute') && !text.includes('ename') && !text.includes('ostname')) return [];
-        const at = doc['@timestamp'];
-        const now = Date.parse(at);
-        const m = machines.get(doc.host.name) ?? {};
-        machines.set(doc.host.name, m, now);
-        const out: Alert[] = [];
-        const flaggedAs = (kind: string, name: string) => flagged.has(`${doc.host.name}\0${kind}\0${name}`);
+    // From the API: the clouds seen (their first list is the baseline) and their nova-compute rows by id.
+    const clouds = new KeyedState<true>(rule.id, missing.limits);
+    const rows = new KeyedState<ApiRow>(rule.id, missing.limits);
 
-        const changed = HOSTNAME_CHANGED.exec(text);
-        if (changed) {
-          const { old, new: fresh } = changed.groups!;
-          out.push(...once(doc, now, 'renamed', fresh, `nova-compute on ${doc.host.name}: hostname changed from ${old} to ${fresh}; nova will register a new compute host`));
-        }
-        if (RENAME_REFUSED.test(text)) {
+    function onApi(e: OpenstackHealthEvent): Alert[] {
+      if (!e.services) return []; // not read: nothing is known to have changed
+      const at = e['@timestamp'];
+      const now = Date.parse(at);
+      const cloud = e.cloud.name;
+      const first = !clouds.has(cloud);
+      clouds.set(cloud, true, now);
+      const listed = new Set<string>();
+      for (const s of e.services) {
+        if (s.binary !== 'nova-compute') continue;
+        const key = `${cloud}\0${s.id}`;
+        listed.add(key);
+        const prev = rows.get(key);
+        const row: ApiRow = prev ?? { cloud, host: s.host, state: s.state, appearedAt: first ? undefined : now };
+        if (prev && prev.state === 'up' && s.state === 'down') row.wentDownAt = now;
+        if (s.state === 'up') row.wentDownAt = undefined;
+        row.state = s.state;
+        rows.set(key, row, now);
+      }
+      for (const [key, r] of [...rows.entries()]) if (r.cloud === cloud && !listed.has(key)) rows.delete(key);
+      if (first) return [];
+
+      const out: Alert[] = [];
+      const mine = [...rows.entries()].filter(([, r]) => r.cloud === cloud).map(([, r]) => r);
+      for (const fresh of mine) {
+        if (fresh.appearedAt === undefined || now - fresh.appearedAt > p.api_window_s * 1000 || !looksEphemeral(fresh.host)) continue;
+        for (const old of mine) {
+          if (old === fresh || old.host === fresh.host || old.wentDownAt === undefined) continue;
+          if (old.appearedAt !== undefined && old.appearedAt >= fresh.appearedAt) continue;
+          if (Math.abs(old.wentDownAt - fresh.appearedAt) > p.api_window_s * 1000) continue;
+          const key = `${old.host}\0renamed\0${fresh.host}`;
+          if (flagged.has(key)) continue;
+          const evidence = stableId(cloud, at, old.host, fresh.host);
+          const message = `nova-compute registered a new compute host ${fresh.host}, which looks like a container ID or pod name; the old one, ${old.host}, goes down (cloud ${cloud}, compute API)`;
+          out.push(...resolveFlagged(at, flagged.set(key, { host: old.host, service: 'nova-compute', kind: 'renamed', computeHost: fresh.host, startedAt: at, evidence: [evidence] }, now)));
           out.push(
-            ...once(doc, now, 'rename-refused', m.known ?? doc.host.name, `nova-compute on ${doc.host.name} refused to start: possible rename detected (known as ${m.known ?? 'unknown'})`),
+            alertTransition(rule, {
+              status: 'firing',
+              group: { 'host.name': old.host, kind: 'renamed', compute_host: fresh.host },
+              at,
+              startedAt: at,
+              host: old.host,
+              service: 'nova-compute',
+              message,
+              evidence: [evidence],
+            }),
           );
         }
+      }
+      return out;
+    }
 
-        const created = CREATED.exec(text);
-        if (created) {
-          const name = created.groups!.host;
-          if (looksEphemeral(name))
-            out.push(
-              ...once(doc, now, 'ephemeral-name', name, `nova-compute on ${doc.host.name} registered as ${name}, which looks like a container ID or pod name: it will change on restart`),
-            );
-          if (m.known && m.known !== name) {
-            const flip = sameShortName(m.known, name);
-            out.push(
-              ...once(
-                doc,
-                now,
-                flip ? 'fqdn-flip' : 'renamed',
-                name,
-                flip
-                  ? `nova-compute on ${doc.host.name} registered as ${name}, before as ${m.known}: the same machine under its short and full name`
-                  : `nova-compute on ${doc.host.name} registered a new compute host ${name}; the old one, ${m.known}, goes down`,
-              ),
-            );
-          }
-          // The record exists again: the missing-host alert of that name ends.
-          const key = `${doc.host.name}\0${name}`;
-          const x = missing.get(key);
-          if (x?.firing) {
-            out.push(
-              alert(
-                doc,
-                'resolved',
-                'missing',
-                name,
-                x.firing.startedAt,
-                `compute host ${name} has a record again (created at ${at})`,
-                closingEvidence(x.firing.evidence, doc.event.id, p.evidence_max),
-              ),
-            );
-          }
-          missing.delete(key);
-          m.known = name;
-          return out;
-        }
-
-        const name = missingHost(text);
-        if (name !== undefined) {
-          if (looksEphemeral(name))
-            out.push(...once(doc, now, 'ephemeral-name', name, `nova-compute on ${doc.host.name} runs as ${name}, which looks like a container ID or pod name: it will change on restart`));
-          if (m.known && m.known !== name && !flaggedAs('renamed', name)) {
-            const flip = sameShortName(m.known, name);
-            out.push(
-              ...once(
-                doc,
-                now,
-                flip ? 'fqdn-flip' : 'renamed',
-                name,
-                `nova-compute on ${doc.host.name} now runs as ${name}, before as ${m.known}${flip ? ' (short and full name of one machine)' : ''}`,
-              ),
-            );
-          }
-          m.known ??= name;
-          const key = `${doc.host.name}\0${name}`;
-          const state = missing.get(key) ?? { times: [] };
-          if (state.firing) {
-            addEvidence(state.firing.evidence, doc.event.id, p.evidence_max);
-            return [...out, ...keepMissing(doc, key, state, now)];
-          }
-          state.times = slide(state.times, now, p.missing.window_s);
-          if (state.times.length >= p.missing.count) {
-            state.firing = { startedAt: at, evidence: [doc.event.id] };
-            out.push(
-              alert(doc, 'firing', 'missing', name, at, `compute host ${name} (nova-compute on ${doc.host.name}) is missing from nova's database: ComputeHostNotFound`, [doc.event.id]),
-            );
-          }
-          out.push(...keepMissing(doc, key, state, now));
-        }
-        return out;
-      },
+    return {
+      accepts: { kinds: ['log', 'openstack-health'], loggers: ['nova.'] },
+      state: () => machines.size + missing.size + flagged.size + clouds.size + rows.size,
+      on: (e) => (e.kind === 'log' ? onLog(e.doc) : e.kind === 'openstack-health' ? onApi(e) : []),
     };
+
+    function onLog(doc: LogDocument): Alert[] {
+      const text = doc.message;
+      // The templates all name a compute host or a rename: a cheap test first.
+      if (!text.includes('ompute') && !text.includes('ename') && !text.includes('ostname')) return [];
+      const at = doc['@timestamp'];
+      const now = Date.parse(at);
+      const m = machines.get(doc.host.name) ?? {};
+      machines.set(doc.host.name, m, now);
+      const out: Alert[] = [];
+      const flaggedAs = (kind: string, name: string) => flagged.has(`${doc.host.name}\0${kind}\0${name}`);
+
+      const changed = HOSTNAME_CHANGED.exec(text);
+      if (changed) {
+        const { old, new: fresh } = changed.groups!;
+        out.push(...once(doc, now, 'renamed', fresh, `nova-compute on ${doc.host.name}: hostname changed from ${old} to ${fresh}; nova will register a new compute host`));
+      }
+      if (RENAME_REFUSED.test(text)) {
+        out.push(
+          ...once(doc, now, 'rename-refused', m.known ?? doc.host.name, `nova-compute on ${doc.host.name} refused to start: possible rename detected (known as ${m.known ?? 'unknown'})`),
+        );
+      }
+
+      const created = CREATED.exec(text);
+      if (created) {
+        const name = created.groups!.host;
+        if (looksEphemeral(name))
+          out.push(
+            ...once(doc, now, 'ephemeral-name', name, `nova-compute on ${doc.host.name} registered as ${name}, which looks like a container ID or pod name: it will change on restart`),
+          );
+        if (m.known && m.known !== name) {
+          const flip = sameShortName(m.known, name);
+          out.push(
+            ...once(
+              doc,
+              now,
+              flip ? 'fqdn-flip' : 'renamed',
+              name,
+              flip
+                ? `nova-compute on ${doc.host.name} registered as ${name}, before as ${m.known}: the same machine under its short and full name`
+                : `nova-compute on ${doc.host.name} registered a new compute host ${name}; the old one, ${m.known}, goes down`,
+            ),
+          );
+        }
+        // The record exists again: the missing-host alert of that name ends.
+        const key = `${doc.host.name}\0${name}`;
+        const x = missing.get(key);
+        if (x?.firing) {
+          out.push(
+            alert(
+              doc,
+              'resolved',
+              'missing',
+              name,
+              x.firing.startedAt,
+              `compute host ${name} has a record again (created at ${at})`,
+              closingEvidence(x.firing.evidence, doc.event.id, p.evidence_max),
+            ),
+          );
+        }
+        missing.delete(key);
+        m.known = name;
+        return out;
+      }
+
+      const name = missingHost(text);
+      if (name !== undefined) {
+        if (looksEphemeral(name))
+          out.push(...once(doc, now, 'ephemeral-name', name, `nova-compute on ${doc.host.name} runs as ${name}, which looks like a container ID or pod name: it will change on restart`));
+        if (m.known && m.known !== name && !flaggedAs('renamed', name)) {
+          const flip = sameShortName(m.known, name);
+          out.push(
+            ...once(
+              doc,
+              now,
+              flip ? 'fqdn-flip' : 'renamed',
+              name,
+              `nova-compute on ${doc.host.name} now runs as ${name}, before as ${m.known}${flip ? ' (short and full name of one machine)' : ''}`,
+            ),
+          );
+        }
+        m.known ??= name;
+        const key = `${doc.host.name}\0${name}`;
+        const state = missing.get(key) ?? { times: [] };
+        if (state.firing) {
+          addEvidence(state.firing.evidence, doc.event.id, p.evidence_max);
+          return [...out, ...keepMissing(doc, key, state, now)];
+        }
+        state.times = slide(state.times, now, p.missing.window_s);
+        if (state.times.length >= p.missing.count) {
+          state.firing = { startedAt: at, evidence: [doc.event.id] };
+          out.push(alert(doc, 'firing', 'missing', name, at, `compute host ${name} (nova-compute on ${doc.host.name}) is missing from nova's database: ComputeHostNotFound`, [doc.event.id]));
+        }
+        out.push(...keepMissing(doc, key, state, now));
+      }
+      return out;
+    }
   },
 });

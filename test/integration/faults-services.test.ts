@@ -442,7 +442,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
       await waitFor(
         () => `the processor at work (a batch committed); ${said([collector!, processor!])}`,
         async () => (await progress(t)).committed > 0,
-        150_000,
+        WAIT_MS,
         500,
       );
       console.log(`faults-es: first batch committed after ${secs(Date.now() - t0)}`);
@@ -613,7 +613,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     await waitFor(
       () => `the first bulk request; ${said([processor])}`,
       async () => proxy.stats.bulks >= 1,
-      150_000,
+      WAIT_MS,
       100,
     );
     const { produced } = await expectExactlyOnce(t, expected, WAIT_MS, [collector, processor]);
@@ -635,7 +635,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     let collector = run(t, 'collector');
     const processor = run(t, 'processor');
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
-    await waitFor('the ingest under way', async () => checkpoint(t, r.fileId) > 0 && (await countDocs(t.es, index)) > 0, 150_000, 250);
+    await waitFor('the ingest under way', async () => checkpoint(t, r.fileId) > 0 && (await countDocs(t.es, index)) > 0, WAIT_MS, 250);
     const writing = appendRounds(file, r, ROUNDS - 1, 2000); // the file keeps growing throughout
 
     let checkpointAtStop = 0;
@@ -721,7 +721,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
   async function backlog(t: TestSetup, r: Round, rounds: number): Promise<void> {
     for (let k = 0; k < rounds; k++) appendFileSync(join(t.dir, 'logs', 'openstack.log'), r.bytes);
     const collector = run(t, 'collector');
-    await waitFor('the backlog in Kafka', async () => checkpoint(t, r.fileId) === rounds * r.corpus.roundBytes, 150_000, 250);
+    await waitFor('the backlog in Kafka', async () => checkpoint(t, r.fileId) === rounds * r.corpus.roundBytes, WAIT_MS, 250);
     expect((await stop(collector)).code).toBe(0);
   }
 
@@ -738,7 +738,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     let processor = run(t, 'processor');
     // The first batch (what one fetch brought of the backlog: thousands of events) is written in requests of at
     // most 2000 documents. SIGTERM while its second request is on its way: the batch cannot be committed yet.
-    await waitFor('the second bulk request of the first batch', async () => proxy.stats.bulks >= 2, 150_000, 10);
+    await waitFor('the second bulk request of the first batch', async () => proxy.stats.bulks >= 2, WAIT_MS, 10);
     const bulksAtTerm = proxy.stats.bulks;
     const inFlightAtTerm = proxy.stats.inFlight;
     const termAt = Date.now();
@@ -782,7 +782,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
       return n;
     };
     let collector = run(t, 'collector');
-    await waitFor('the collector under way', async () => checkpoint(t, r.fileId) > 0, 150_000, 50);
+    await waitFor('the collector under way', async () => checkpoint(t, r.fileId) > 0, WAIT_MS, 50);
     const termAt = Date.now();
     const exit = await stop(collector, 'SIGTERM');
     const exitMs = Date.now() - termAt;
@@ -815,7 +815,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     await backlog(t, r, 2);
     const index = `${t.cfg.elasticsearch.indices.logs}-*`;
     let processor = run(t, 'processor');
-    await waitFor('the ingest under way', async () => (await countDocs(t.es, index)) > 0, 150_000, 100);
+    await waitFor('the ingest under way', async () => (await countDocs(t.es, index)) > 0, WAIT_MS, 100);
     hang = true; // Elasticsearch stops answering bulk requests
     await waitFor('a bulk request hanging', async () => proxy.stats.held > 0, 60_000, 50);
     const termAt = Date.now();
