@@ -41,6 +41,13 @@ export const OpenstackLogsConfig = z.strictObject({
   multiline_flush_ms: durationMs.default(500),
   /** Keep the raw lines (envelopes included) in event.original. */
   keep_original: z.boolean().default(false),
+  /** Where a file without a checkpoint that is there when the collector starts is read from: `beginning` (nothing
+   * lost: a first start ships the history) or `end` (only what is written from now on: rsyslog imfile's
+   * freshStartTail, Filebeat's tail_files) — for a host whose history is already elsewhere, or a cloud that ran
+   * before stackwatch watched it. The skipped part is checkpointed at once, so a restart does not read it either.
+   * Files that appear later (a rotation's successor) are always read from their beginning, and so are files that
+   * have a checkpoint. */
+  start_at: z.enum(['beginning', 'end']).default('beginning'),
 });
 export type OpenstackLogsConfig = z.infer<typeof OpenstackLogsConfig>;
 
@@ -100,6 +107,8 @@ export class OpenstackLogCollector implements StreamCollector {
   /** Followed files by inode (dev:ino). */
   private readonly files = new Map<string, Followed>();
   private readonly store: CheckpointStore;
+  /** True during the first pass over the globs: the files found then are the ones `start_at` applies to. */
+  private firstPass = true;
 
   constructor(
     private readonly cfg: OpenstackLogsConfig,
@@ -138,6 +147,7 @@ export class OpenstackLogCollector implements StreamCollector {
       const followed = f;
       if (!f.done) sent += await this.guard(f, () => (followed.gz ? this.readGzip(followed, signal) : this.readPlain(followed, signal)), signal);
     }
+    this.firstPass = false;
     return sent;
   }
 
@@ -164,15 +174,31 @@ export class OpenstackLogCollector implements StreamCollector {
     }
   }
 
-  /** Identifies the file and finds its checkpoint; false while the file has no complete first line. */
-  private identify(f: Followed, head: Buffer): boolean {
+  /** Identifies the file and finds its checkpoint; false while the file has no complete first line. `tail`: where
+   * the file's last complete line ends (`start_at: end`; a compressed file has none and is skipped whole). */
+  private identify(f: Followed, head: Buffer, tail?: number): boolean {
     const id = fingerprint(head);
     if (id === undefined) return false;
     f.fileId = id;
-    const cp = this.store.get(id);
+    let cp = this.store.get(id);
+    if (cp === undefined && this.firstPass && this.cfg.start_at === 'end') {
+      cp = { path: f.path, offset: tail ?? 0, ...(f.gz ? { done: true } : {}) };
+      this.store.set(id, cp);
+      this.store.save();
+      this.log.info(`${f.path}: start_at end, ${f.gz ? 'a compressed file present at the start is skipped' : `reading from byte ${cp.offset}`}`);
+    }
     f.reset(cp?.offset ?? 0, this.cfg);
     f.done = cp?.done === true;
     return true;
+  }
+
+  /** Where the last complete line of an open file ends (its size if it ends with a newline). */
+  private async lastLineEnd(fd: FileHandle, size: number): Promise<number> {
+    const n = Math.min(size, READ_CHUNK);
+    const buf = Buffer.alloc(n);
+    await fd.read(buf, 0, n, size - n);
+    const nl = buf.lastIndexOf(0x0a);
+    return nl < 0 ? size - n : size - n + nl + 1;
   }
 
   private async readPlain(f: Followed, signal?: AbortSignal, final = false): Promise<number> {
@@ -191,7 +217,8 @@ export class OpenstackLogCollector implements StreamCollector {
     if (f.fileId === undefined) {
       const head = Buffer.alloc(Math.min(size, FINGERPRINT_BYTES));
       await f.fd.read(head, 0, head.length, 0);
-      if (!this.identify(f, head)) return 0;
+      const tail = this.firstPass && this.cfg.start_at === 'end' ? await this.lastLineEnd(f.fd, size) : undefined;
+      if (!this.identify(f, head, tail)) return 0;
     }
     let sent = 0;
     const chunk = Buffer.allocUnsafe(READ_CHUNK);

@@ -29,7 +29,7 @@ class RecordingProducer {
   }
 }
 
-function setup() {
+function setup(extra: Record<string, unknown> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'stackwatch-collector-'));
   mkdirSync(join(dir, 'logs'));
   const cfg = validateConfig(
@@ -37,7 +37,7 @@ function setup() {
       kafka: { brokers: ['127.0.0.1:1'] },
       elasticsearch: { url: 'http://127.0.0.1:1' },
       collectors: {
-        openstack_logs: { paths: [join(dir, 'logs', '*.log*')], checkpoint_dir: join(dir, 'cp'), host_name: 'compute-1', multiline_flush_ms: 50 },
+        openstack_logs: { paths: [join(dir, 'logs', '*.log*')], checkpoint_dir: join(dir, 'cp'), host_name: 'compute-1', multiline_flush_ms: 50, ...extra },
       },
     },
     'test',
@@ -70,6 +70,31 @@ describe('OpenstackLogCollector', () => {
     expect(await s.collector().pollOnce()).toBe(2);
     expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 12));
     expect(new Set(s.producer.events.map((e) => e.file_id)).size).toBe(1);
+  });
+
+  it('start_at end: the history of files there at the first start is skipped and checkpointed; later files and lines are read whole', async () => {
+    const s = setup({ start_at: 'end' });
+    writeFileSync(s.file('nova-compute.log'), real.slice(0, 6).join('\n') + '\n' + real[6].slice(0, 20)); // ends mid-line
+    writeFileSync(s.file('old.log.1.gz'), gzipSync(real.slice(0, 3).join('\n') + '\n'));
+    const c = s.collector();
+    expect(await c.pollOnce()).toBe(0);
+    appendFileSync(s.file('nova-compute.log'), real[6].slice(20) + '\n' + real[7] + '\n');
+    writeFileSync(s.file('nova-api.log'), real.slice(8, 10).join('\n') + '\n'); // appears later: read whole
+    expect(await c.pollOnce()).toBe(4);
+    const texts = (path: string) => s.producer.events.filter((e) => e.path === s.file(path)).map((e) => e.text);
+    expect(texts('nova-compute.log')).toEqual(real.slice(6, 8)); // the cut line whole, then the rest
+    expect(texts('nova-api.log')).toEqual(real.slice(8, 10));
+    // A restart before anything new: the skipped history stays skipped (it was checkpointed), nothing is doubled.
+    appendFileSync(s.file('nova-compute.log'), real[10] + '\n');
+    expect(await s.collector().pollOnce()).toBe(1);
+    expect(texts('nova-compute.log')).toEqual(real.slice(6, 8).concat(real[10]));
+    expect(s.producer.events).toHaveLength(5);
+  });
+
+  it('start_at beginning (the default) ships the history of files there at the start', async () => {
+    const s = setup();
+    writeFileSync(s.file('nova-compute.log'), real.slice(0, 6).join('\n') + '\n');
+    expect(await s.collector().pollOnce()).toBe(6);
   });
 
   it('does not advance the checkpoint when Kafka did not acknowledge', async () => {
