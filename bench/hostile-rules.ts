@@ -14,8 +14,10 @@ export interface HostileCase {
   about: string;
   /** The shipped rule the line is built against. */
   rule: string;
-  /** `log` (default): a log line of `path`; `zabbix-problem`: a Zabbix problem's name. */
-  kind?: 'log' | 'zabbix-problem';
+  /** `log` (default): a log line of `path`; `zabbix-problem`: a Zabbix problem's name; `openstack-health`: what
+   * `field` names of an OpenStack API poll — a console probe's error, or the host of a new nova-compute row. */
+  kind?: 'log' | 'zabbix-problem' | 'openstack-health';
+  field?: 'probe-error' | 'service-host';
   path?: string;
   head: string;
   unit: string;
@@ -50,6 +52,21 @@ export function runHostile(engine: DetectionEngine, c: HostileCase, bytes: numbe
       labels: {},
       problem: { eventid: '1', name: line, severity: 4, status: 'open', started_at: '2026-11-25T10:00:00Z', acknowledged: false },
     });
+    return { alerts, ms: performance.now() - start, parseMs: 0 };
+  }
+  if (c.kind === 'openstack-health') {
+    // Two polls: all is well, then the hostile value (a probe that failed with it, or a new compute row named it
+    // while the old one went down: what the drift and service-down detectors look at).
+    const service = (id: string, host: string, state: 'up' | 'down') => ({ id, binary: 'nova-compute', host, state, status: 'enabled' as const, forced_down: false });
+    const poll = (at: string, hostile: boolean) => ({
+      v: 1 as const,
+      kind: 'openstack-health' as const,
+      '@timestamp': at,
+      cloud: { name: 'hostile' },
+      services: hostile && c.field === 'service-host' ? [service('1', 'compute-1', 'down'), service('2', line, 'up')] : [service('1', 'compute-1', 'up')],
+      probes: [{ name: 'console', target: 'canary', ok: !(hostile && c.field === 'probe-error'), started_at: at, duration_s: 64, ...(hostile && c.field === 'probe-error' ? { error: line, http_status: 500 } : {}) }],
+    });
+    const alerts = [...engine.on(poll('2026-11-25T10:00:00Z', false)), ...engine.on(poll('2026-11-25T10:00:30Z', true)), ...engine.on(poll('2026-11-25T10:01:00Z', true))];
     return { alerts, ms: performance.now() - start, parseMs: 0 };
   }
   const doc = parseLogEvent({ v: 1, host: 'hostile', path: c.path!, file_id: c.name, offset: 0, text: line, read_at: '2026-11-25T10:00:00.000Z' }, { timezone: 'UTC' });

@@ -12,5 +12,8 @@ import { detector as pattern } from './pattern.ts';
 import { detector as zabbixProblem } from './zabbix-problem.ts';
 
 export const DETECTORS: Readonly<Record<string, DetectorDefinition>> = Object.fromEntries(
-  [amqpConnectionLost, cephHealth, clientIpMasked, computeHostDrift, consoleProbeFailing, dbSyncLag, openstackServiceDown, pattern, zabbixProblem].map((d) => [d.name, d as DetectorDefinition]),
+  [amqpConnectionLost, cephHealth, clientIpMasked, computeHostDrift, consoleProbeFailing, dbSyncLag, openstackServiceDown, pattern, zabbixProblem].map((d) => [
+    d.name,
+    d as DetectorDefinition,
+  ]),
 );

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { EventAssembler } from '../collectors/logs/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError, timeZone } from '../core/config.ts';
-import { CephHealthEvent, ZabbixProblemEvent, type Alert } from '../core/events.ts';
+import { CephHealthEvent, OpenstackHealthEvent, ZabbixProblemEvent, type Alert } from '../core/events.ts';
 import { ruleIssue } from '../detectors/rules.ts';
 import { DetectionEngine } from '../detectors/engine.ts';
 import { DEFAULT_RULES_DIR, loadRules, readYamlFile, ruleDirFiles } from '../detectors/rules.ts';
@@ -50,6 +50,19 @@ const RuleTestFile = z.strictObject({
           .default([]),
         /** Zabbix problems, after the Ceph health events, in order. */
         zabbix_problems: z.array(ZabbixProblemEvent.shape.problem.extend({ at: z.string(), host: z.string() }).strict()).default([]),
+        /** OpenStack API health events, after the Zabbix problems, in order: `{ at, cloud, services, hypervisors,
+         * probes }` (a list left out was not read). */
+        openstack_health: z
+          .array(
+            z.strictObject({
+              at: z.string(),
+              cloud: z.string().default('openstack'),
+              services: OpenstackHealthEvent.shape.services,
+              hypervisors: OpenstackHealthEvent.shape.hypervisors,
+              probes: OpenstackHealthEvent.shape.probes,
+            }),
+          )
+          .default([]),
         alerts: z.array(Expected),
       }),
     )
@@ -133,8 +146,12 @@ export async function runRuleTests(dir: string = DEFAULT_RULES_DIR): Promise<Rul
         const { at, host, ...problem } = z;
         actual.push(...detect(engine, 'health', { v: 1, kind: 'zabbix-problem', '@timestamp': at, host: { name: host }, problem, labels: {} }));
       }
-      if (t.logs.length + t.metrics.length + t.ceph_health.length + t.zabbix_problems.length === 0)
-        throw new ConfigError(`${path}: ${t.name}: no logs, metrics, ceph_health or zabbix_problems to test with`);
+      for (const o of t.openstack_health) {
+        const { at, cloud, ...rest } = o;
+        actual.push(...detect(engine, 'health', { v: 1, kind: 'openstack-health', '@timestamp': at, cloud: { name: cloud }, ...rest }));
+      }
+      if (t.logs.length + t.metrics.length + t.ceph_health.length + t.zabbix_problems.length + t.openstack_health.length === 0)
+        throw new ConfigError(`${path}: ${t.name}: no logs, metrics, ceph_health, zabbix_problems or openstack_health to test with`);
       results.push({ file: path, rule: rule.id, name: t.name, problems: compare(actual, t.alerts) });
     }
   }

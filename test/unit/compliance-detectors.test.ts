@@ -70,6 +70,14 @@ function oneOfEach(d: Detector, host = 'compliance-host'): PipelineEvent[] {
       labels: {},
     },
     inventory: { v: 1, kind: 'inventory', '@timestamp': at, source: 'zabbix', host: { name: host, id: '1', ip: [], groups: [], status: 'enabled' } },
+    'openstack-health': {
+      v: 1,
+      kind: 'openstack-health',
+      '@timestamp': at,
+      cloud: { name: host },
+      services: [{ id: '1', binary: 'nova-compute', host, state: 'down', status: 'enabled', forced_down: false }],
+      probes: [{ name: 'console', target: 'canary', ok: false, started_at: at, duration_s: 64, error: 'HTTP 500: MessagingTimeout' }],
+    },
   };
   return EVENT_KINDS.map((k) => events[k]);
 }
@@ -84,6 +92,7 @@ function replayRuleTests(engine: DetectionEngine, rule: Rule, host: string): Ale
     metrics?: { at: string; name: string; value: number; labels?: Record<string, string> }[];
     ceph_health?: { at: string; status: 'HEALTH_OK'; checks?: never[] }[];
     zabbix_problems?: Record<string, unknown>[];
+    openstack_health?: { at: string; services?: Record<string, unknown>[]; hypervisors?: Record<string, unknown>[]; probes?: Record<string, unknown>[] }[];
   };
   const out: Alert[] = [];
   for (const t of (readYamlFile(path) as { tests: T[] }).tests) {
@@ -116,6 +125,19 @@ function replayRuleTests(engine: DetectionEngine, rule: Rule, host: string): Ale
         }),
       );
     }
+    // Each cloud renamed to the host, and the hosts of its services prefixed with it: groups per host.
+    for (const o of t.openstack_health ?? [])
+      out.push(
+        ...engine.on({
+          v: 1,
+          kind: 'openstack-health',
+          '@timestamp': o.at,
+          cloud: { name: host },
+          ...(o.services ? { services: o.services.map((s) => ({ ...s, host: `${host}-${String(s.host)}` })) as never } : {}),
+          ...(o.hypervisors ? { hypervisors: o.hypervisors as never } : {}),
+          probes: (o.probes ?? []) as never,
+        }),
+      );
   }
   return out;
 }
