@@ -169,8 +169,7 @@ export interface Cli {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs `stackwatch ARGS...` as a child process, as an operator would. */
-/** Runs the CLI. `nice` lowers its CPU priority (nice(1) execs it: the pid is the CLI's own), for tests that run
+/** Runs `stackwatch ARGS...` as a child process, as an operator would. `nice` lowers its CPU priority (nice(1) execs it: the pid is the CLI's own), for tests that run
  * many pipelines beside JVMs that must start in time on two cores. */
 export function stackwatch(args: string[], env: Record<string, string> = {}, opts: { nice?: number } = {}): Cli {
   const argv = [...stackwatchNodeArgs(), join(REPO, 'bin/stackwatch.mjs'), ...args];
