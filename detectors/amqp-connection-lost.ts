@@ -70,8 +70,8 @@ interface Outage extends Owner {
   /** Connections that reported a loss and have not reconnected (each also an entry of `connections`, which
    * bounds them). */
   lost: Set<string>;
-  /** When every connection was back (ms), and the broker named by the reconnect. */
-  recovered?: { at: number; broker: string };
+  /** When every connection was back (ms), the broker named by the reconnect, and that line's event id. */
+  recovered?: { at: number; broker: string; evidence: string };
   evidence: string[];
 }
 
@@ -97,6 +97,10 @@ export const detector = defineDetector({
     /** Lost connections by group and connection id, bounded: one outage of a service whose connections come and go
      * saw 1.6M ids (524 MB) when each stayed in its outage for good. */
     const connections = new KeyedState<{ outage: string; id: string }>(rule.id, limits);
+    /** Outages whose connections are all back, waiting out settle_s (a subset of `outages`, so bounded by it). A
+     * service that logs nothing after its reconnect (nova-compute at INFO is quiet for minutes) must not keep its
+     * page open: any line of the same host tells that settle_s has passed there. */
+    const settling = new Set<string>();
     const evictedWhy = (what: string) => untracked(limits, what);
 
     const groupOf = (doc: LogDocument) => ruleGroup(rule, doc);
@@ -138,6 +142,7 @@ export const detector = defineDetector({
     /** An outage and its lost connections are forgotten. */
     function forget(key: string, o: Outage): void {
       outages.delete(key);
+      settling.delete(key);
       for (const id of o.lost) connections.delete(`${key}\0${id}`);
     }
 
@@ -173,6 +178,13 @@ export const detector = defineDetector({
         const key = JSON.stringify(groupOf(doc));
         const now = Date.parse(doc['@timestamp']);
         const out: Alert[] = [];
+        for (const k of settling) {
+          const s = outages.get(k);
+          if (!s?.recovered)
+            settling.delete(k); // lost again, or gone
+          else if (k !== key && s.host === doc.host.name && quietFor(s.recovered.at, now, p.settle_s))
+            out.push(...resolveOutage(k, s, s.recovered.at, `reconnected to AMQP server ${s.recovered.broker}`, s.recovered.evidence));
+        }
         const o = outages.get(key);
         if (o?.recovered && quietFor(o.recovered.at, now, p.settle_s)) {
           out.push(...resolveOutage(key, o, o.recovered.at, `reconnected to AMQP server ${o.recovered.broker}`, doc.event.id));
@@ -235,7 +247,10 @@ export const detector = defineDetector({
             connections.delete(`${key}\0${gone}`);
           }
           // Every connection is back: the outage ends here unless a connection drops again within settle_s.
-          if (o.lost.size === 0) o.recovered ??= { at: now, broker: reconnect.groups!.broker };
+          if (o.lost.size === 0) {
+            o.recovered ??= { at: now, broker: reconnect.groups!.broker, evidence: doc.event.id };
+            settling.add(key);
+          }
           out.push(...keepOutage(key, o, now));
           return out;
         }
