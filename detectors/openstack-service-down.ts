@@ -1,6 +1,6 @@
 // openstack-service-down: a nova service that should be running is not. Read from the OpenStack API collector's
 // health events (GET /os-services): a row of one of the watched binaries whose state is `down` while its status
-// is `enabled` fires, one alert per cloud, binary and host; it resolves when the row is up again, is disabled or
+// is `enabled` for `for_s` (a restart is not an outage) fires, one alert per cloud, binary and host; it resolves when the row is up again, is disabled or
 // forced down by an operator (down on purpose), or is deleted. An event without a service list (the list could
 // not be read) changes nothing: "could not ask" is not "all clear".
 import { z } from 'zod';
@@ -13,6 +13,9 @@ const Params = z.strictObject({
   binaries: z.array(z.string().min(1)).min(1).default(['nova-compute', 'nova-conductor', 'nova-scheduler']),
   /** Polls in a row that must show the row down before it fires (1: the first). */
   polls: z.number().int().positive().default(1),
+  /** And how long (s) it must have been down, from the first poll that showed it: a service restarted or
+   * upgraded shows down for as long as it takes (beyond nova's service_down_time), which pages nobody. */
+  for_s: z.number().nonnegative().default(60),
   evidence_max: z.number().int().positive().default(20),
 });
 
@@ -78,7 +81,7 @@ export const detector = defineDetector({
         d.seen++;
         d.updatedAt = s.updated_at;
         if (d.evidence.length < p.evidence_max) d.evidence.push(evidence);
-        const fires = !d.firing && d.seen >= p.polls;
+        const fires = !d.firing && d.seen >= p.polls && now - Date.parse(d.since) >= p.for_s * 1000;
         if (fires) d.firing = true;
         out.push(...down.keep(key, d, now, (_k, v) => transition('resolved', v, at, `is down still${untracked(down.limits, 'services')}`)));
         if (fires) out.push(transition('firing', d, at, ''));
