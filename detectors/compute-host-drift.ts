@@ -21,7 +21,11 @@ import { KeyedState, type Evicted } from './state.ts';
 
 const Params = z.strictObject({
   /** "Not found" lines within this window that make the missing-host alert fire. */
-  missing: z.strictObject({ count: z.number().int().positive(), window_s: z.number().positive() }).default({ count: 3, window_s: 600 }),
+  /** `span_s`: the first and the last of them at least this far apart. A compute host's first start logs
+   * ComputeHostNotFound three times within a second, then creates its record: normal, not drift. */
+  missing: z
+    .strictObject({ count: z.number().int().positive(), window_s: z.number().positive(), span_s: z.number().nonnegative().default(60) })
+    .default({ count: 3, window_s: 600, span_s: 60 }),
   /** From the API: the new row's appearance and the old row's going down at most this far apart (seconds). */
   api_window_s: z.number().positive().default(900),
   evidence_max: z.number().int().positive().default(20),
@@ -67,6 +71,8 @@ interface ApiRow {
 
 interface Missing {
   times: number[];
+  /** `count` lines were seen within the window, not yet `span_s` apart: the first of them that made the count. */
+  reached?: { at: string; evidence: string };
   firing?: { startedAt: string; evidence: string[] };
 }
 
@@ -260,9 +266,24 @@ export const detector = defineDetector({
             ),
           );
         }
-        // The record exists again: the missing-host alert of that name ends.
+        // The record exists again: the missing-host alert of that name ends. One that was missing long enough but
+        // logged nothing meanwhile (a replay, a stuck nova-compute) is an outage that fired and ended now.
         const key = `${doc.host.name}\0${name}`;
         const x = missing.get(key);
+        if (x && !x.firing && x.reached && now - x.times[0] >= p.missing.span_s * 1000) {
+          x.firing = { startedAt: x.reached.at, evidence: [x.reached.evidence] };
+          out.push(
+            alert(
+              doc,
+              'firing',
+              'missing',
+              name,
+              x.reached.at,
+              `compute host ${name} (nova-compute on ${doc.host.name}) was missing from nova's database since ${x.reached.at}: ComputeHostNotFound`,
+              [x.reached.evidence],
+            ),
+          );
+        }
         if (x?.firing) {
           out.push(
             alert(
@@ -305,7 +326,8 @@ export const detector = defineDetector({
           return [...out, ...keepMissing(doc, key, state, now)];
         }
         state.times = slide(state.times, now, p.missing.window_s);
-        if (state.times.length >= p.missing.count) {
+        if (state.times.length >= p.missing.count) state.reached ??= { at, evidence: doc.event.id };
+        if (state.times.length >= p.missing.count && now - state.times[0] >= p.missing.span_s * 1000) {
           state.firing = { startedAt: at, evidence: [doc.event.id] };
           out.push(alert(doc, 'firing', 'missing', name, at, `compute host ${name} (nova-compute on ${doc.host.name}) is missing from nova's database: ComputeHostNotFound`, [doc.event.id]));
         }
