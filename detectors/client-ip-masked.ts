@@ -1,6 +1,7 @@
 // client-ip-masked: behind a Kubernetes service or Docker NAT, every API request reaches the service from the
 // container network's gateway and, without X-Forwarded-For, the real client address is lost (audit logs and
-// rate limits break). Read from API access lines (oslo wsgi: `10.0.0.1 "GET /v2/… HTTP/1.1" status: 200 …`,
+// rate limits break). Read from API access lines (oslo wsgi: `10.0.0.1 "GET /v2/… HTTP/1.1" status: 200 …`; nova's
+// request log under uwsgi or mod_wsgi, without the protocol: `10.0.0.1 "GET /v2.1/servers" status: 200 len: …`;
 // with a forwarded chain `client,proxy "GET …`; Apache combined: `172.17.0.1 - - [ts] "GET /v3 …`): per service
 // and fixed window, when nearly all requests come from one address of a container network and almost none
 // carries a forwarded address, the alert fires; a window where that is no longer so resolves it.
@@ -24,7 +25,7 @@ const Params = z.strictObject({
 
 // The address chain is checked address by address (IPV4): written into this regex, its counted repetitions made
 // an automaton too large for recheck to prove the regex linear.
-const ACCESS = /^(?<chain>[0-9.]+(?:, ?[0-9.]+)*) (?:\S+ \S+ \[[^\]]+\] )?"[A-Z]+ \S+ HTTP\/\d/;
+const ACCESS = /^(?<chain>[0-9.]+(?:, ?[0-9.]+)*) (?:\S+ \S+ \[[^\]]+\] )?"[A-Z]+ \S+(?: HTTP\/\d|")/;
 const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 
 function ipv4(addr: string): number {
@@ -127,7 +128,7 @@ export const detector = defineDetector({
     }
 
     return {
-      accepts: { kinds: ['log'], literals: [' HTTP/1.', ' HTTP/2'] },
+      accepts: { kinds: ['log'], literals: [' HTTP/1.', ' HTTP/2', '" status: '] },
       state: () => {
         let n = 0;
         for (const [, s] of services.entries()) n += 1 + (s.window?.byPeer.size ?? 0);
