@@ -60,8 +60,9 @@ stop_started() {
 trap stop_started EXIT
 # The live OpenStack (scripts/openstack.sh: ~1 min with its databases in place, ~3 min from empty ones) starts in
 # the background beside the others, mostly waiting on its own services; the tests wait for it below.
+# Only for the OpenStack tests (npm run test:openstack sets STACKWATCH_TEST_OPENSTACK=1).
 openstack_pid=""
-if [ -x scripts/openstack.sh ] && ! scripts/openstack.sh status >/dev/null 2>&1; then
+if [ "${STACKWATCH_TEST_OPENSTACK:-}" = 1 ] && ! scripts/openstack.sh status >/dev/null 2>&1; then
   extra+=(openstack)
   scripts/openstack.sh start >.stack/checks/openstack-start.log 2>&1 &
   openstack_pid=$!

@@ -1,0 +1,343 @@
+// A real OpenStack under watch (issue 13): Debian 12's OpenStack Zed, started by scripts/openstack.sh (keystone,
+// placement, glance, neutron-server, nova-api/-conductor/-scheduler/-novncproxy, nova-compute with the fake
+// driver), on the machine's MariaDB and RabbitMQ, with fault proxies in nova-compute's AMQP path and
+// nova-conductor's database path. One stackwatch (`stackwatch run`: the log collector tailing the cloud's log
+// files from their end, the OpenStack API collector polling every 5 s with a console probe of the canary server,
+// the processor) sends everything through Kafka and Elasticsearch to Alertmanager and the pager webhook; each
+// test breaks the cloud as an operator's cloud broke, and checks what the on-call engineer receives:
+//
+// 1. A quiet cloud — boots, deletes, console requests, periodic tasks — pages nothing (and the evidence that
+//    would page, the logs and the probes, does arrive).
+// 2. The seed's broken VNC console: nova-compute with heartbeats off, its AMQP path silently black-holed; the
+//    console URL request fails (HTTP 500 MessagingTimeout); stackwatch pages `amqp-connection-lost` for
+//    nova-compute and `console-probe-failing`, and both resolve when the path is restored.
+// 3. nova-compute re-registered under a container-ID host name: `compute-host-drift` names the old and the new
+//    host, from the logs and from the API.
+//
+// The cloud is started once (scripts/test.sh starts it beside the other services and stops it afterwards if it
+// started it; alone, this file starts it and leaves it running) and is put back as it was after each test, even
+// when the test fails: the proxies in pass mode, nova-compute with its own host and settings.
+import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup, type WebhookAlert } from './harness.ts';
+
+const OPENSTACK = join(REPO, 'scripts/openstack.sh');
+const EPHEMERAL_HOST = '3f2a9c1b7d4e';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+function openstackSh(args: string[], env: Record<string, string> = {}, timeoutMs = 900_000): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(OPENSTACK, args, { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`scripts/openstack.sh ${args.join(' ')}: ${err.message}\n${stderr.slice(-4000)}`)) : resolve(stdout + stderr),
+    ),
+  );
+}
+
+/** `scripts/openstack.sh env`: export NAME=VALUE lines. */
+async function cloudEnv(): Promise<Record<string, string>> {
+  const out = await openstackSh(['env'], {}, 60_000);
+  const env: Record<string, string> = {};
+  for (const line of out.split('\n')) {
+    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line);
+    if (m) env[m[1]] = m[2].replace(/^'(.*)'$/, '$1');
+  }
+  return env;
+}
+
+/** The `openstack` CLI against the test cloud, as an operator types it. */
+function openstackCli(args: string[], timeoutMs = 180_000): Promise<{ ok: boolean; out: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve) =>
+    execFile('openstack', args, { env: { ...process.env, ...cloud }, timeout: timeoutMs }, (err, stdout, stderr) => resolve({ ok: !err, out: stdout + stderr, ms: Date.now() - t0 })),
+  );
+}
+
+async function fault(which: 'amqp' | 'db', mode: string): Promise<void> {
+  const url = which === 'amqp' ? cloud.STACKWATCH_OS_AMQP_PROXY_CONTROL : cloud.STACKWATCH_OS_DB_PROXY_CONTROL;
+  const res = await fetch(`${url}/mode/${mode}`, { method: 'PUT' });
+  if (!res.ok) throw new Error(`${which} proxy: PUT /mode/${mode}: HTTP ${res.status} ${await res.text()}`);
+}
+
+async function faultMode(which: 'amqp' | 'db'): Promise<string> {
+  const url = which === 'amqp' ? cloud.STACKWATCH_OS_AMQP_PROXY_CONTROL : cloud.STACKWATCH_OS_DB_PROXY_CONTROL;
+  return ((await (await fetch(`${url}/mode`)).json()) as { mode: string }).mode;
+}
+
+/** nova-compute's services rows as the API lists them. */
+async function computeServices(): Promise<{ Host: string; State: string; Status: string; ID: string }[]> {
+  const r = await openstackCli(['compute', 'service', 'list', '--service', 'nova-compute', '-f', 'json']);
+  if (!r.ok) throw new Error(`openstack compute service list: ${r.out}`);
+  return JSON.parse(r.out);
+}
+
+async function restartCompute(env: Record<string, string> = {}): Promise<void> {
+  await openstackSh(['restart', 'nova-compute'], env, 300_000);
+  const host = env.SW_OS_COMPUTE_HOST ?? defaultComputeHost;
+  await waitFor(`nova-compute up as ${host}`, async () => (await computeServices()).some((s) => s.Host === host && s.State === 'up'), 120_000, 1000);
+}
+
+let cloud: Record<string, string> = {};
+let defaultComputeHost = '';
+let t: TestSetup;
+let pipeline: Cli;
+/** What `paged` saw last: for the message of a wait that timed out. */
+let lastPaged: WebhookAlert[] = [];
+
+/** What the pager received for this test's cloud since `from`: alerts whose host is the stackwatch host (the
+ * machine and the cloud have its name) or one of the cloud's compute hosts. */
+async function paged(from: number): Promise<WebhookAlert[]> {
+  const res = await fetch(`${stack().STACKWATCH_WEBHOOK_URL}/received`);
+  const { items } = (await res.json()) as { items: { body: { alerts?: WebhookAlert[] } }[] };
+  const hosts = new Set([t.host, defaultComputeHost, EPHEMERAL_HOST]);
+  lastPaged = items.flatMap((i) => i.body.alerts ?? []).filter((a) => (hosts.has(a.labels.host) || a.labels.cloud === t.host) && Date.parse(a.startsAt) >= from - 5_000);
+  return lastPaged;
+}
+
+const named = (alerts: WebhookAlert[], alertname: string, status?: string) => alerts.filter((a) => a.labels.alertname === alertname && (status === undefined || a.status === status));
+const brief = (alerts: WebhookAlert[]) =>
+  alerts.map((a) => `${a.status} ${a.labels.alertname} ${JSON.stringify(a.labels)} ${a.annotations.summary ?? a.annotations.description ?? ''}`).join('\n');
+
+beforeAll(async () => {
+  const t0 = Date.now();
+  console.log((await openstackSh(['start'])).trim().split('\n').slice(-3).join('\n'));
+  cloud = await cloudEnv();
+  defaultComputeHost = cloud.STACKWATCH_OS_COMPUTE_HOST ?? 'os-compute-1';
+  console.log(`openstack-live: the cloud up in ${secs(Date.now() - t0)}`);
+  t = testSetup('os-live', (raw) => {
+    raw.collectors.openstack_logs = {
+      // The services' logs by name (the directory also holds the script's own: dbsync.log, cloud.log, …).
+      paths: ['nova-*.log', 'keystone.log', 'glance-api.log', 'neutron-server.log', 'placement.log'].map((f) => join(cloud.STACKWATCH_OS_LOG_DIR, f)),
+      checkpoint_dir: join(raw.collectors.openstack_logs.checkpoint_dir),
+      host_name: raw.collectors.openstack_logs.host_name,
+      poll_interval_ms: 200,
+      start_at: 'end', // the cloud's history (earlier runs' faults) is not this test's
+    };
+    raw.collectors.openstack_api = {
+      auth_url: cloud.OS_AUTH_URL,
+      username: cloud.OS_USERNAME,
+      password: cloud.OS_PASSWORD,
+      project_name: cloud.OS_PROJECT_NAME,
+      region_name: cloud.OS_REGION_NAME,
+      cloud_name: raw.collectors.openstack_logs.host_name,
+      schedule: '*/5 * * * * *',
+      timeout_ms: 15_000,
+      probes: { token: true, console: { server: cloud.STACKWATCH_OS_CANARY_NAME, timeout_ms: 150_000 } },
+    };
+  });
+  mkdirSync(t.cfg.collectors.openstack_logs!.checkpoint_dir, { recursive: true });
+  // OS_* of the environment would override the configured collector (that is what they are for): none here.
+  const noOs = Object.fromEntries(
+    Object.keys(process.env)
+      .filter((k) => k.startsWith('OS_'))
+      .map((k) => [k, '']),
+  );
+  pipeline = stackwatch(['run', '--config', t.configFile], { ...noOs, STACKWATCH_LOG_LEVEL: 'info' });
+  await waitFor(
+    () => `the first console probe in Elasticsearch; stackwatch said: ${pipeline.stderr().slice(-3000)}`,
+    async () => {
+      const index = `${t.cfg.elasticsearch.indices.metrics}-*`;
+      await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+      const r = await t.es.count({ index, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'metric.name': 'openstack.probe.success' } } });
+      return r.count > 0;
+    },
+    240_000,
+    1000,
+  );
+}, 1_200_000);
+
+afterAll(async () => {
+  pipeline?.child.kill('SIGTERM');
+  await pipeline?.exited;
+  await t?.cleanup();
+  if (t) rmSync(t.dir, { recursive: true, force: true });
+}, 120_000);
+
+/** Puts the cloud back as it was, whatever the test did: both proxies pass, nova-compute on its own host with
+ * the default settings, the ephemeral host's service row gone. */
+async function restoreCloud(computeChanged = false): Promise<void> {
+  // Only a path that is not passing is touched: resetting healthy connections is itself an outage (it paged
+  // amqp-connection-lost and db-sync-lag when this did it unconditionally). A black-hole needs the reset: with
+  // heartbeats off, nothing else ends the dead connections.
+  for (const which of ['amqp', 'db'] as const) {
+    const mode = await faultMode(which).catch(() => 'unknown');
+    if (mode !== 'pass') await fault(which, mode.startsWith('blackhole') ? 'reset' : 'pass').catch(() => {});
+  }
+  const services = await computeServices().catch(() => []);
+  const up = services.some((s) => s.Host === defaultComputeHost && s.State === 'up');
+  if (computeChanged || !up) await restartCompute();
+  for (const s of services.filter((x) => x.Host === EPHEMERAL_HOST)) await openstackCli(['compute', 'service', 'delete', String(s.ID)]);
+}
+
+describe.sequential('a real OpenStack under watch', () => {
+  it('a quiet cloud (boots, deletes, console requests, periodic tasks) pages nothing, while its logs and probes arrive', { timeout: 600_000 }, async () => {
+    const from = Date.now();
+    const name = `sw-quiet-${t.run}`;
+    const boot = await openstackCli(['--os-compute-api-version', '2.37', 'server', 'create', '--flavor', 'tiny', '--image', 'stackwatch-tiny', '--nic', 'none', '--wait', name]);
+    expect(boot.ok, boot.out).toBe(true);
+    for (let i = 0; i < 3; i++) {
+      const c = await openstackCli(['console', 'url', 'show', name]);
+      expect(c.ok, c.out).toBe(true);
+    }
+    const del = await openstackCli(['server', 'delete', '--wait', name]);
+    expect(del.ok, del.out).toBe(true);
+    // Periodic tasks and a few polls more; then the logs of the boot must be in Elasticsearch, and no page.
+    await sleep(30_000);
+    const index = `${t.cfg.elasticsearch.indices.logs}-*`;
+    const logs = await waitFor(
+      'nova-compute and nova-api log documents of the boot',
+      async () => {
+        await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+        const r = await t.es.search({ index, size: 0, ignore_unavailable: true, allow_no_indices: true, aggs: { s: { terms: { field: 'service.name', size: 50 } } } });
+        const by = Object.fromEntries(((r.aggregations?.s as any)?.buckets ?? []).map((b: any) => [b.key, b.doc_count]));
+        return by['nova-compute'] > 0 && by['nova-api'] > 0 && by;
+      },
+      120_000,
+      2000,
+    );
+    const alerts = await paged(from);
+    console.log(`openstack-live quiet: ${boot.ms} ms to boot, log documents by service ${JSON.stringify(logs)}; pages: ${alerts.length}`);
+    expect(alerts, brief(alerts)).toEqual([]);
+    const indexed = await t.es.count({ index: `${t.cfg.elasticsearch.indices.alerts}-*`, ignore_unavailable: true, allow_no_indices: true });
+    expect(indexed.count).toBe(0);
+  });
+
+  it(
+    "the seed's broken VNC console: nova-compute's AMQP path silently black-holed with heartbeats off pages amqp-connection-lost and console-probe-failing; both resolve when the path is back",
+    { timeout: 900_000 },
+    async () => {
+      try {
+        await restartCompute({ SW_OS_AMQP_HEARTBEAT: '0' });
+        await sleep(10_000); // a few probes that work, with this nova-compute
+        const from = Date.now();
+        await fault('amqp', 'blackhole');
+        const brokenAt = Date.now();
+        // As a user: the console URL request fails after nova-api's wait (rpc_response_timeout and its retries).
+        const user = await openstackCli(['console', 'url', 'show', cloud.STACKWATCH_OS_CANARY_NAME]);
+        expect(user.ok, user.out).toBe(false);
+        expect(user.out).toMatch(/MessagingTimeout|HTTP 500|504/);
+        const pages = await waitFor(
+          () => `amqp-connection-lost (nova-compute) and console-probe-failing firing; paged so far:\n${brief(lastPaged)}`,
+          async () => {
+            const a = await paged(from);
+            return named(a, 'amqp-connection-lost', 'firing').some((x) => x.labels.service === 'nova-compute') && named(a, 'console-probe-failing', 'firing').length > 0 && a;
+          },
+          420_000,
+          2000,
+        ).catch(async (err) => {
+          throw new Error(`${err.message}\npaged: ${brief(await paged(from))}`);
+        });
+        const pagedAt = Date.now();
+        const probe = named(pages, 'console-probe-failing', 'firing')[0];
+        expect(probe.annotations.summary ?? probe.annotations.description ?? '').toMatch(/MessagingTimeout|HTTP 5\d\d|no answer/);
+        console.log(`openstack-live console: the user's console request failed after ${secs(user.ms)}; pages ${secs(pagedAt - brokenAt)} after the black-hole:\n${brief(pages)}`);
+
+        await fault('amqp', 'reset');
+        const restoredAt = Date.now();
+        const resolved = await waitFor(
+          () => `both resolved; paged so far:\n${brief(lastPaged)}`,
+          async () => {
+            const a = await paged(from);
+            return named(a, 'amqp-connection-lost', 'resolved').some((x) => x.labels.service === 'nova-compute') && named(a, 'console-probe-failing', 'resolved').length > 0 && a;
+          },
+          420_000,
+          2000,
+        );
+        console.log(`openstack-live console: resolved ${secs(Date.now() - restoredAt)} after the path came back`);
+        // One page per cause: one firing notification for each alert, whatever the number of failing lines and probes.
+        for (const name of ['amqp-connection-lost', 'console-probe-failing']) {
+          const fired = named(resolved, name, 'firing').filter((x) => name !== 'amqp-connection-lost' || x.labels.service === 'nova-compute');
+          expect(new Set(fired.map((x) => JSON.stringify(x.labels))).size, brief(resolved)).toBe(1);
+        }
+        const user2 = await openstackCli(['console', 'url', 'show', cloud.STACKWATCH_OS_CANARY_NAME]);
+        expect(user2.ok, user2.out).toBe(true);
+      } finally {
+        await restoreCloud();
+      }
+    },
+  );
+
+  it('nova-compute re-registered under a container-ID host name: compute-host-drift names the old and the new host, from the logs and from the API', { timeout: 900_000 }, async () => {
+    try {
+      const from = Date.now();
+      await restartCompute({ SW_OS_COMPUTE_HOST: EPHEMERAL_HOST });
+      const pages = await waitFor(
+        () => `compute-host-drift naming ${defaultComputeHost} and ${EPHEMERAL_HOST}; paged so far:\n${brief(lastPaged)}`,
+        async () => {
+          const a = named(await paged(from), 'compute-host-drift', 'firing');
+          const text = a.map((x) => JSON.stringify(x)).join('\n');
+          return text.includes(EPHEMERAL_HOST) && text.includes(defaultComputeHost) && a;
+        },
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live drift: paged ${secs(Date.now() - from)} after the restart:\n${brief(pages)}`);
+      const all = named(await paged(from), 'compute-host-drift', 'firing');
+      expect(all.some((x) => x.annotations.summary?.includes(EPHEMERAL_HOST) || x.annotations.description?.includes(EPHEMERAL_HOST))).toBe(true);
+    } finally {
+      await restoreCloud(true);
+    }
+  });
+
+  it('the same black-hole with heartbeats on: oslo notices by itself, stackwatch pages amqp-connection-lost, and it resolves by itself once packets flow', { timeout: 900_000 }, async () => {
+    try {
+      await restartCompute({ SW_OS_AMQP_HEARTBEAT: '10' });
+      await sleep(10_000);
+      const from = Date.now();
+      await fault('amqp', 'blackhole');
+      const brokenAt = Date.now();
+      const lost = (a: WebhookAlert[], status: string) => named(a, 'amqp-connection-lost', status).filter((x) => x.labels.service === 'nova-compute');
+      const fired = await waitFor(
+        () => `amqp-connection-lost (nova-compute) firing; paged so far:\n${brief(lastPaged)}`,
+        async () => lost(await paged(from), 'firing').length > 0 && lastPaged,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live heartbeats: paged ${secs(Date.now() - brokenAt)} after the black-hole:\n${brief(fired)}`);
+      // Packets flow again on the same sockets (no reset): the heartbeat thread has dropped the dead connections
+      // already and oslo reconnects on its own.
+      await fault('amqp', 'pass');
+      const passAt = Date.now();
+      await waitFor(
+        () => `amqp-connection-lost (nova-compute) resolved; paged so far:\n${brief(lastPaged)}`,
+        async () => lost(await paged(from), 'resolved').length > 0,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live heartbeats: resolved ${secs(Date.now() - passAt)} after packets flowed again`);
+      expect(new Set(lost(lastPaged, 'firing').map((x) => x.labels.alert_id)).size, brief(lastPaged)).toBe(1);
+    } finally {
+      await restoreCloud(true);
+    }
+  });
+
+  it("nova-conductor's database path refused: db-sync-lag pages, and resolves when nova-conductor reports again", { timeout: 900_000 }, async () => {
+    try {
+      const from = Date.now();
+      await fault('db', 'refuse');
+      const brokenAt = Date.now();
+      const lag = (a: WebhookAlert[], status: string) => named(a, 'db-sync-lag', status).filter((x) => x.labels.service === 'nova-conductor');
+      const fired = await waitFor(
+        () => `db-sync-lag (nova-conductor) firing; paged so far:\n${brief(lastPaged)}`,
+        async () => lag(await paged(from), 'firing').length > 0 && lastPaged,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live db: paged ${secs(Date.now() - brokenAt)} after the database path was refused:\n${brief(fired)}`);
+      await fault('db', 'pass');
+      const backAt = Date.now();
+      await waitFor(
+        () => `db-sync-lag (nova-conductor) resolved; paged so far:\n${brief(lastPaged)}`,
+        async () => lag(await paged(from), 'resolved').length > 0,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live db: resolved ${secs(Date.now() - backAt)} after the path came back`);
+      expect(new Set(lag(lastPaged, 'firing').map((x) => x.labels.alert_id)).size, brief(lastPaged)).toBe(1);
+    } finally {
+      await restoreCloud();
+    }
+  });
+});
