@@ -248,17 +248,10 @@ ensure_backends() {
 
 # ---------------------------------------------------------------- install
 
-missing_packages() {
-  local p
-  for p in "${PACKAGES[@]}"; do
-    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) != installed ]]; then echo "$p"; fi
-  done
-}
-
 do_install() {
   local t0 missing
   t0=$(now_ms)
-  mapfile -t missing < <(missing_packages)
+  mapfile -t missing < <(packages_missing "${PACKAGES[@]}")
   if (( ${#missing[@]} == 0 )); then
     log "packages already installed (nova $(dpkg-query -W -f='${Version}' python3-nova))"
     return 0

@@ -192,13 +192,11 @@ svc_ready() {
 # ---------------------------------------------------------------- install
 
 missing_packages() { # print the packages of PACKAGES (+ MariaDB/PostgreSQL clients) not installed
-  local want=("${PACKAGES[@]}") p
+  local want=("${PACKAGES[@]}")
   command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] || want+=(mariadb-server)
   command -v mariadb >/dev/null 2>&1 || want+=(mariadb-client)
   command -v psql >/dev/null 2>&1 || want+=(postgresql-client)
-  for p in "${want[@]}"; do
-    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) != installed ]]; then echo "$p"; fi
-  done
+  packages_missing "${want[@]}"
 }
 
 do_install() {

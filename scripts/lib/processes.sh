@@ -53,6 +53,13 @@ terminate() { # PID...: SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL
   done
 }
 
+packages_missing() { # PACKAGE...: those dpkg does not have installed, one a line
+  local p
+  for p in "$@"; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || echo "$p"
+  done
+}
+
 APT_UPDATED=0
 apt_install() { # LOGNAME PACKAGE...: apt-get install --no-install-recommends, output in $LOG_DIR/LOGNAME
   local logname=$1; shift
