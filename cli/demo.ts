@@ -16,6 +16,7 @@ import { pollOnce } from '../collectors/schedule.ts';
 import { startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
 import { parseOptions, shutdownSignal } from './options.ts';
+import { LIVE_HELP, runLiveDemo } from './demo-live.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const SAMPLES = join(REPO, 'samples', 'hotsos-2022');
@@ -45,6 +46,7 @@ function formatAlert(a: Alert): string {
 export const demoCommand: Command = {
   name: 'demo',
   help: `Usage: stackwatch demo [--keep-topic]
+       stackwatch demo --live [--seed-timing] [--timeout MIN] [--keep-topic]
 
 Replays the real logs bundled in samples/hotsos-2022 (a 2022 RabbitMQ outage seen by nova-compute and three
 neutron agents) through the collector, Kafka, the processor, Elasticsearch and Alertmanager, and polls the
@@ -54,9 +56,12 @@ local stack with scripts/stack.sh (installing it on first use) and leaves it run
 stop it with scripts/stack.sh stop.
 
 Options:
-  --keep-topic    keep the demo's Kafka topic afterwards (default: delete it)`,
+  --keep-topic    keep the demo's Kafka topic afterwards (default: delete it)
+${LIVE_HELP}`,
 
   async main(args) {
+    // The live story (cli/demo-live.ts) has options of its own.
+    if (args.includes('--live')) return runLiveDemo(args.filter((a) => a !== '--live'));
     const { values } = parseOptions(args, { 'keep-topic': { type: 'boolean', default: false } });
     const env = { ...process.env, ...stackEnvironment() };
     const run = `${Date.now().toString(36)}`;
