@@ -64,7 +64,16 @@ export function runHostile(engine: DetectionEngine, c: HostileCase, bytes: numbe
       '@timestamp': at,
       cloud: { name: 'hostile' },
       services: hostile && c.field === 'service-host' ? [service('1', 'compute-1', 'down'), service('2', line, 'up')] : [service('1', 'compute-1', 'up')],
-      probes: [{ name: 'console', target: 'canary', ok: !(hostile && c.field === 'probe-error'), started_at: at, duration_s: 64, ...(hostile && c.field === 'probe-error' ? { error: line, http_status: 500 } : {}) }],
+      probes: [
+        {
+          name: 'console',
+          target: 'canary',
+          ok: !(hostile && c.field === 'probe-error'),
+          started_at: at,
+          duration_s: 64,
+          ...(hostile && c.field === 'probe-error' ? { error: line, http_status: 500 } : {}),
+        },
+      ],
     });
     const alerts = [...engine.on(poll('2026-11-25T10:00:00Z', false)), ...engine.on(poll('2026-11-25T10:00:30Z', true)), ...engine.on(poll('2026-11-25T10:01:00Z', true))];
     return { alerts, ms: performance.now() - start, parseMs: 0 };
