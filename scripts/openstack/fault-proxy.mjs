@@ -124,32 +124,39 @@ proxy.on('error', (err) => {
   process.exit(1);
 });
 
+// Both resolve once the listener is bound or closed: the control's answer comes after, so a client that connects
+// right after `PUT /mode/pass` (following a refuse) is never refused.
 let listening = false;
 function startListening() {
-  if (listening) return;
+  if (listening) return Promise.resolve();
   listening = true;
-  proxy.listen(listen.port, listen.host, () => log('listening', { listen: opts.listen, upstream: opts.upstream, mode }));
+  return new Promise((resolve) =>
+    proxy.listen(listen.port, listen.host, () => {
+      log('listening', { listen: opts.listen, upstream: opts.upstream, mode });
+      resolve();
+    }),
+  );
 }
 function stopListening() {
-  if (!listening) return;
+  if (!listening) return Promise.resolve();
   listening = false;
-  proxy.close();
+  return new Promise((resolve) => proxy.close(() => resolve()));
 }
 
-function setMode(next) {
+async function setMode(next) {
   const before = mode;
   let reset = 0;
   if (next === 'reset') {
     reset = resetAll();
     mode = 'pass';
-    startListening();
+    await startListening();
   } else if (next === 'refuse') {
     reset = resetAll();
     mode = 'refuse';
-    stopListening();
+    await stopListening();
   } else {
     mode = next;
-    startListening();
+    await startListening();
   }
   log('mode', { from: before, to: next, mode, reset, connections: conns.size });
   return reset;
@@ -180,8 +187,7 @@ const controlServer = http.createServer((req, res) => {
     if (!MODES.includes(m[1])) {
       reply(400, { error: `mode: expected one of ${MODES.join(', ')}, got "${m[1]}"` });
     } else {
-      const reset = setMode(m[1]);
-      reply(200, state({ reset }));
+      setMode(m[1]).then((reset) => reply(200, state({ reset })));
     }
   } else {
     reply(404, { error: 'GET /mode, or PUT /mode/{pass|blackhole|blackhole-up|reset|refuse}' });

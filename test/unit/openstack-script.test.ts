@@ -31,7 +31,7 @@ function client(port: number) {
   return c;
 }
 
-async function until(what: string, probe: () => boolean, ms = 3000) {
+async function until(what: string, probe: () => boolean, ms = 15_000) {
   const deadline = Date.now() + ms;
   while (!probe()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
