@@ -18,13 +18,21 @@
 // started it; alone, this file starts it and leaves it running) and is put back as it was after each test, even
 // when the test fails: the proxies in pass mode, nova-compute with its own host and settings.
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { dirname, join } from 'node:path';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup, type WebhookAlert } from './harness.ts';
 
 const OPENSTACK = join(REPO, 'scripts/openstack.sh');
 const EPHEMERAL_HOST = '3f2a9c1b7d4e';
+/** Every wait for a page or a resolution: the slowest seen on a loaded machine was under a minute. */
+const WAIT_MS = 300_000;
+/** client-ip-masked's window in this file's copy of the rules (600 s shipped). */
+const CLIENT_IP_WINDOW_S = 15;
+/** Where the test's API users come from: an address of their own on loopback, not HAProxy's 127.0.0.1. */
+const USER_ADDRESS = '127.0.0.2';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
@@ -64,6 +72,52 @@ async function fault(which: 'amqp' | 'db', mode: string): Promise<void> {
 async function faultMode(which: 'amqp' | 'db'): Promise<string> {
   const url = which === 'amqp' ? cloud.STACKWATCH_OS_AMQP_PROXY_CONTROL : cloud.STACKWATCH_OS_DB_PROXY_CONTROL;
   return ((await (await fetch(`${url}/mode`)).json()) as { mode: string }).mode;
+}
+
+/** A token of the cloud's admin, for the API users of the client-address test. */
+async function keystoneToken(): Promise<string> {
+  const res = await fetch(`${cloud.OS_AUTH_URL.replace(/\/$/, '')}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      auth: {
+        identity: { methods: ['password'], password: { user: { name: cloud.OS_USERNAME, domain: { name: cloud.OS_USER_DOMAIN_NAME ?? 'Default' }, password: cloud.OS_PASSWORD } } },
+        scope: { project: { name: cloud.OS_PROJECT_NAME, domain: { name: cloud.OS_PROJECT_DOMAIN_NAME ?? 'Default' } } },
+      },
+    }),
+  });
+  const token = res.headers.get('x-subject-token');
+  if (res.status !== 201 || !token) throw new Error(`keystone: POST /auth/tokens: HTTP ${res.status} ${await res.text()}`);
+  return token;
+}
+
+const haproxyPort = (frontend: 'plain' | 'forwardfor') => Number(new URL(frontend === 'plain' ? cloud.STACKWATCH_OS_HAPROXY_URL : cloud.STACKWATCH_OS_HAPROXY_FORWARDFOR_URL).port);
+
+/** API users listing flavors through HAProxy from USER_ADDRESS: `count` requests, four at a time. Returns how
+ * many nova-api answered with 200. */
+async function apiBurst(port: number, token: string, count = 120): Promise<number> {
+  const one = () =>
+    new Promise<number>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/v2.1/flavors', localAddress: USER_ADDRESS, headers: { 'x-auth-token': token }, timeout: 30_000 }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+  let ok = 0;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      while (next < count) {
+        next++;
+        if ((await one()) === 200) ok++;
+      }
+    }),
+  );
+  if (ok < count * 0.9) throw new Error(`nova-api through HAProxy (port ${port}) answered ${ok} of ${count} requests`);
+  return ok;
 }
 
 /** nova-compute's services rows as the API lists them. */
@@ -107,6 +161,17 @@ beforeAll(async () => {
   defaultComputeHost = cloud.STACKWATCH_OS_COMPUTE_HOST ?? 'os-compute-1';
   console.log(`openstack-live: the cloud up in ${secs(Date.now() - t0)}`);
   t = testSetup('os-live', (raw) => {
+    // The shipped rules, client-ip-masked's made for one machine: here the "container gateway" whose address
+    // masks the clients is HAProxy's 127.0.0.1, and its window is shorter. At most about 12 requests from the
+    // API collector itself (straight to nova-api, from 127.0.0.1) and 10 from a server boot fall in a window:
+    // below min_requests, so only the test's users can make one count.
+    const rulesDir = join(dirname(raw.collectors.openstack_logs.checkpoint_dir), 'rules');
+    cpSync(join(REPO, 'rules'), rulesDir, { recursive: true });
+    const ruleFile = join(rulesDir, 'client-ip-masked.yaml');
+    const rule = parse(readFileSync(ruleFile, 'utf8'));
+    rule.params = { ...rule.params, window_s: CLIENT_IP_WINDOW_S, min_requests: 40, gateway_cidrs: ['127.0.0.1/32'] };
+    writeFileSync(ruleFile, stringify(rule));
+    raw.rules_dir = rulesDir;
     raw.collectors.openstack_logs = {
       // The services' logs by name (the directory also holds the script's own: dbsync.log, cloud.log, …).
       paths: ['nova-*.log', 'keystone.log', 'glance-api.log', 'neutron-server.log', 'placement.log'].map((f) => join(cloud.STACKWATCH_OS_LOG_DIR, f)),
@@ -204,6 +269,107 @@ describe.sequential('a real OpenStack under watch', () => {
     expect(indexed.count).toBe(0);
   });
 
+  it("nova-conductor's database path refused: db-sync-lag pages, and resolves when nova-conductor reports again", { timeout: 900_000 }, async () => {
+    try {
+      const from = Date.now();
+      await fault('db', 'refuse');
+      const brokenAt = Date.now();
+      const lag = (a: WebhookAlert[], status: string) => named(a, 'db-sync-lag', status).filter((x) => x.labels.service === 'nova-conductor');
+      const fired = await waitFor(
+        () => `db-sync-lag (nova-conductor) firing; paged so far:\n${brief(lastPaged)}`,
+        async () => lag(await paged(from), 'firing').length > 0 && lastPaged,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live db: paged ${secs(Date.now() - brokenAt)} after the database path was refused:\n${brief(fired)}`);
+      await fault('db', 'pass');
+      const backAt = Date.now();
+      await waitFor(
+        () => `db-sync-lag (nova-conductor) resolved; paged so far:\n${brief(lastPaged)}`,
+        async () => lag(await paged(from), 'resolved').length > 0,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live db: resolved ${secs(Date.now() - backAt)} after the path came back`);
+      expect(new Set(lag(lastPaged, 'firing').map((x) => x.labels.alert_id)).size, brief(lastPaged)).toBe(1);
+    } finally {
+      await restoreCloud();
+    }
+  });
+
+  it(
+    'client addresses behind HAProxy: without option forwardfor client-ip-masked pages the gateway address; with it (and enable_proxy_headers_parsing) nothing, and the page resolves',
+    { timeout: 600_000 },
+    async () => {
+      // The cloud's nova-api parses X-Forwarded-For (scripts/openstack.sh's default); restarted so if it does not.
+      if (!readFileSync(join(dirname(cloud.STACKWATCH_OS_LOG_DIR), 'etc/nova-api/nova-api.conf'), 'utf8').includes('enable_proxy_headers_parsing = true')) {
+        await openstackSh(['restart', 'nova-api'], { SW_OS_PROXY_HEADERS: '1' }, 300_000);
+      }
+      const token = await keystoneToken();
+      const from = Date.now();
+      const masked = (a: WebhookAlert[], status: string) => named(a, 'client-ip-masked', status).filter((x) => x.labels.service === 'nova-api');
+      // 1. Users through HAProxy with forwardfor: nova-api logs their address, 127.0.0.2. Two windows go by.
+      const ok1 = await apiBurst(haproxyPort('forwardfor'), token);
+      await sleep((CLIENT_IP_WINDOW_S * 2 + 5) * 1000);
+      expect(masked(await paged(from), 'firing'), brief(lastPaged)).toEqual([]);
+      // 2. The same users through the frontend without forwardfor: every request comes from HAProxy's 127.0.0.1.
+      const plainAt = Date.now();
+      const ok2 = await apiBurst(haproxyPort('plain'), token);
+      const fired = await waitFor(
+        () => `client-ip-masked (nova-api) firing; paged so far:\n${brief(lastPaged)}`,
+        async () => masked(await paged(from), 'firing').length > 0 && lastPaged,
+        WAIT_MS,
+        2000,
+      );
+      const page = masked(fired, 'firing')[0];
+      console.log(`openstack-live client-ip: ${ok1} and ${ok2} requests answered; paged ${secs(Date.now() - plainAt)} after the requests without forwardfor:\n${brief(fired)}`);
+      expect(JSON.stringify(page.annotations)).toContain('127.0.0.1');
+      // 3. forwardfor again: the next window resolves the alert.
+      const fwdAt = Date.now();
+      await apiBurst(haproxyPort('forwardfor'), token);
+      await waitFor(
+        () => `client-ip-masked (nova-api) resolved; paged so far:\n${brief(lastPaged)}`,
+        async () => masked(await paged(from), 'resolved').length > 0,
+        WAIT_MS,
+        2000,
+      );
+      console.log(`openstack-live client-ip: resolved ${secs(Date.now() - fwdAt)} after requests with forwardfor again`);
+      expect(new Set(masked(lastPaged, 'firing').map((x) => x.labels.alert_id)).size, brief(lastPaged)).toBe(1);
+    },
+  );
+
+  it('the same black-hole with heartbeats on: oslo notices by itself, stackwatch pages amqp-connection-lost, and it resolves by itself once packets flow', { timeout: 900_000 }, async () => {
+    try {
+      await restartCompute({ SW_OS_AMQP_HEARTBEAT: '10' });
+      await sleep(10_000);
+      const from = Date.now();
+      await fault('amqp', 'blackhole');
+      const brokenAt = Date.now();
+      const lost = (a: WebhookAlert[], status: string) => named(a, 'amqp-connection-lost', status).filter((x) => x.labels.service === 'nova-compute');
+      const fired = await waitFor(
+        () => `amqp-connection-lost (nova-compute) firing; paged so far:\n${brief(lastPaged)}`,
+        async () => lost(await paged(from), 'firing').length > 0 && lastPaged,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live heartbeats: paged ${secs(Date.now() - brokenAt)} after the black-hole:\n${brief(fired)}`);
+      // Packets flow again on the same sockets (no reset): the heartbeat thread has dropped the dead connections
+      // already and oslo reconnects on its own.
+      await fault('amqp', 'pass');
+      const passAt = Date.now();
+      await waitFor(
+        () => `amqp-connection-lost (nova-compute) resolved; paged so far:\n${brief(lastPaged)}`,
+        async () => lost(await paged(from), 'resolved').length > 0,
+        300_000,
+        2000,
+      );
+      console.log(`openstack-live heartbeats: resolved ${secs(Date.now() - passAt)} after packets flowed again`);
+      expect(new Set(lost(lastPaged, 'firing').map((x) => x.labels.alert_id)).size, brief(lastPaged)).toBe(1);
+    } finally {
+      await restoreCloud();
+    }
+  });
+
   it(
     "the seed's broken VNC console: nova-compute's AMQP path silently black-holed with heartbeats off pages amqp-connection-lost and console-probe-failing; both resolve when the path is back",
     { timeout: 900_000 },
@@ -278,66 +444,6 @@ describe.sequential('a real OpenStack under watch', () => {
       expect(all.some((x) => x.annotations.summary?.includes(EPHEMERAL_HOST) || x.annotations.description?.includes(EPHEMERAL_HOST))).toBe(true);
     } finally {
       await restoreCloud(true);
-    }
-  });
-
-  it('the same black-hole with heartbeats on: oslo notices by itself, stackwatch pages amqp-connection-lost, and it resolves by itself once packets flow', { timeout: 900_000 }, async () => {
-    try {
-      await restartCompute({ SW_OS_AMQP_HEARTBEAT: '10' });
-      await sleep(10_000);
-      const from = Date.now();
-      await fault('amqp', 'blackhole');
-      const brokenAt = Date.now();
-      const lost = (a: WebhookAlert[], status: string) => named(a, 'amqp-connection-lost', status).filter((x) => x.labels.service === 'nova-compute');
-      const fired = await waitFor(
-        () => `amqp-connection-lost (nova-compute) firing; paged so far:\n${brief(lastPaged)}`,
-        async () => lost(await paged(from), 'firing').length > 0 && lastPaged,
-        300_000,
-        2000,
-      );
-      console.log(`openstack-live heartbeats: paged ${secs(Date.now() - brokenAt)} after the black-hole:\n${brief(fired)}`);
-      // Packets flow again on the same sockets (no reset): the heartbeat thread has dropped the dead connections
-      // already and oslo reconnects on its own.
-      await fault('amqp', 'pass');
-      const passAt = Date.now();
-      await waitFor(
-        () => `amqp-connection-lost (nova-compute) resolved; paged so far:\n${brief(lastPaged)}`,
-        async () => lost(await paged(from), 'resolved').length > 0,
-        300_000,
-        2000,
-      );
-      console.log(`openstack-live heartbeats: resolved ${secs(Date.now() - passAt)} after packets flowed again`);
-      expect(new Set(lost(lastPaged, 'firing').map((x) => x.labels.alert_id)).size, brief(lastPaged)).toBe(1);
-    } finally {
-      await restoreCloud(true);
-    }
-  });
-
-  it("nova-conductor's database path refused: db-sync-lag pages, and resolves when nova-conductor reports again", { timeout: 900_000 }, async () => {
-    try {
-      const from = Date.now();
-      await fault('db', 'refuse');
-      const brokenAt = Date.now();
-      const lag = (a: WebhookAlert[], status: string) => named(a, 'db-sync-lag', status).filter((x) => x.labels.service === 'nova-conductor');
-      const fired = await waitFor(
-        () => `db-sync-lag (nova-conductor) firing; paged so far:\n${brief(lastPaged)}`,
-        async () => lag(await paged(from), 'firing').length > 0 && lastPaged,
-        300_000,
-        2000,
-      );
-      console.log(`openstack-live db: paged ${secs(Date.now() - brokenAt)} after the database path was refused:\n${brief(fired)}`);
-      await fault('db', 'pass');
-      const backAt = Date.now();
-      await waitFor(
-        () => `db-sync-lag (nova-conductor) resolved; paged so far:\n${brief(lastPaged)}`,
-        async () => lag(await paged(from), 'resolved').length > 0,
-        300_000,
-        2000,
-      );
-      console.log(`openstack-live db: resolved ${secs(Date.now() - backAt)} after the path came back`);
-      expect(new Set(lag(lastPaged, 'firing').map((x) => x.labels.alert_id)).size, brief(lastPaged)).toBe(1);
-    } finally {
-      await restoreCloud();
     }
   });
 });
