@@ -1,9 +1,11 @@
 import { defineConfig } from 'vitest/config';
+import Sequencer from './test/sequencer.ts';
 
 export default defineConfig({
   test: {
     // One real stack is shared by the integration tests: test files run one after another.
     fileParallelism: false,
+    sequence: { sequencer: Sequencer },
     projects: [
       // 60 s, not vitest's 5: tests that spawn the CLI took over 5 s on a loaded machine (load average 5.5).
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'rules/**/*.test.ts'], testTimeout: 60_000 } },
