@@ -88,7 +88,7 @@ describe('what the tests need from the machine', () => {
   it('npm test (scripts/test.sh) and .ci/run install them before any test runs', () => {
     const lineOf = (text: string, re: RegExp) => text.split('\n').findIndex((l) => re.test(l));
     for (const [path, tests] of [
-      ['scripts/test.sh', /^npx vitest run\b/],
+      ['scripts/test.sh', /^\s*npx vitest run\b/],
       ['.ci/run', /^npm test\b/],
     ] as const) {
       const text = read(path);
