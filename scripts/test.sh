@@ -58,20 +58,11 @@ stop_started() {
   [ ${#started[@]} -eq 0 ] || scripts/stack.sh stop "${started[@]}"
 }
 trap stop_started EXIT
-# The live OpenStack (scripts/openstack.sh: ~1.5 min with its databases in place, ~3 min from empty ones, most of it
-# Python importing) starts in the background at nice 10, so that it takes mostly the CPU the integration tests
-# leave idle (they wait on services and timers); its processes get normal priority again once it is up. The
-# OpenStack tests run last and wait for it. A whole run includes them; a run with arguments only when
+# The live OpenStack: a whole run includes it and its tests; a run with arguments only when
 # STACKWATCH_TEST_OPENSTACK=1 (npm run test:openstack); STACKWATCH_TEST_OPENSTACK=0 leaves them out.
 openstack_pid=""
 if [ $# -gt 0 ]; then with_openstack=${STACKWATCH_TEST_OPENSTACK:-0}; else with_openstack=${STACKWATCH_TEST_OPENSTACK:-1}; fi
-if [ "$with_openstack" = 1 ] && ! scripts/openstack.sh status >/dev/null 2>&1; then
-  extra+=(openstack)
-  # nova-compute with heartbeats on and a short threshold: the OpenStack tests' baseline (openstack-live.test.ts).
-  SW_START_TIMEOUT=${SW_START_TIMEOUT:-900} SW_OS_AMQP_HEARTBEAT=10 nice -n 10 scripts/openstack.sh start \
-    >.stack/checks/openstack-start.log 2>&1 &
-  openstack_pid=$!
-fi
+if [ "$with_openstack" = 1 ] && ! scripts/openstack.sh status >/dev/null 2>&1; then extra+=(openstack); fi
 [ ${#started[@]} -eq 0 ] || scripts/stack.sh start "${started[@]}"
 for svc in ${extra[@]+"${extra[@]}"}; do [ "$svc" = openstack ] || "scripts/$svc.sh" start; done
 checks_failed=0
@@ -86,6 +77,17 @@ for i in "${!check_pids[@]}"; do
   fi
 done
 [ "$checks_failed" -eq 0 ] || exit 1
+
+# The cloud (scripts/openstack.sh: ~1.5 min with its databases in place, ~3-5 min from empty ones, most of it
+# Python importing) starts now, once the other services are up and the checks have passed, in the background at
+# nice 10: it takes mostly the CPU the integration tests leave idle (they wait on services and timers), and its
+# processes get normal priority again once it is up. The OpenStack tests run last and wait for it.
+if [[ " ${extra[*]-} " == *" openstack "* ]]; then
+  # nova-compute with heartbeats on and a short threshold: the OpenStack tests' baseline (openstack-live.test.ts).
+  SW_START_TIMEOUT=${SW_START_TIMEOUT:-900} SW_OS_AMQP_HEARTBEAT=10 nice -n 10 scripts/openstack.sh start \
+    >.stack/checks/openstack-start.log 2>&1 &
+  openstack_pid=$!
+fi
 
 # Waits for the cloud's background start; 0 when it is up.
 openstack_ready() {
