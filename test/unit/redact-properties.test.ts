@@ -7,7 +7,7 @@
 //   - linear time: every regex of the module is checked by recheck, and adversarial lines 16× longer cost far less
 //     than 256× the time.
 import fc from 'fast-check';
-import { checkSync } from 'recheck';
+import { check } from 'recheck';
 import { describe, expect, it } from 'vitest';
 import { clipRanges, MASK, maskRanges, REDACT_REGEXES, redact, secretRanges, type Range } from '../../collectors/logs/redact.ts';
 
@@ -447,11 +447,10 @@ describe('redact: linear time', () => {
   it('every regex of the module is free of super-linear backtracking (recheck, fixed seed: reproducible)', async () => {
     const unsafe: string[] = [];
     for (const re of REDACT_REGEXES) {
-      // recheck runs synchronously: between regexes the worker answers vitest's calls (a minute without an answer,
-      // on a busy machine, is an error of the whole run).
-      await new Promise((resolve) => setImmediate(resolve));
+      // recheck's async check (its native agent, another process): checkSync blocked this worker for the whole of a
+      // regex, and vitest ends the run when a worker does not answer for a minute (it happened on a busy machine).
       // No wall-clock timeout: on a busy machine a timeout would make the verdict depend on the load.
-      const r = checkSync(re.source, re.flags.replace(/[gy]/g, ''), { randomSeed: 0, timeout: null });
+      const r = await check(re.source, re.flags.replace(/[gy]/g, ''), { randomSeed: 0, timeout: null });
       if (r.status !== 'safe') unsafe.push(`/${re.source.slice(0, 80)}…/: ${r.status}${r.status === 'vulnerable' ? ` (${r.complexity.type}, attack ${r.attack.pattern})` : ''}`);
     }
     expect(unsafe).toEqual([]);
@@ -509,17 +508,24 @@ describe('redact: linear time', () => {
   }
 
   it.each(ADVERSARIAL)('%s: 16× the line costs well under 256× the time (quadratic would)', (_, make) => {
-    // Lines of about 32 KB and 512 KB (n is the number of repeats).
-    const n = Math.max(1, Math.round(32_000 / make(1).length));
-    cost(make(16 * n)); // warm up
-    const best = (m: number, runs: number) => Math.min(...Array.from({ length: runs }, () => cost(make(m))));
-    const small = best(n, 5);
-    const large = best(16 * n, 3);
+    // Lines of about 128 KB and 2 MB (n is the number of repeats). Smaller lines cost a millisecond or less, mostly
+    // noise on a busy machine (the unit tests run beside the live OpenStack's: a 32 KB line measured so failed).
+    const n = Math.max(1, Math.round(128_000 / make(1).length));
+    const small = make(n);
+    const large = make(16 * n);
+    cost(large); // warm up
+    // Small and large alternate, so a burst of load falls on both; the best of each counts.
+    let bestSmall = Infinity;
+    let bestLarge = Infinity;
+    for (let i = 0; i < 3; i++) {
+      bestSmall = Math.min(bestSmall, cost(small));
+      bestLarge = Math.min(bestLarge, cost(large));
+    }
     // Linear is 16×; the bound leaves room for a busy machine and the garbage collector (a line with 70,000
     // secrets allocates as many ranges: the AUTH line measured 71× once during a full test run), and fails on
     // quadratic (256×).
-    expect(large / Math.max(small, 500_000)).toBeLessThan(120);
-    // And the 512 KB line takes well under the issue's budget of 1 s for a 1 MiB line.
-    expect(large).toBeLessThan(500e6);
+    expect(bestLarge / Math.max(bestSmall, 1_000_000)).toBeLessThan(120);
+    // And the 2 MB line takes well under the issue's budget of 1 s for a 1 MiB line, twice over.
+    expect(bestLarge).toBeLessThan(2_000e6);
   });
 });
