@@ -97,7 +97,11 @@ daemon_args() { # NAME -> "--conf CONF --id ID"
   printf '%s\n' --conf "$CONF" --id "${1#*.}"
 }
 svc_marker() { echo "--conf $CONF --id ${1#*.} "; }
-daemon_pid() { service_pids "$1" | head -n1; }
+daemon_pid() { # the first pid, without a pipe into head (whose early exit is a SIGPIPE under pipefail)
+  local pids
+  mapfile -t pids < <(service_pids "$1")
+  echo "${pids[0]-}"
+}
 
 # The daemon runs in the foreground with its log on stderr, captured in $LOG_DIR/ceph-NAME.log.
 launch_daemon() { # NAME

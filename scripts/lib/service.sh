@@ -106,7 +106,7 @@ service_install() { # SVC
 
 # service_launch SVC: start it (its launch hook) without waiting, and record its PID.
 service_launch() {
-  local svc=$1 fn file
+  local svc=$1 fn file files
   fn=launch_$(service_id "$svc")
   mkdir -p "$LOG_DIR" "$RUN_DIR"
   LAUNCHED_PID=""
@@ -118,7 +118,10 @@ service_launch() {
     die "$svc: no $fn in $LOG_TAG.sh"
   fi
   [[ -n $LAUNCHED_PID ]] || die "$svc: its launch hook started nothing"
-  file=$(service_pidfiles "$svc" | head -n1)
+  # The first pid file, without a pipe: `service_pidfiles | head -n1` let head exit before the second echo, whose
+  # SIGPIPE, with pipefail and set -e, ended the script silently (it happened to an Elasticsearch start).
+  mapfile -t files < <(service_pidfiles "$svc")
+  file=${files[0]}
   echo "$LAUNCHED_PID" >"$file"
 }
 
