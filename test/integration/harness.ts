@@ -73,6 +73,11 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
     configFile,
     es,
     async cleanup() {
+      if (process.env.STACKWATCH_TEST_KEEP === '1') {
+        // What the test wrote stays for a look afterwards: its topics and indices are named after `run`.
+        console.log(`kept: topics swtest.${run}.*, indices swtest-${run}-*`);
+        return es.close();
+      }
       // By name: Elasticsearch 8 refuses wildcard deletes (action.destructive_requires_name).
       const names = Object.keys(await es.indices.get({ index: `swtest-${run}-*`, allow_no_indices: true, ignore_unavailable: true }).catch(() => ({})));
       if (names.length > 0) await es.indices.delete({ index: names }).catch(() => {});
