@@ -19,8 +19,8 @@ export default defineConfig({
           globalSetup: ['test/integration/global-setup.ts'],
         },
       },
-      // The live OpenStack (scripts/openstack.sh): scripts/test.sh runs it after the integration tests, beside the
-      // unit tests, once the cloud that it started in the background is up.
+      // The live OpenStack (scripts/openstack.sh): scripts/test.sh runs it beside the integration tests (after the
+      // AMQP files, whose outages of RabbitMQ the cloud would feel), once the cloud it starts in the background is up.
       {
         test: {
           name: 'openstack',
