@@ -1,7 +1,7 @@
 // The order of the test files: vitest's own (failed first, then the longest, or the largest when it has no
 // timings yet), except that the files which run several pipelines at once beside services of their own go last.
-// scripts/test.sh starts the live OpenStack in the background while the integration tests run; those files, run
-// first (the largest), took twice their time beside the cloud's start (520 s instead of 270 s for faults-services).
+// scripts/test.sh runs the live OpenStack's tests beside the integration tests; these files, heavy on CPU, took
+// twice their time beside the cloud's start (520 s instead of 270 s for faults-services), and come after them.
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 const LAST = ['scale-out', 'faults-kill', 'faults-services'].map((name) => `/test/integration/${name}.test.ts`);
