@@ -124,7 +124,8 @@ describe('kill -9 during a 500k-line ingest', () => {
     cuts.push(corpus.bytes);
     first.push(offsets.length);
     const pieces = cuts.length - 1;
-    expect(offsets.length).toBeGreaterThan(500_000);
+    // (multi-line events fold about two lines in five: 307,300 events in the 516,726 lines)
+    expect(offsets.length).toBeGreaterThan(MIN_LINES / 2);
     // The corpus's start, appended after its end, is an event of its own there as it is where one round of
     // logs follows another inside the corpus: the ids of the data appended after the corpus rest on this.
     expect(corpus.rounds).toBeGreaterThan(1);
