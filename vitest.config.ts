@@ -19,7 +19,7 @@ export default defineConfig({
           globalSetup: ['test/integration/global-setup.ts'],
         },
       },
-      // The live OpenStack (scripts/openstack.sh): scripts/test.sh runs it beside the integration tests (after the
+      // The live OpenStack (scripts/openstack.sh): scripts/test.sh runs it beside the integration tests (before the
       // AMQP files, whose outages of RabbitMQ the cloud would feel), once the cloud it starts in the background is up.
       {
         test: {
