@@ -33,11 +33,17 @@ export const alertLatencyBench: Benchmark = {
     const dir = mkdtempSync(join(tmpdir(), 'stackwatch-latency-'));
     mkdirSync(join(dir, 'logs'));
     const host = `latency-${run}`;
+    const incidentRules = join(dir, 'incident-rules');
+    mkdirSync(incidentRules);
     const cfg = validateConfig(
       {
         kafka: { brokers: ['x:1'], topics: { logs: `swbench.${run}.logs`, dead_letter: `swbench.${run}.dlq`, notify_retry: `swbench.${run}.retry` }, consumer_group: `swbench-${run}` },
-        elasticsearch: { url: 'http://x:1', indices: { logs: `swbench-${run}-logs`, alerts: `swbench-${run}-alerts` } },
+        elasticsearch: { url: 'http://x:1', indices: { logs: `swbench-${run}-logs`, alerts: `swbench-${run}-alerts`, incidents: `swbench-${run}-incidents` } },
         notify: { alertmanager: { url: 'http://x:1' } },
+        // The incident stage runs (each alert filed, the incident indexed, the page sent as an incident), each trial
+        // a cause of its own: no incident rules, which would file every trial of this one host into the first
+        // trial's outage; and no min_duration_s, a delay an operator chooses, not the pipeline's latency.
+        incidents: { min_duration_s: 0, rules_dir: incidentRules },
         collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, 'cp'), host_name: host } },
       },
       'latency benchmark',

@@ -15,6 +15,9 @@
 // STACKWATCH_BENCH_CPU_PROF=DIR runs the collector and processor processes with `node --cpu-prof --cpu-prof-dir DIR`;
 // The stackwatch processes run with the node options of bin/stackwatch.mjs's first line, as `stackwatch` does;
 // STACKWATCH_BENCH_NODE_ARGS="--max-old-space-size=384 …" adds options after them (experiments; the later wins).
+// STACKWATCH_BENCH_CHECKPOINT=off runs the processors without state checkpoints (processor.checkpoint.enabled
+// false): the cost of checkpointing is the difference (each processor has its own checkpoint, `p<i>`, on a topic of
+// the run's own).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -495,7 +498,8 @@ async function pipeline(env: Record<string, string>, run: string, dir: string, e
     for (let i = 1; i <= processors; i++) {
       const port = await freePort();
       const file = join(dir, `processor-${tag}-${i}.yaml`);
-      writeFileSync(file, stringify({ ...raw, kafka: { ...raw.kafka, client_id: `swbench-${tag}-${i}` }, status_server: { listen: `127.0.0.1:${port}` } }));
+      const checkpoint = { enabled: process.env.STACKWATCH_BENCH_CHECKPOINT !== 'off', topic: `swbench.${tag}.state`, instance: `p${i}` };
+      writeFileSync(file, stringify({ ...raw, kafka: { ...raw.kafka, client_id: `swbench-${tag}-${i}` }, processor: { checkpoint }, status_server: { listen: `127.0.0.1:${port}` } }));
       const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', `processor-${tag}-${i}.cpuprofile`] : [];
       const c = spawnStackwatch(`processor ${i}`, ['run', '--role', 'processor', '--config', file], nodeArgs);
       c.port = port;
@@ -599,7 +603,7 @@ async function pipeline(env: Record<string, string>, run: string, dir: string, e
     for (const kind of Object.values(cfg.elasticsearch.indices)) await deleteIndices(es, `${kind}-*`);
     await deleteTemplates(es, Object.values(cfg.elasticsearch.indices));
     await es.close();
-    await deleteTopics(cfg.kafka, Object.values(cfg.kafka.topics)).catch(() => {});
+    await deleteTopics(cfg.kafka, [...Object.values(cfg.kafka.topics), `swbench.${tag}.state`]).catch(() => {});
     await deleteGroups(cfg, [cfg.kafka.consumer_group, `${cfg.kafka.consumer_group}-notify-retry`]);
   }
 }

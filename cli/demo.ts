@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { validateConfig, type Config } from '../core/config.ts';
 import { esClient } from '../core/elastic.ts';
 import { startLocalStack } from '../core/local-stack.ts';
-import type { Alert } from '../core/events.ts';
+import type { Alert, Incident } from '../core/events.ts';
 import { deleteTopics, ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { sleep } from '../core/retry.ts';
 import { CephCollector } from '../collectors/ceph.ts';
@@ -36,6 +36,12 @@ function stackEnvironment(): Record<string, string> {
   }
   say('Starting the local stack (Kafka, Elasticsearch, Alertmanager, a pager webhook) with scripts/stack.sh ...');
   return startLocalStack();
+}
+
+function formatIncident(d: Incident): string {
+  const i = d.incident;
+  const span = `${i.started_at.slice(0, 19)} – ${(i.ended_at ?? '').slice(0, 19) || 'still firing (pages once it has lasted min_duration_s)'}`;
+  return `  ${span}  ${(i.paged ? 'PAGED' : 'not paged').padEnd(9)} ${i.severity.padEnd(8)} ${i.cause}: ${i.alert_ids.length} alert(s) of ${i.services.join(', ')} on ${i.hosts.join(', ')}`;
 }
 
 function formatAlert(a: Alert): string {
@@ -127,6 +133,10 @@ ${LIVE_HELP}`,
       }
     }
     const seconds = (Date.now() - started) / 1000;
+    // Replayed outages are decided once their incident has had no news for settle_s (a file read later may still
+    // bring alerts of the same cause): wait that long, so the pager has its pages and resolutions.
+    say(`  ... waiting ${cfg.incidents.settle_s + 2} s for the incidents to settle`);
+    await sleep((cfg.incidents.settle_s + 2) * 1000, signal);
     await processor.stop();
     const { logs, notify_retry, metrics, health } = cfg.kafka.topics;
     if (!values['keep-topic']) await deleteTopics(cfg.kafka, [logs, notify_retry, metrics, health]).catch(() => {});
@@ -134,8 +144,27 @@ ${LIVE_HELP}`,
     const es = esClient(cfg.elasticsearch);
     const logsPattern = `${cfg.elasticsearch.indices.logs}-*`;
     const alertsPattern = `${cfg.elasticsearch.indices.alerts}-*`;
+    const incidentsPattern = `${cfg.elasticsearch.indices.incidents}-*`;
     const metricsPattern = `${cfg.elasticsearch.indices.metrics}-*`;
-    await es.indices.refresh({ index: [logsPattern, alertsPattern, metricsPattern] });
+    await es.indices.refresh({ index: [logsPattern, alertsPattern, metricsPattern, incidentsPattern], ignore_unavailable: true, allow_no_indices: true });
+    // This run's incidents: those its alerts were filed into, and those they were merged into (a file read later
+    // showed two to be one cause).
+    const incidentsById = async (ids: string[]) =>
+      (
+        await es.search({
+          index: incidentsPattern,
+          size: 100,
+          ignore_unavailable: true,
+          allow_no_indices: true,
+          query: { terms: { 'incident.id': ids } },
+          sort: [{ 'incident.started_at': 'asc' }],
+        })
+      ).hits.hits.map((h) => h._source as Incident);
+    const filed = await incidentsById([...new Set(alerts.flatMap((a) => (a.incident ? [a.incident.id] : [])))]);
+    const mergedInto = filed.flatMap((i) => (i.incident.merged_into ? [i.incident.merged_into] : []));
+    const incidents = [...filed, ...(mergedInto.length > 0 ? await incidentsById(mergedInto) : [])]
+      .filter((i, n, all) => !i.incident.merged_into && all.findIndex((x) => x.incident.id === i.incident.id) === n)
+      .sort((x, y) => x.incident.started_at.localeCompare(y.incident.started_at));
     const cephSamples = await es.count({ index: metricsPattern, query: { term: { 'host.name': DEMO_CLUSTER } } });
     const inEs = await es.count({ index: logsPattern, query: { term: { 'host.name': DEMO_HOST } } });
     const byService = await es.search({
@@ -157,6 +186,9 @@ ${LIVE_HELP}`,
     say(`\nAlerts raised (${alerts.length}):`);
     for (const a of [...alerts].sort((x, y) => x['@timestamp'].localeCompare(y['@timestamp']))) say(formatAlert(a));
     if (alerts.length === 0) say('  none');
+    const paged = incidents.filter((i) => i.incident.paged);
+    say(`\nIncidents: the ${alerts.filter((a) => a.alert.status === 'firing').length} firing alerts are ${incidents.length} incident(s), ${paged.length} paged (one page per cause):`);
+    for (const i of incidents) say(formatIncident(i));
 
     const am = cfg.notify.alertmanager!.url;
     const amAlerts = (await (await fetch(`${am}/api/v2/alerts`)).json()) as { labels: Record<string, string> }[];
@@ -176,6 +208,7 @@ Where to look:
   Logs     ${url}/${logsPattern}/_search?q=host.name:${DEMO_HOST}%20AND%20log.level:ERROR
   AMQP     ${url}/${logsPattern}/_search?q=log.logger:oslo.messaging._drivers.impl_rabbit
   Alerts   ${url}/${alertsPattern}/_search?q=rule.id:amqp-connection-lost
+  Incidents ${url}/${incidentsPattern}/_search?q=incident.paged:true   (or: npx stackwatch detect --incidents samples/hotsos-2022/*)
   Ceph     ${url}/${metricsPattern}/_search?q=host.name:${DEMO_CLUSTER}%20AND%20metric.name:ceph.pool.*
   Trends   npx stackwatch trends --config <your config>   (capacity per resource; the demo's one Ceph poll is too short a history)
   Kibana   npx stackwatch setup --kibana http://<kibana>:5601 imports the dashboards; the logs are from February 2022

@@ -17,6 +17,11 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
   { name: 'parse', summary: 'parse log files (plain or .gz) offline and print the documents as NDJSON', load: async () => (await import('./parse.ts')).parseCommand },
   { name: 'replay', summary: 'backfill old log files (plain or .gz) through Kafka into Elasticsearch', load: async () => (await import('./replay.ts')).replayCommand },
   { name: 'detect', summary: 'run every rule over log files offline (a post-mortem) and print the alert transitions', load: async () => (await import('./detect.ts')).detectCommand },
+  {
+    name: 'templates',
+    summary: 'mine the log templates of files offline: text with <*> for variables, count, first and last seen',
+    load: async () => (await import('./templates.ts')).templatesCommand,
+  },
   { name: 'trends', summary: 'capacity trends: usage, growth per day and days until full per resource', load: async () => (await import('./trends.ts')).trendsCommand },
   {
     name: 'setup',
@@ -27,6 +32,11 @@ const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[
     name: 'rules',
     summary: "rules test: run the rules' own tests (rules/<id>.test.yaml); rules prove: prove their regexes linear",
     load: async () => (await import('./rules.ts')).rulesCommand,
+  },
+  {
+    name: 'state',
+    summary: "the processors' state checkpoints: open incidents and alerts, state size per rule (from Kafka)",
+    load: async () => (await import('./state.ts')).stateCommand,
   },
   { name: 'demo', summary: 'replay bundled real OpenStack logs through the whole pipeline and show what it found', load: async () => (await import('./demo.ts')).demoCommand },
 ];

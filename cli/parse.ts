@@ -4,6 +4,7 @@ import { DEFAULT_MAX_EVENT_BYTES } from '../collectors/logs/assemble.ts';
 import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { ConfigError, MAX_EVENT_BYTES_LIMIT } from '../core/config.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
+import { Miner, mineDocument } from '../processors/templates/miner.ts';
 import type { Command } from './index.ts';
 import { parseOptions, timeZoneOption } from './options.ts';
 import { eachEvent, EXIT_STATUS_HELP, Output } from './output.ts';
@@ -13,9 +14,10 @@ export const parseCommand: Command = {
   help: `Usage: stackwatch parse [options] FILE...
 
 Parses OpenStack log files (plain or gzip) exactly as the pipeline does — multi-line folding, envelope removal,
-secret masking, ECS mapping — and prints one JSON document per event on stdout. Needs no Kafka or
-Elasticsearch. Lines that are not text (invalid UTF-8, NUL bytes) are reported on stderr with the reason,
-as the pipeline would send them to its dead-letter topic.
+secret masking, ECS mapping, the message's template (log.template.id and .text, learnt from the files in the
+order given, as a processor learns from its stream) — and prints one JSON document per event on stdout. Needs
+no Kafka or Elasticsearch. Lines that are not text (invalid UTF-8, NUL bytes) are reported on stderr with the
+reason, as the pipeline would send them to its dead-letter topic.
 
 Options:
   --timezone ZONE     zone of the zone-less oslo.log timestamps (IANA name; default UTC)
@@ -44,8 +46,9 @@ ${EXIT_STATUS_HELP}`,
     const timezone = timeZoneOption(values.timezone, '--timezone');
     const out = new Output();
     const readAt = new Date().toISOString();
+    const templates = new Miner();
     const read = await eachEvent('parse', positionals, out, { maxEventBytes, keepOriginal: values.original }, (e, path, fileId) => {
-      out.line(JSON.stringify(parseLogEvent(toRawEvent(e, values.host, path, fileId, readAt), { timezone })));
+      out.line(JSON.stringify(mineDocument(templates, parseLogEvent(toRawEvent(e, values.host, path, fileId, readAt), { timezone }))));
     });
     if (!read) return 0;
     const { events, unusable, failed } = read;

@@ -17,11 +17,12 @@ export const KIBANA_NDJSON = new URL('../dashboards/kibana/stackwatch.ndjson', i
 const DEFAULT_PREFIX: Record<DailyKind, string> = {
   logs: 'stackwatch-logs',
   alerts: 'stackwatch-alerts',
+  incidents: 'stackwatch-incidents',
   metrics: 'stackwatch-metrics',
   dead_letter: 'stackwatch-dead-letter',
 };
 
-const KIND_NAMES: Record<DailyKind, string> = { logs: 'logs', alerts: 'alerts', metrics: 'metrics', dead_letter: 'dead_letter' };
+const KIND_NAMES: Record<DailyKind, string> = { logs: 'logs', alerts: 'alerts', incidents: 'incidents', metrics: 'metrics', dead_letter: 'dead_letter' };
 
 export const setupCommand: Command = {
   name: 'setup',
@@ -30,7 +31,7 @@ export const setupCommand: Command = {
 
 Creates or updates what stackwatch needs in Elasticsearch, and changes nothing that is already right (run it
 after every upgrade; running it twice changes nothing the second time). Per daily index kind — logs, alerts,
-metrics, dead_letter, each with daily indices <prefix>-YYYY.MM.DD (elasticsearch.indices.<kind>):
+incidents, metrics, dead_letter, each with daily indices <prefix>-YYYY.MM.DD (elasticsearch.indices.<kind>):
   component templates <prefix>@settings and <prefix>@mappings (explicit ECS mappings), and the composable index
     template <prefix> for <prefix>-* built from them and from <prefix>@custom when it exists — put your own
     settings (replicas, …) and fields there: setup never touches it;

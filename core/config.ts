@@ -137,6 +137,8 @@ const ElasticsearchSection = z
         /** Daily indices `<prefix>-YYYY.MM.DD`, chosen by the event's own timestamp. */
         logs: indexPrefix.default('stackwatch-logs'),
         alerts: indexPrefix.default('stackwatch-alerts'),
+        /** Daily indices of incidents (the alerts of one cause), by the day each started. */
+        incidents: indexPrefix.default('stackwatch-incidents'),
         /** Daily indices of metric samples (capacity, replication lag, Ceph usage): what `stackwatch trends` reads. */
         metrics: indexPrefix.default('stackwatch-metrics'),
         /** Daily indices of the dead-letter topic's events (what could not be processed, and why), for Kibana. */
@@ -148,8 +150,8 @@ const ElasticsearchSection = z
       .superRefine((v, ctx) => distinct(ctx, v, 'index prefix', (a, b) => a === b || a.startsWith(`${b}-`)))
       .prefault({}),
     /** Days each kind of index is kept (`stackwatch setup`: the ILM policy, or what `setup --prune` deletes);
-     * absent kinds keep the defaults (logs 30, alerts 365, metrics 180, dead_letter 30). */
-    retention_days: z.partialRecord(z.enum(['logs', 'alerts', 'metrics', 'dead_letter']), positiveInt).default({}),
+     * absent kinds keep the defaults (logs 30, alerts 365, incidents 365, metrics 180, dead_letter 30). */
+    retention_days: z.partialRecord(z.enum(['logs', 'alerts', 'incidents', 'metrics', 'dead_letter']), positiveInt).default({}),
     bulk_max_docs: positiveInt.default(2000),
     request_timeout_ms: durationMs.default(30_000),
   })
@@ -212,11 +214,46 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       /** oslo.log timestamps carry no zone: the zone they were written in (IANA name). */
       timezone: timeZone.default('UTC'),
-      /** An event whose parsing and detection take longer is counted and dead-lettered (processors/time-budget.ts). */
+      /** An event whose parsing and detection take more CPU time than this is counted and dead-lettered (processors/time-budget.ts). */
       event_time_budget_ms: positiveInt.default(1000),
+      /** The detectors' and incidents' state, checkpointed with the offsets it reflects (state/store.ts), so that a
+       * restarted processor goes on exactly where it was: no page missed, none sent twice. Off by default for now:
+       * with it on, a processor lost its consumer for good across a Kafka broker restart in a full test run
+       * (issue 15). */
+      checkpoint: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          /** The compacted topic that holds the checkpoints (created if missing). */
+          topic: topicName.default('stackwatch.state'),
+          /** This processor's checkpoint among those of the topic: `<consumer_group>/<instance>`. Processors of one
+           * group each need their own (as Kafka's static membership does). */
+          instance: z
+            .string()
+            .regex(/^[^|]{1,100}$/, { error: 'expected 1 to 100 characters other than |' })
+            .default('processor'),
+          /** How often the state is saved and the offsets committed; the pages of the events since then go out
+           * right after (an outbox): a page waits at most this long. */
+          interval_ms: durationMs.default(1000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   rules_dir: nonEmpty.optional(),
+  /** Alerts of one cause become one incident, and the notifiers get incidents (incidents/correlator.ts). */
+  incidents: z
+    .strictObject({
+      /** An incident pages once it has been firing this long: a connection back within seconds, a broker restart
+       * that the services ride through, are kept as short incidents and page nobody (Prometheus' `for:`). An
+       * incident rule's own min_duration_s wins. */
+      min_duration_s: z.number().nonnegative().max(86_400).default(60),
+      /** The incident rules (default: the `incidents` folder of rules_dir). */
+      rules_dir: nonEmpty.optional(),
+      /** Data from the past (a backfill, a collector catching up after an outage) comes with its deadlines long
+       * gone and its files in any order: such an incident is paged or resolved only after this long without a
+       * change, so the alerts of the same cause from the other files still join it. Live data is not delayed. */
+      settle_s: z.number().nonnegative().max(3600).default(10),
+    })
+    .prefault({}),
   /** On SIGTERM, in-flight work is finished and committed within this many seconds; after that the process
    * exits anyway (what was not committed is read again by the next start: nothing is lost). */
   shutdown_timeout_s: durationS.default(30),

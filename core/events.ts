@@ -52,6 +52,9 @@ export const LogDocument = z.object({
      * never came; "invalid_timestamp" when its own timestamp is impossible (the time is then the envelope's or
      * the time it was read, and event.original keeps the text). */
     flags: z.array(z.string()).optional(),
+    /** The message's template, mined online (processors/templates/): the text with `<*>` for each variable, and a
+     * stable hash of it as the id. */
+    template: z.object({ id: z.string(), text: z.string() }).optional(),
   }),
   process: z.object({ pid: z.number().int() }).optional(),
   host: z.object({ name: z.string() }),
@@ -261,14 +264,71 @@ export const Alert = z.object({
     duration_s: z.number().optional(),
     runbook: z.string(),
     group: z.record(z.string(), z.string()),
+    /** Context that is not part of the alert's identity (the broker a connection was lost to): what incident rules
+     * may group by. */
+    labels: z.record(z.string(), z.string()).optional(),
   }),
   host: z.object({ name: z.string() }),
   service: z.object({ name: z.string() }),
   message: z.string(),
   /** event.id of the log events that are the evidence. */
   evidence: z.object({ event_ids: z.array(z.string()) }),
+  /** The incident the alert belongs to (incidents/correlator.ts); on a page, the incident it stands for. */
+  incident: z
+    .object({
+      id: z.string(),
+      /** The incident rule (rules/incidents/), absent for an alert that is an incident of its own. */
+      rule: z.string().optional(),
+      cause: z.string().optional(),
+      services: z.array(z.string()).optional(),
+      hosts: z.array(z.string()).optional(),
+      alert_ids: z.array(z.string()).optional(),
+    })
+    .optional(),
 });
 export type Alert = z.infer<typeof Alert>;
+
+/** An incident: the alerts of one cause (incidents/correlator.ts), indexed into the incidents index (one document
+ * per incident, overwritten as it changes) and paged as one alert. */
+export const Incident = z.object({
+  '@timestamp': z.string(),
+  incident: z.object({
+    id: z.string(),
+    /** The incident rule, or absent for an alert that no rule groups (an incident of its own). */
+    rule: z.string().optional(),
+    cause: z.string(),
+    status: AlertStatus,
+    severity: Severity,
+    /** Whether the pager got it: an incident shorter than its min_duration_s is kept here, never paged. */
+    paged: z.boolean(),
+    started_at: z.string(),
+    ended_at: z.string().optional(),
+    duration_s: z.number().optional(),
+    services: z.array(z.string()),
+    hosts: z.array(z.string()),
+    alert_ids: z.array(z.string()),
+    runbook: z.string(),
+    /** An incident found to be part of another (its alerts arrived first, out of order): closed, never paged. */
+    merged_into: z.string().optional(),
+  }),
+  alerts: z.array(
+    z.object({
+      id: z.string(),
+      rule: z.string(),
+      status: AlertStatus,
+      host: z.string(),
+      service: z.string(),
+      started_at: z.string(),
+      ended_at: z.string().optional(),
+      group: z.record(z.string(), z.string()),
+    }),
+  ),
+  timeline: z.array(z.object({ at: z.string(), what: z.string() })),
+  /** The first alert's message and evidence: where the story starts. */
+  message: z.string(),
+  evidence: z.object({ event_ids: z.array(z.string()) }),
+});
+export type Incident = z.infer<typeof Incident>;
 
 /** Alert transitions a notifier could not take yet (topic `kafka.topics.notify_retry`). */
 export const NotificationRetry = z.object({

@@ -1,9 +1,21 @@
 // The only file that imports kafkajs. kafkajs is unmaintained since 2023; keeping it behind this module means
 // a switch to @confluentinc/kafka-javascript (KafkaJS-compatible API) touches one file.
-import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type ICustomPartitioner, type Producer, type LogEntry, type KafkaConfig as KafkaJsConfig } from 'kafkajs';
+import { randomUUID } from 'node:crypto';
+import kafkajs, {
+  CompressionTypes,
+  Kafka,
+  logLevel,
+  Partitioners,
+  type Admin,
+  type Consumer,
+  type ICustomPartitioner,
+  type Producer,
+  type LogEntry,
+  type KafkaConfig as KafkaJsConfig,
+} from 'kafkajs';
 import type { Config } from './config.ts';
 import { errorText, logger, type Logger } from './log.ts';
-import { retry } from './retry.ts';
+import { Aborted, retry } from './retry.ts';
 
 export type KafkaConfig = Config['kafka'];
 /** The topics the collectors produce to and the processor consumes, by their key in `kafka.topics` (the retry
@@ -85,10 +97,11 @@ function permanent(err: unknown): boolean {
   });
 }
 
-/** Creates the topics that do not exist yet (idempotent; several processes may race to create the same ones).
+/** Creates the topics that do not exist yet (idempotent; several processes may race to create the same ones),
+ * with `settings` (topic configs) beside max.message.bytes; topics that exist are left as they are.
  * A controller that answers slowly (createTopics times out after 5 s, a loaded broker takes longer) or not yet
  * is tried again with backoff, listing the topics anew each time; only a permanent refusal gives up. */
-export async function ensureTopics(cfg: KafkaConfig, topics: string[], signal?: AbortSignal, partitions = 3): Promise<void> {
+export async function ensureTopics(cfg: KafkaConfig, topics: string[], signal?: AbortSignal, partitions = 3, settings: Record<string, string> = {}): Promise<void> {
   const log = logger('kafka-admin');
   const admin: Admin = await connectWithRetry(kafkaClient(cfg, '-admin').admin(), cfg, log, 'connect admin', signal);
   const what = `create topics ${topics.join(', ')} (Kafka ${cfg.brokers.join(',')})`;
@@ -99,7 +112,11 @@ export async function ensureTopics(cfg: KafkaConfig, topics: string[], signal?: 
         const missing = topics.filter((t) => !existing.has(t));
         if (missing.length === 0) return;
         await admin.createTopics({
-          topics: missing.map((topic) => ({ topic, numPartitions: partitions, configEntries: [{ name: 'max.message.bytes', value: String(MAX_MESSAGE_BYTES) }] })),
+          topics: missing.map((topic) => ({
+            topic,
+            numPartitions: partitions,
+            configEntries: Object.entries({ 'max.message.bytes': String(MAX_MESSAGE_BYTES), ...settings }).map(([name, value]) => ({ name, value })),
+          })),
           waitForLeaders: true,
         });
       },
@@ -185,6 +202,11 @@ export interface ConsumeOptions {
   /** Called once per fetched batch, in offset order per partition. The batch's offsets are committed only
    * after it returns; if it throws, nothing is committed and the batch is delivered again. */
   onBatch(batch: InBatch): Promise<void>;
+  /** `false`: the batches' offsets are not committed after them; the caller commits with `commit()` (a processor
+   * that checkpoints its state commits the offsets that state reflects, and only after it is saved). */
+  commitEachBatch?: boolean;
+  /** After each join of the group: the partitions this member was given (topic → partitions). */
+  onAssigned?(assigned: Map<string, number[]>): void;
   signal?: AbortSignal;
 }
 
@@ -228,6 +250,10 @@ export class GroupConsumer {
       hint: brokerHint,
       signal: opts.signal,
     });
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      const assigned = new Map(Object.entries(payload.memberAssignment).map(([topic, parts]) => [topic, [...parts]]));
+      opts.onAssigned?.(assigned);
+    });
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -245,14 +271,7 @@ export class GroupConsumer {
             })),
           });
           const last = batch.messages[batch.messages.length - 1].offset;
-          try {
-            await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
-          } catch (err) {
-            // A refused commit (UNKNOWN_MEMBER_ID: the batch outlasted session_timeout_ms) comes wrapped in a
-            // KafkaJSNonRetriableError, on which kafkajs stops the consumer for good, silently. Thrown bare,
-            // kafkajs re-joins the group and the batch is delivered again.
-            throw (err as { cause?: unknown }).cause ?? err;
-          }
+          if (opts.commitEachBatch !== false) await self.commit([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
           resolveOffset(last);
         })();
         self.inFlight.add(work);
@@ -266,13 +285,187 @@ export class GroupConsumer {
     return self;
   }
 
+  /** Commits offsets (the next offset to read, per topic and partition) for the group. A refused commit
+   * (UNKNOWN_MEMBER_ID: a batch outlasted session_timeout_ms) comes wrapped in a KafkaJSNonRetriableError, on which
+   * kafkajs stops the consumer for good, silently: it is thrown bare, so that kafkajs re-joins the group and the
+   * uncommitted batches are delivered again. */
+  async commit(offsets: { topic: string; partition: number; offset: string }[]): Promise<void> {
+    if (offsets.length === 0) return;
+    try {
+      await this.consumer.commitOffsets(offsets);
+    } catch (err) {
+      throw (err as { cause?: unknown }).cause ?? err;
+    }
+  }
+
   /** Drains, then leaves the group: no new batch starts, the batches in hand finish and their offsets are
-   * committed, and only then does the consumer disconnect. (kafkajs ignores commits once its own stop has begun,
-   * so disconnecting first would leave the last batch uncommitted, and the next owner would process it again.) */
-  async stop(): Promise<void> {
+   * committed (`beforeLeave` too: a last checkpoint and its commit), and only then does the consumer disconnect.
+   * (kafkajs ignores commits once its own stop has begun, so disconnecting first would leave the last batch
+   * uncommitted, and the next owner would process it again.) */
+  async stop(beforeLeave?: () => Promise<void>): Promise<void> {
     this.stopping = true;
     this.consumer.pause(this.topics.map((topic) => ({ topic })));
     await Promise.allSettled([...this.inFlight]);
-    await this.consumer.disconnect();
+    try {
+      await beforeLeave?.();
+    } finally {
+      await this.consumer.disconnect();
+    }
+  }
+}
+
+/** A message of a compacted topic: Kafka keeps the latest value of each key; a null value (a tombstone) removes it. */
+export interface KeyedMessage {
+  key: string;
+  value: string | null;
+}
+
+/** Uncompressed bytes per produce request to a compacted topic: half of what a record batch may hold, so that a
+ * batch fits even when gzip gains nothing. */
+const COMPACTED_SEND_BYTES = MAX_MESSAGE_BYTES / 2;
+/** A read of a compacted topic that gets no message for this long is given up and tried again. */
+const READ_STALL_MS = 30_000;
+
+/**
+ * A compacted topic (cleanup.policy=compact: the latest value of each key is kept for good), for state that must
+ * outlive the process (state/store.ts). Writes are acked by all in-sync replicas, gzip-compressed, and idempotent:
+ * kafkajs's retries neither duplicate nor reorder them. A read goes from the start of the topic to the end it had
+ * when the read began.
+ */
+export class CompactedTopic {
+  private constructor(
+    private readonly cfg: KafkaConfig,
+    readonly topic: string,
+    private readonly client: Kafka,
+    private readonly admin: Admin,
+    private readonly producer: Producer,
+    private readonly log: Logger,
+  ) {}
+
+  /** Creates the topic when missing (one partition, compacted, with `settings`) and connects. A topic that exists
+   * but is not compacted, or refuses batches of MAX_MESSAGE_BYTES, is refused with an error naming the setting. */
+  static async open(cfg: KafkaConfig, topic: string, component: string, settings: Record<string, string>, signal?: AbortSignal): Promise<CompactedTopic> {
+    await ensureTopics(cfg, [topic], signal, 1, { ...settings, 'cleanup.policy': 'compact' });
+    const log = logger(component);
+    const client = kafkaClient(cfg, `-${component}`);
+    const admin = await connectWithRetry(client.admin(), cfg, log, 'connect admin', signal);
+    try {
+      const described = await retry(
+        () => admin.describeConfigs({ resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configNames: ['cleanup.policy', 'max.message.bytes'] }], includeSynonyms: false }),
+        { what: `describe topic ${topic} (Kafka ${cfg.brokers.join(',')})`, log, hint: brokerHint, signal, giveUp: permanent },
+      );
+      const setting = (name: string) => described.resources[0]?.configEntries.find((e) => e.configName === name)?.configValue;
+      const alter = (name: string, value: string) => `kafka-configs.sh --alter --entity-type topics --entity-name ${topic} --add-config ${name}=${value}`;
+      if (setting('cleanup.policy') !== 'compact') {
+        throw new Error(
+          `Kafka topic ${topic} has cleanup.policy=${setting('cleanup.policy')}; it needs cleanup.policy=compact (otherwise Kafka deletes what it holds by age): ${alter('cleanup.policy', 'compact')}, or name another topic`,
+        );
+      }
+      if (!(Number(setting('max.message.bytes')) >= MAX_MESSAGE_BYTES)) {
+        throw new Error(
+          `Kafka topic ${topic} has max.message.bytes=${setting('max.message.bytes')}; it needs at least ${MAX_MESSAGE_BYTES}: ${alter('max.message.bytes', String(MAX_MESSAGE_BYTES))}`,
+        );
+      }
+      const producer = client.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      await connectWithRetry(producer, cfg, log, 'connect producer', signal);
+      return new CompactedTopic(cfg, topic, client, admin, producer, log);
+    } catch (err) {
+      await admin.disconnect();
+      throw err;
+    }
+  }
+
+  /** Sends the messages in order; returns when all of them are acked. */
+  async send(messages: KeyedMessage[]): Promise<void> {
+    let batch: KeyedMessage[] = [];
+    let bytes = 0;
+    for (const m of messages) {
+      const size = Buffer.byteLength(m.key) + (m.value === null ? 0 : Buffer.byteLength(m.value));
+      if (batch.length > 0 && bytes + size > COMPACTED_SEND_BYTES) {
+        await this.sendBatch(batch);
+        [batch, bytes] = [[], 0];
+      }
+      batch.push(m);
+      bytes += size;
+    }
+    if (batch.length > 0) await this.sendBatch(batch);
+  }
+
+  private async sendBatch(messages: KeyedMessage[]): Promise<void> {
+    await this.producer.send({ topic: this.topic, acks: -1, compression: CompressionTypes.GZIP, messages });
+  }
+
+  /** Every message from the start of the topic up to the end offsets (high watermarks) it had when the read began, in
+   * offset order, folded into what `start()` returns. A read that fails (a broker gone mid-way, no progress for
+   * READ_STALL_MS) starts again with a new `start()`; after 5 attempts the error is thrown. */
+  read<A>(start: () => A, add: (acc: A, m: InMessage) => void, signal?: AbortSignal): Promise<A> {
+    return retry(
+      async () => {
+        const acc = start();
+        await this.readOnce((m) => add(acc, m), signal);
+        return acc;
+      },
+      { what: `read topic ${this.topic} (Kafka ${this.cfg.brokers.join(',')})`, log: this.log, hint: brokerHint, signal, maxAttempts: 5 },
+    );
+  }
+
+  private async readOnce(onMessage: (m: InMessage) => void, signal?: AbortSignal): Promise<void> {
+    const ends = new Map<number, bigint>();
+    for (const p of await this.admin.fetchTopicOffsets(this.topic)) if (BigInt(p.high) > BigInt(p.low)) ends.set(p.partition, BigInt(p.high));
+    if (ends.size === 0) return;
+    // kafkajs reads only as a member of a group: one of its own, which commits nothing and is deleted afterwards.
+    const groupId = `${this.cfg.client_id}-read-${randomUUID()}`;
+    const consumer = this.client.consumer({ groupId, allowAutoTopicCreation: false, maxBytesPerPartition: FETCH_BYTES_PER_PARTITION });
+    let stall: NodeJS.Timeout | undefined;
+    let onAbort = () => {};
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [this.topic], fromBeginning: true });
+      await new Promise<void>((resolve, reject) => {
+        const progress = () => {
+          clearTimeout(stall);
+          stall = setTimeout(() => reject(new Error(`no message for ${READ_STALL_MS / 1000} s, ${ends.size} partition(s) not read to their end`)), READ_STALL_MS);
+        };
+        progress();
+        onAbort = () => reject(new Aborted());
+        if (signal?.aborted) onAbort();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        consumer.on(consumer.events.CRASH, ({ payload }) => reject(payload.error));
+        consumer
+          .run({
+            autoCommit: false,
+            eachBatch: async ({ batch }) => {
+              const end = ends.get(batch.partition);
+              if (end === undefined) return;
+              progress();
+              try {
+                for (const m of batch.messages) {
+                  // A message at or past the end was written after the read began (compaction may have removed the
+                  // ones just before the end): the partition is read.
+                  if (BigInt(m.offset) >= end) break;
+                  onMessage({ offset: m.offset, key: m.key ? m.key.toString('utf8') : null, value: m.value ? m.value.toString('utf8') : null });
+                }
+              } catch (err) {
+                reject(err);
+                return;
+              }
+              const last = batch.messages.at(-1);
+              if (last && BigInt(last.offset) + 1n >= end) ends.delete(batch.partition);
+              if (ends.size === 0) resolve();
+            },
+          })
+          .catch(reject);
+      });
+    } finally {
+      clearTimeout(stall);
+      signal?.removeEventListener('abort', onAbort);
+      await consumer.disconnect().catch(() => {});
+      await this.admin.deleteGroups([groupId]).catch((err) => this.log.debug(`delete the reading group ${groupId}: ${errorText(err)}`));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.producer.disconnect();
+    await this.admin.disconnect();
   }
 }

@@ -6,7 +6,10 @@
 //                line, ANSI colour codes (also rsyslog's escaped "#033[…m"), and the doubled timestamp wsgi
 //                wrappers print before oslo's own (Apache mod_wsgi, uwsgi log-date, devstack's "<ts> | ").
 //  - lineKind(): whether an unwrapped line starts an event or continues the previous one (multi-line folding).
-//  - parseOtherHeader(): the header of non-oslo lines (RabbitMQ, MariaDB / Galera / MySQL, any timestamped line).
+//  - parseOtherHeader(): the header of non-oslo lines (RabbitMQ, MariaDB / Galera / MySQL, web server access lines,
+//                any timestamped line).
+//  - parseLevelFirstHeader(): lines with a level and a logger but no time of their own (oslo.log without its date,
+//                as devstack writes to journald; Python logging's default format).
 //
 // Plain oslo.log lines are the vast majority: unwrap() and lineKind() recognise them with a few charCode
 // comparisons (and one native indexOf for ESC); regular expressions run only on the slow path.
@@ -37,7 +40,7 @@ export interface Unwrapped {
 export type LineKind = 'start' | 'continuation';
 
 export interface OtherHeader {
-  format: 'rabbitmq' | 'mariadb' | 'timestamp-only';
+  format: 'rabbitmq' | 'mariadb' | 'access' | 'timestamp-only';
   timestamp: string; // ISO 8601 UTC with ms
   level?: string; // normalised upper-case: DEBUG INFO NOTICE WARNING ERROR CRITICAL
   pid?: number; // rabbitmq erlang pid "<0.123.0>" is NOT a number: keep it in `process_name` instead
@@ -489,9 +492,18 @@ function startsTimestamped(s: string): boolean {
   return hasLeadingTimestamp(s) || (s.charCodeAt(0) === C_LBRACE && s.indexOf('"log"') > 0);
 }
 
+/** The container a Kubernetes node's log file belongs to, which names the service (the file itself is "0.log"):
+ * /var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log, /var/log/containers/<pod>_<namespace>_<container>-<id>.log. */
+const POD_LOG = /\/var\/log\/pods\/[^/]+\/([^/]+)\/\d+\.log(?:\.|$)/;
+const CONTAINER_LOG = /\/var\/log\/containers\/[^/_]+_[^/_]+_([^/]+)-[0-9a-f]{64}\.log$/;
+
 /** The service a log file is named after: nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08
- * → nova-api; /var/log/nova/nova-api.log → nova-api. */
+ * → nova-api; /var/log/nova/nova-api.log → nova-api; a Kubernetes container log → the container. */
 export function serviceFromFileName(path: string): string {
+  if (path.includes('/var/log/')) {
+    const k8s = POD_LOG.exec(path) ?? CONTAINER_LOG.exec(path);
+    if (k8s) return k8s[1];
+  }
   const name = path.slice(path.lastIndexOf('/') + 1);
   const logAt = name.indexOf('.log');
   if (logAt > 0) return name.slice(0, logAt);
@@ -663,8 +675,62 @@ const MYSQL_LEVELS: Record<string, string> = { NOTE: 'INFO', INFO: 'INFO', SYSTE
 export function parseOtherHeader(text: string, timezone: string): OtherHeader | undefined {
   const c = text.charCodeAt(0);
   if (c === C_EQUALS) return rabbitOld(text, timezone) ?? timestampOnly(text, timezone);
-  if (isDigit(c)) return rabbit(text, timezone) ?? mariadb(text, timezone) ?? timestampOnly(text, timezone);
+  if (isDigit(c)) return rabbit(text, timezone) ?? mariadb(text, timezone) ?? timestampOnly(text, timezone) ?? access(text);
+  if (c === C_DASH || c === C_COLON) return access(text) ?? timestampOnly(text, timezone);
   return timestampOnly(text, timezone);
+}
+
+// A web server's access line (Apache common / combined, and the variants Kolla and openstack-helm configure that log
+// X-Forwarded-For where the peer would be, "-" when none was sent) carries its own time in brackets after the
+// client and the two identities. Without it every request of a replay would get the time it was read, and windows
+// of requests (client-ip-masked) would never close:
+//   203.0.113.7 - - [14/Mar/2024:09:00:00 +0000] "POST /v3/auth/tokens HTTP/1.1" 201 6911 "-" "python-openstackclient"
+//   - - - [20/Feb/2024:10:00:00 +0000] "GET /dashboard/ HTTP/1.1" 200 9121 180000 "-" "Mozilla/5.0 …"
+// The message is the whole line: the client is what detectors read in it.
+const ACCESS_TIME = new RegExp(`^(?:-|[0-9A-Fa-f:.]+(?:, ?[0-9A-Fa-f:.]+)*) \\S+ \\S+ \\[(\\d{2})/${MON}/(\\d{4}):(\\d{2}):(\\d{2}):(\\d{2}) ([+-]\\d{4})\\] "`);
+
+function access(s: string): OtherHeader | undefined {
+  const m = ACCESS_TIME.exec(s);
+  if (!m) return undefined;
+  const timestamp = partsToUtc(+m[3], MONTHS[m[2]], +m[1], +m[4], +m[5], +m[6], undefined, m[7], 'UTC');
+  return timestamp ? { format: 'access', timestamp, message: s } : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// parseLevelFirstHeader
+
+export interface LevelFirstHeader {
+  format: 'oslo-untimed' | 'python';
+  level: string;
+  logger: string;
+  /** oslo-untimed: the context block's inside ("-", "None req-… admin admin"), for the request and user ids. */
+  context?: string;
+  message: string;
+}
+
+// oslo.log without its date and pid, as devstack configures it for journald (the journal has the time), and any
+// deployment that does the same: the level, the logger, the context block, the message.
+//   ERROR oslo.messaging._drivers.impl_rabbit [-] [49f9c7d8-…] AMQP server on 10.0.3.15:5672 is unreachable: …
+//   INFO nova.api.openstack.requestlog [None req-7e465212-… admin admin] 85.10.193.66 "GET /compute/v2.1/" status: 200 …
+// The context block is required: "ERROR oslo_messaging.rpc.server   File …" is a traceback line of the event before.
+const OSLO_UNTIMED = /^(TRACE|DEBUG|INFO|AUDIT|WARNING|WARN|ERROR|CRITICAL|FATAL) ([A-Za-z_][\w.-]*) \[([^\]\n]*)\] ?(.*)$/s;
+// Python logging's default format (logging.basicConfig), which tools and test harnesses built on oslo libraries use:
+//   ERROR:oslo.messaging._drivers.impl_rabbit:Connection failed: failed to resolve broker hostname (retrying in 2.0 seconds)
+const PYTHON_DEFAULT = /^(DEBUG|INFO|WARNING|ERROR|CRITICAL):([A-Za-z_][\w.-]*):(.*)$/s;
+
+/** The level and logger of a line that has no time of its own (the envelope's time, or the time it was read, stands
+ * for it): oslo.log's header without the date and pid, or Python logging's default "LEVEL:logger:message".
+ * undefined for anything else. A cheap first-character test keeps other lines off the regular expressions. */
+export function parseLevelFirstHeader(text: string): LevelFirstHeader | undefined {
+  if (!isUpper(text.charCodeAt(0))) return undefined;
+  const colon = text.indexOf(':');
+  const space = text.indexOf(' ');
+  if (colon > 0 && (space < 0 || colon < space)) {
+    const m = PYTHON_DEFAULT.exec(text);
+    return m ? { format: 'python', level: m[1], logger: m[2], message: m[3] } : undefined;
+  }
+  const m = OSLO_UNTIMED.exec(text);
+  return m ? { format: 'oslo-untimed', level: m[1], logger: m[2], context: m[3], message: m[4] } : undefined;
 }
 
 function rabbit(s: string, tz: string): OtherHeader | undefined {
@@ -911,5 +977,10 @@ export const FORMAT_REGEXES: Readonly<Record<string, RegExp>> = Object.freeze({
   TS_CTIME,
   TS_KLOG,
   NEXT_LEVEL,
+  ACCESS_TIME,
+  POD_LOG,
+  CONTAINER_LOG,
+  OSLO_UNTIMED,
+  PYTHON_DEFAULT,
   ISO,
 });

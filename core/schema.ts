@@ -35,3 +35,18 @@ export function issueText(error: z.ZodError, fallback = '(top level)'): string {
   const { field, message } = firstIssue(error, fallback);
   return `${field}: ${message}`;
 }
+
+/** A state snapshot `{ v, data }` of `what` (a correlator, a miner) at `version`, its data parsed by `schema`: the
+ * data, or why not, naming the field (`v: …`, `data.incidents.2.firing: …`). Never throws on what `state` holds. */
+export function parseSnapshot<S extends z.ZodType>(state: unknown, version: number, schema: S, what: string): { data: z.output<S> } | { reason: string } {
+  if (state === null || typeof state !== 'object' || Array.isArray(state))
+    return { reason: `expected an object { v, data }, got ${Array.isArray(state) ? 'an array' : state === null ? 'null' : typeof state}` };
+  const { v, data } = state as { v?: unknown; data?: unknown };
+  if (v !== version) return { reason: `v: version ${JSON.stringify(v)} is not this ${what}'s (${version})` };
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    const { field, message } = firstIssue(parsed.error, '');
+    return { reason: `data${field ? `.${field}` : ''}: ${message}` };
+  }
+  return { data: parsed.data };
+}

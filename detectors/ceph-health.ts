@@ -8,8 +8,12 @@
 import { z } from 'zod';
 import { Severity, stableId, type Alert, type CephHealthEvent, type LogDocument } from '../core/events.ts';
 import { alertTransition, defineDetector } from './detector.ts';
-import { addEvidence, closingEvidence, FiringGroups, untracked } from './kit.ts';
+import { addEvidence, closingEvidence, FiringGroups, restoreState, untracked } from './kit.ts';
 import { regexParam } from './rules.ts';
+import { keyedData } from './state.ts';
+
+/** The version of the state's shape (snapshot, restore). */
+const STATE_VERSION = 1;
 
 const regex = regexParam();
 
@@ -30,13 +34,17 @@ const Params = z.strictObject({
   evidence_max: z.number().int().positive().default(20),
 });
 
-interface Standing {
-  startedAt: string;
-  severity: Severity;
-  summary: string;
-  host: string;
-  evidence: string[];
-}
+/** A check that stands (an open alert), as a checkpoint holds it. */
+const Standing = z.strictObject({
+  startedAt: z.string(),
+  severity: Severity,
+  summary: z.string(),
+  host: z.string(),
+  evidence: z.array(z.string()),
+});
+type Standing = z.output<typeof Standing>;
+
+const State = z.strictObject({ standing: keyedData(Standing) });
 
 export const detector = defineDetector({
   name: 'ceph-health',
@@ -118,6 +126,14 @@ export const detector = defineDetector({
       accepts: { kinds: ['log', 'ceph-health'], literals: p.contains },
       on: (e) => (e.kind === 'log' ? onLog(e.doc) : e.kind === 'ceph-health' ? onHealth(e) : []),
       state: () => standing.size,
+      snapshot: () => ({
+        v: STATE_VERSION,
+        data: { standing: standing.snapshot((st) => ({ startedAt: st.startedAt, severity: st.severity, summary: st.summary, host: st.host, evidence: [...st.evidence] })) } satisfies z.input<
+          typeof State
+        >,
+      }),
+      // Checks past the rule's cap (a snapshot of a larger one) are not resolved: restore has no transitions to give.
+      restore: (state) => restoreState(rule, state, STATE_VERSION, State, (data) => void standing.load(data.standing)),
     };
   },
 });

@@ -2,14 +2,20 @@
 // container network's gateway and, without X-Forwarded-For, the real client address is lost (audit logs and
 // rate limits break). Read from API access lines (oslo wsgi: `10.0.0.1 "GET /v2/… HTTP/1.1" status: 200 …`; nova's
 // request log under uwsgi or mod_wsgi, without the protocol: `10.0.0.1 "GET /v2.1/servers" status: 200 len: …`;
-// with a forwarded chain `client,proxy "GET …`; Apache combined: `172.17.0.1 - - [ts] "GET /v3 …`): per service
-// and fixed window, when nearly all requests come from one address of a container network and almost none
-// carries a forwarded address, the alert fires; a window where that is no longer so resolves it.
+// with a forwarded chain `client,proxy "GET …`; Apache combined: `172.17.0.1 - - [ts] "GET /v3 …`; the formats
+// Kolla and openstack-helm give Apache, which write X-Forwarded-For where the peer would be: `- - - [ts] "GET …` when
+// no proxy sent one): per service and fixed window, when nearly all requests come from one address of a container
+// network, or carry no address at all ("-": the log writes X-Forwarded-For and none came), and almost none carries
+// a forwarded address, the alert fires; a window where that is no longer so resolves it. Windows follow the lines'
+// own time (Apache's bracketed time is parsed, core/log-formats.ts).
 import { z } from 'zod';
 import type { Alert, LogDocument, LogEvent } from '../core/events.ts';
 import { alertTransition, defineDetector } from './detector.ts';
-import { addEvidence, FiringGroups } from './kit.ts';
-import { KeyedState } from './state.ts';
+import { addEvidence, FiringGroups, restoreState } from './kit.ts';
+import { KeyedState, keyedData, Time, time } from './state.ts';
+
+/** The version of the state's shape (snapshot, restore). */
+const STATE_VERSION = 1;
 
 const Params = z.strictObject({
   window_s: z.number().positive().default(600),
@@ -25,7 +31,9 @@ const Params = z.strictObject({
 
 // The address chain is checked address by address (IPV4): written into this regex, its counted repetitions made
 // an automaton too large for recheck to prove the regex linear.
-const ACCESS = /^(?<chain>[0-9.]+(?:, ?[0-9.]+)*) (?:\S+ \S+ \[[^\]]+\] )?"[A-Z]+ \S+(?: HTTP\/\d|")/;
+const ACCESS = /^(?<chain>-|[0-9.]+(?:, ?[0-9.]+)*) (?:\S+ \S+ \[[^\]]+\] )?"[A-Z]+ \S+(?: HTTP\/\d|")/;
+/** The client a log that writes X-Forwarded-For in its place gives when no proxy sent the header. */
+const NO_ADDRESS = '-';
 const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
 
 function ipv4(addr: string): number {
@@ -45,20 +53,32 @@ function cidrMatcher(cidrs: string[]): (addr: string) => boolean {
   };
 }
 
-interface Window {
-  start: number;
-  total: number;
-  forwarded: number;
-  /** Requests by peer address, bounded: past the cap the peer heard from least recently goes (an address that
-   * carries nearly all requests is heard from all the time, so it is never the one). */
-  byPeer: KeyedState<number>;
-  evidence: string[];
-}
+/** A service's window and alert, as a checkpoint holds them. */
+const ServiceData = z.strictObject({
+  window: z
+    .strictObject({
+      start: Time,
+      total: z.number().int().nonnegative(),
+      forwarded: z.number().int().nonnegative(),
+      /** Requests by peer address, bounded: past the cap the peer heard from least recently goes (an address that
+       * carries nearly all requests is heard from all the time, so it is never the one). */
+      byPeer: keyedData(z.number().int().positive()),
+      evidence: z.array(z.string()),
+    })
+    .optional(),
+  firing: z.strictObject({ startedAt: z.string(), peer: z.string(), evidence: z.array(z.string()), host: z.string(), service: z.string() }).optional(),
+});
+type ServiceData = z.output<typeof ServiceData>;
+
+/** The window of a service, its peers counted in a KeyedState. */
+type Window = Omit<NonNullable<ServiceData['window']>, 'byPeer'> & { byPeer: KeyedState<number> };
 
 interface Service {
   window?: Window;
-  firing?: { startedAt: string; peer: string; evidence: string[]; host: string; service: string };
+  firing?: ServiceData['firing'];
 }
+
+const State = z.strictObject({ services: keyedData(ServiceData) });
 
 export const detector = defineDetector({
   name: 'client-ip-masked',
@@ -79,7 +99,7 @@ export const detector = defineDetector({
           most = n;
         }
       }
-      const masked = most / w.total >= p.share && isGateway(peer) && w.forwarded / w.total < 1 - p.share;
+      const masked = most / w.total >= p.share && (peer === NO_ADDRESS || isGateway(peer)) && w.forwarded / w.total < 1 - p.share;
       const group = { 'host.name': doc.host.name, 'service.name': doc.service.name };
       const common = { group, at, host: doc.host.name, service: doc.service.name };
       if (masked && !s.firing) {
@@ -90,7 +110,10 @@ export const detector = defineDetector({
             ...common,
             status: 'firing',
             startedAt: s.firing.startedAt,
-            message: `${doc.service.name} on ${doc.host.name}: ${pct}% of ${w.total} requests in ${p.window_s / 60} min came from ${peer}, a container network address, with no X-Forwarded-For: client addresses are masked`,
+            message:
+              peer === NO_ADDRESS
+                ? `${doc.service.name} on ${doc.host.name}: ${pct}% of ${w.total} requests in ${p.window_s / 60} min carried no client address (the log writes X-Forwarded-For and no proxy sent it): client addresses are lost`
+                : `${doc.service.name} on ${doc.host.name}: ${pct}% of ${w.total} requests in ${p.window_s / 60} min came from ${peer}, a container network address, with no X-Forwarded-For: client addresses are masked`,
             evidence: w.evidence,
           }),
         ];
@@ -134,10 +157,37 @@ export const detector = defineDetector({
         for (const [, s] of services.entries()) n += 1 + (s.window?.byPeer.size ?? 0);
         return n;
       },
+      snapshot: () => ({
+        v: STATE_VERSION,
+        data: {
+          services: services.snapshot((s) => ({
+            window: s.window && {
+              start: time(s.window.start),
+              total: s.window.total,
+              forwarded: s.window.forwarded,
+              byPeer: s.window.byPeer.snapshot((n) => n),
+              evidence: [...s.window.evidence],
+            },
+            firing: s.firing && { startedAt: s.firing.startedAt, peer: s.firing.peer, evidence: [...s.firing.evidence], host: s.firing.host, service: s.firing.service },
+          })),
+        } satisfies z.input<typeof State>,
+      }),
+      restore: (state) =>
+        restoreState(rule, state, STATE_VERSION, State, (data) => {
+          // Services past the rule's cap (a snapshot of a larger one) are not resolved: restore has no transitions
+          // to give. They are counted as evictions, and so are peers past it.
+          const values = data.services.values.map((s): Service => ({
+            firing: s.firing,
+            window: s.window && { ...s.window, byPeer: new KeyedState<number>(rule.id, limits) },
+          }));
+          const dropped = new Set(services.load({ ...data.services, values }).map((e) => e.key));
+          data.services.values.forEach((s, i) => s.window && !dropped.has(data.services.keys[i]) && values[i].window!.byPeer.load(s.window.byPeer));
+          return undefined;
+        }),
       on({ doc }: LogEvent) {
         const m = ACCESS.exec(doc.message);
         const chain = m?.groups!.chain.split(',').map((a) => a.trim());
-        if (!chain?.every((a) => IPV4.test(a))) return [];
+        if (!chain || !(chain[0] === NO_ADDRESS || chain.every((a) => IPV4.test(a)))) return [];
         const now = Date.parse(doc['@timestamp']);
         const key = `${doc.host.name}\0${doc.service.name}`;
         const s = services.get(key) ?? {};

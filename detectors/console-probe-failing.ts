@@ -6,7 +6,11 @@
 import { z } from 'zod';
 import { stableId, type Alert, type OpenstackHealthEvent } from '../core/events.ts';
 import { alertTransition, defineDetector } from './detector.ts';
-import { addEvidence, closingEvidence, FiringGroups } from './kit.ts';
+import { addEvidence, closingEvidence, FiringGroups, restoreState } from './kit.ts';
+import { keyedData } from './state.ts';
+
+/** The version of the state's shape (snapshot, restore). */
+const STATE_VERSION = 1;
 
 const Params = z.strictObject({
   /** The probe names read (the collector's console probe is `console`). */
@@ -18,19 +22,23 @@ const Params = z.strictObject({
   evidence_max: z.number().int().positive().default(20),
 });
 
-interface Failing {
-  cloud: string;
-  probe: string;
-  target: string;
+/** A probe failing, as a checkpoint holds it. */
+const Failing = z.strictObject({
+  cloud: z.string(),
+  probe: z.string(),
+  target: z.string(),
   /** The first failure of the run (the probe's start time). */
-  since: string;
-  failures: number;
-  lastError: string;
-  lastDuration: number;
-  lastAt: string;
-  firing?: { startedAt: string };
-  evidence: string[];
-}
+  since: z.string(),
+  failures: z.number().int().positive(),
+  lastError: z.string(),
+  lastDuration: z.number(),
+  lastAt: z.string(),
+  firing: z.strictObject({ startedAt: z.string() }).optional(),
+  evidence: z.array(z.string()),
+});
+type Failing = z.output<typeof Failing>;
+
+const State = z.strictObject({ failing: keyedData(Failing) });
 
 export const detector = defineDetector({
   name: 'console-probe-failing',
@@ -103,6 +111,25 @@ export const detector = defineDetector({
       accepts: { kinds: ['openstack-health'] },
       on: (e) => (e.kind === 'openstack-health' ? on(e) : []),
       state: () => failing.size,
+      snapshot: () => ({
+        v: STATE_VERSION,
+        data: {
+          failing: failing.snapshot((f) => ({
+            cloud: f.cloud,
+            probe: f.probe,
+            target: f.target,
+            since: f.since,
+            failures: f.failures,
+            lastError: f.lastError,
+            lastDuration: f.lastDuration,
+            lastAt: f.lastAt,
+            firing: f.firing && { startedAt: f.firing.startedAt },
+            evidence: [...f.evidence],
+          })),
+        } satisfies z.input<typeof State>,
+      }),
+      // Probes past the rule's cap (a snapshot of a larger one) are not resolved: restore has no transitions to give.
+      restore: (state) => restoreState(rule, state, STATE_VERSION, State, (data) => void failing.load(data.failing)),
     };
   },
 });

@@ -7,8 +7,13 @@
 import { z } from 'zod';
 import { metricId, type Alert, type MetricEvent } from '../core/events.ts';
 import { alertTransition, defineDetector } from './detector.ts';
-import { addEvidence, closingEvidence, FiringGroups } from './kit.ts';
+import { addEvidence, closingEvidence, FiringGroups, restoreState } from './kit.ts';
 import { PatternParams, patternDetector } from './pattern.ts';
+import { keyedData, Time, time } from './state.ts';
+
+/** The version of the state's shape (snapshot, restore); the logs part's state is the pattern detector's, with its
+ * own version. */
+const STATE_VERSION = 1;
 
 const MetricParams = z.strictObject({
   /** service.name of the alerts raised from metrics (the group is host.name + service.name). */
@@ -36,12 +41,20 @@ const Params = z.strictObject({
   metrics: MetricParams.optional(),
 });
 
-interface HostState {
+/** A host's state, as a checkpoint holds it. */
+const HostState = z.strictObject({
   /** Metric name → when its value went above the threshold (ms) without a sample under it since. */
-  over: Map<string, number>;
-  excused: boolean;
-  firing?: { startedAt: string; evidence: string[] };
-}
+  over: z.array(z.tuple([z.string(), Time])).transform((list) => new Map(list)),
+  excused: z.boolean(),
+  firing: z.strictObject({ startedAt: z.string(), evidence: z.array(z.string()) }).optional(),
+});
+type HostState = z.output<typeof HostState>;
+
+const State = z.strictObject({
+  /** The logs part's state (the pattern detector's), when the rule has one. */
+  logs: z.strictObject({ v: z.number(), data: z.unknown() }).optional(),
+  hosts: keyedData(HostState),
+});
 
 function render(template: string, fields: Record<string, string>): string {
   return template.replace(/\{([\w.]+)\}/g, (_, k: string) => fields[k] ?? '?');
@@ -51,7 +64,7 @@ export const detector = defineDetector({
   name: 'db-sync-lag',
   params: Params,
   create(p, { rule }) {
-    const logs = p.logs ? patternDetector(rule, p.logs) : undefined;
+    const logs = p.logs ? patternDetector(rule, p.logs, 'state.data.logs') : undefined;
     const mp = p.metrics;
     const hosts = new FiringGroups<HostState>(rule, (st) => st.firing !== undefined);
     const limits = hosts.limits;
@@ -126,6 +139,26 @@ export const detector = defineDetector({
       accepts: { ...logs?.accepts, kinds, ...(mp ? { metrics: [...thresholds.keys(), ...(mp.not_while ? [mp.not_while.metric] : [])] } : {}) },
       on: (e) => (e.kind === 'metric' ? onMetric(e.sample) : logs!.on(e)),
       state: () => (logs?.state?.() ?? 0) + hosts.size,
+      snapshot: () => ({
+        v: STATE_VERSION,
+        data: {
+          logs: logs?.snapshot!(),
+          hosts: hosts.snapshot((st) => ({
+            over: [...st.over].map(([name, since]): [string, number | null] => [name, time(since)]),
+            excused: st.excused,
+            firing: st.firing && { startedAt: st.firing.startedAt, evidence: [...st.firing.evidence] },
+          })),
+        } satisfies z.input<typeof State>,
+      }),
+      restore: (state) =>
+        restoreState(rule, state, STATE_VERSION, State, (data) => {
+          if (!logs !== !data.logs) return `${rule.id}: state.data.logs: ${logs ? 'missing: the rule reads logs' : 'the rule reads no logs'}`;
+          // The logs part first: refused, nothing of either part is kept.
+          const refused = logs?.restore!(data.logs!);
+          if (refused !== undefined) return refused;
+          hosts.load(data.hosts);
+          return undefined;
+        }),
     };
   },
 });

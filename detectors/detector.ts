@@ -8,6 +8,14 @@ import type { Logger } from '../core/log.ts';
 import type { ComponentMetrics } from '../core/metrics.ts';
 import type { Rule } from './rules.ts';
 
+/** A detector's state as plain JSON data, with the version of its shape. */
+export interface DetectorState {
+  /** The version of `data`'s shape (each detector file's STATE_VERSION): a detector refuses a shape it does not
+   * know rather than guess at it. */
+  v: number;
+  data: unknown;
+}
+
 /** What a detector reads. The engine routes by it, so rules cost nothing on events they do not care about. */
 export interface Accepts {
   /** The event kinds the engine hands the detector (at least one). */
@@ -33,6 +41,17 @@ export interface Detector {
   onAny?(doc: LogDocument): Alert[];
   /** Entries of state the detector holds now (bounded by the rule's `state`; counted on /metrics). */
   state?(): number;
+  /** The wall clock's turn (ms), every second in a running processor: for what only the absence of events shows
+   * (a service gone silent). Never called by `stackwatch detect`. */
+  tick?(now: number): Alert[];
+  /** Everything the detector holds (open alerts, windows, evidence, counters), as JSON-serialisable data. A running
+   * processor checkpoints it, so that a new process goes on where the old one stopped: the same transitions, none
+   * lost, none sent twice. It is a copy: later events do not change it. */
+  snapshot?(): DetectorState;
+  /** Takes back what snapshot() returned, in a detector just made from the same rule. Returns undefined when it took it,
+   *  or why it discarded it (an unknown version, data that does not parse): the detector then starts empty. The
+   *  reason names the rule and the field; nothing of a discarded state is kept. */
+  restore?(state: DetectorState): string | undefined;
 }
 
 /** What a detector is made with besides its params: its rule, and the logger and metrics every component has. */
@@ -76,6 +95,8 @@ export interface TransitionInput {
   service: string;
   message: string;
   evidence: string[];
+  /** Context beside the group (not part of the alert's identity): what incident rules may group by. */
+  labels?: Record<string, string>;
 }
 
 export function alertTransition(rule: Rule, t: TransitionInput): Alert {
@@ -90,12 +111,15 @@ export function alertTransition(rule: Rule, t: TransitionInput): Alert {
       started_at: t.startedAt,
       ...(resolved ? { ended_at: t.at, duration_s: (Date.parse(t.at) - Date.parse(t.startedAt)) / 1000 } : {}),
       runbook: rule.runbook,
-      group: t.group,
+      group: { ...t.group },
+      ...(t.labels ? { labels: { ...t.labels } } : {}),
     },
     host: { name: t.host },
     service: { name: t.service },
     message: t.message,
-    evidence: { event_ids: t.evidence },
+    // Copies: detectors keep adding to their evidence lists and groups, and an alert must stay what it was when it
+    // was raised (the processor indexes a batch's alerts after the whole batch went through the detectors).
+    evidence: { event_ids: [...t.evidence] },
   };
 }
 

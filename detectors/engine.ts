@@ -2,11 +2,14 @@
 // entry, `on(event)`, that hands an event to the detectors that accept its kind. Routing is what keeps many rules
 // cheap: a log event reaches only the detectors of its logger (a map by the logger's first segment) or of a
 // literal it contains (one scan for all detectors' literals); a metric sample only those that read its name.
-// Detector state is bounded (detectors/state.ts).
+// Detector state is bounded (detectors/state.ts), and can be checkpointed: `snapshot()` gives every rule's as JSON
+// data, `restore()` takes it back in a new engine of the same rules, which then goes on as the old one would have.
+import { z } from 'zod';
 import { ConfigError } from '../core/config.ts';
 import type { Alert, EventKind, LogEvent, MetricSample, PipelineEvent } from '../core/events.ts';
 import { logger } from '../core/log.ts';
 import { componentMetrics } from '../core/metrics.ts';
+import { dottedIssue } from '../core/schema.ts';
 import type { Detector } from './detector.ts';
 import { DETECTORS } from './index.ts';
 import { collectingRegexes, ruleParams, type Rule, type RuleRegex } from './rules.ts';
@@ -19,6 +22,17 @@ function loggerRoot(logger: string): string {
 
 /** An empty list to spread (never returned: callers may add to what they get). */
 const NONE: never[] = [];
+
+/** A rule's detector state in an engine's snapshot: the detector that holds it, and its state (Detector.snapshot). */
+const RuleState = z.strictObject({ detector: z.string(), v: z.number(), data: z.unknown() });
+export type RuleState = z.infer<typeof RuleState>;
+
+/** What `restore` did with a snapshot: the rules whose state it took, and those whose state it discarded, and why
+ * (those rules' detectors start empty). */
+export interface Restored {
+  restored: string[];
+  discarded: { rule: string; reason: string }[];
+}
 
 /** The detector a rule names, made with the rule's params; errors name the rule file and the field. */
 export function createDetector(rule: Rule): Detector {
@@ -48,6 +62,8 @@ export class DetectionEngine {
     private readonly byRule: Map<string, Detector>,
     /** The rules' regexes, where they are and which path runs them. */
     readonly regexes: RuleRegex[] = [],
+    /** The name of each rule's detector (its id → the name), which a snapshot records. */
+    private readonly detectorNames = new Map<string, string>(),
   ) {
     for (const d of byRule.values()) {
       for (const kind of new Set(d.accepts.kinds)) {
@@ -88,18 +104,69 @@ export class DetectionEngine {
         collectingRegexes(regexes, opts.fastPath ?? true, () => createDetector(rule)),
       );
     }
-    return new DetectionEngine(detectors, regexes);
+    return new DetectionEngine(detectors, regexes, new Map(rules.map((r) => [r.id, r.detector])));
   }
 
-  /** An engine of detectors made elsewhere (tests, tools), by rule id. */
+  /** An engine of detectors made elsewhere (tests, tools), by rule id (their snapshots name the rule id as the
+   * detector: no rule says which it is). */
   static of(detectors: Record<string, Detector>): DetectionEngine {
     return new DetectionEngine(new Map(Object.entries(detectors)));
+  }
+
+  /** Every rule's detector state, by rule id, as JSON data, for a checkpoint; rules whose detector keeps none are
+   * absent. A copy: later events do not change it. */
+  snapshot(): Record<string, RuleState> {
+    const out: Record<string, RuleState> = {};
+    for (const [id, d] of this.byRule) if (d.snapshot) out[id] = { detector: this.detectorNames.get(id) ?? id, ...d.snapshot() };
+    return out;
+  }
+
+  /**
+   * Takes back a snapshot (as `snapshot` gave it, read back from JSON) into this engine, just created from the rules
+   * of now: each rule's detector takes its state, or discards it with the reason (an unknown version, data that
+   * does not parse, a rule now of another detector or gone from the rules). A rule the snapshot lacks, and one whose
+   * state was discarded, starts empty. Never throws on what the snapshot holds.
+   */
+  restore(snapshot: unknown): Restored {
+    const out: Restored = { restored: [], discarded: [] };
+    if (snapshot === null || typeof snapshot !== 'object' || Array.isArray(snapshot)) {
+      out.discarded.push({ rule: '*', reason: `the snapshot is not an object of rule states by rule id (got ${Array.isArray(snapshot) ? 'an array' : String(snapshot)})` });
+      return out;
+    }
+    for (const [id, value] of Object.entries(snapshot)) {
+      const discard = (reason: string) => out.discarded.push({ rule: id, reason: `${id}: ${reason}` });
+      const d = this.byRule.get(id);
+      const name = this.detectorNames.get(id) ?? id;
+      const parsed = RuleState.safeParse(value);
+      if (!d) discard('no such rule any more (removed or renamed): its state is dropped');
+      else if (!parsed.success) discard(`state: ${dottedIssue(parsed.error, '(top level)')}`);
+      else if (parsed.data.detector !== name) discard(`state of detector ${parsed.data.detector}, but the rule is now of detector ${name}`);
+      else if (!d.restore) discard(`detector ${name} keeps no state`);
+      else {
+        let reason: string | undefined;
+        try {
+          reason = d.restore({ v: parsed.data.v, data: parsed.data.data });
+        } catch (err) {
+          reason = `${id}: restore failed: ${(err as Error).message}`;
+        }
+        if (reason === undefined) out.restored.push(id);
+        else out.discarded.push({ rule: id, reason });
+      }
+    }
+    return out;
   }
 
   /** Entries of state each rule's detector holds now. */
   stateSizes(): Map<string, number> {
     const out = new Map<string, number>();
     for (const [id, d] of this.byRule) if (d.state) out.set(id, d.state());
+    return out;
+  }
+
+  /** The wall clock's turn: the transitions of the detectors that watch for what does not come. */
+  tick(now: number): Alert[] {
+    const out: Alert[] = [];
+    for (const d of this.byRule.values()) if (d.tick) out.push(...d.tick(now));
     return out;
   }
 

@@ -7,13 +7,14 @@ import { detector as clientIpMasked } from './client-ip-masked.ts';
 import { detector as computeHostDrift } from './compute-host-drift.ts';
 import { detector as consoleProbeFailing } from './console-probe-failing.ts';
 import { detector as dbSyncLag } from './db-sync-lag.ts';
+import { detector as newErrorPattern } from './new-error-pattern.ts';
 import { detector as openstackServiceDown } from './openstack-service-down.ts';
 import { detector as pattern } from './pattern.ts';
+import { detector as serviceSilent } from './service-silent.ts';
 import { detector as zabbixProblem } from './zabbix-problem.ts';
 
 export const DETECTORS: Readonly<Record<string, DetectorDefinition>> = Object.fromEntries(
-  [amqpConnectionLost, cephHealth, clientIpMasked, computeHostDrift, consoleProbeFailing, dbSyncLag, openstackServiceDown, pattern, zabbixProblem].map((d) => [
-    d.name,
-    d as DetectorDefinition,
-  ]),
+  [amqpConnectionLost, cephHealth, clientIpMasked, computeHostDrift, consoleProbeFailing, dbSyncLag, newErrorPattern, openstackServiceDown, pattern, serviceSilent, zabbixProblem].map(
+    (d) => [d.name, d as DetectorDefinition],
+  ),
 );

@@ -2,7 +2,10 @@
 // for its own groups. A group's evidence grows to a cap while it fires, its closing line is kept over the oldest;
 // a threshold counts evidence in a sliding window of event time; a group quiet long enough resolves; state past
 // the rule's bounds (detectors/state.ts) resolves the alerts it held, with the reason, rather than forgetting them.
+import type { z } from 'zod';
 import type { Alert, LogDocument } from '../core/events.ts';
+import { firstIssue } from '../core/schema.ts';
+import type { DetectorState } from './detector.ts';
 import type { Rule } from './rules.ts';
 import { KeyedState, stateLimits, type StateLimits } from './state.ts';
 
@@ -65,4 +68,37 @@ export class FiringGroups<V> extends KeyedState<V> {
     for (const e of this.set(key, value, now)) if (this.firing(e.value)) out.push(...[resolve(e.key, e.value)].flat());
     return out;
   }
+}
+
+/**
+ * Takes back a detector's state (Detector.restore): checks its version, parses its data with `schema` (which makes
+ * the detector's own types of it: Sets, Maps, times) and hands the result to `install`, which may still refuse it
+ * (with the reason of a nested detector's state that does not parse) before it changes anything. Returns undefined
+ * when the state was taken, else why not, naming the rule and the field (`amqp-connection-lost:
+ * state.data.outages.values[0].lastLoss: …`; `where` is the state's own place, for a detector's state nested in
+ * another's); nothing is installed then, so the detector stays as it was made: empty.
+ */
+export function restoreState<S extends z.ZodType>(
+  rule: Rule,
+  state: DetectorState,
+  version: number,
+  schema: S,
+  install: (data: z.output<S>) => string | undefined,
+  where = 'state',
+): string | undefined {
+  if (state === null || typeof state !== 'object') return `${rule.id}: ${where}: expected an object { v, data }, got ${state === null ? 'null' : typeof state}`;
+  if (state.v !== version) return `${rule.id}: ${where}.v: version ${JSON.stringify(state.v)} is not this detector's (${version})`;
+  const parsed = schema.safeParse(state.data);
+  if (!parsed.success) {
+    const { field, message } = firstIssue(parsed.error, '');
+    return `${rule.id}: ${where}.data${field ? `.${field}` : ''}: ${message}`;
+  }
+  return install(parsed.data);
+}
+
+/** A record without its undefined values (a regex's groups that took part in no match): what JSON keeps of it. */
+export function defined(record: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(record)) if (v !== undefined) out[k] = v;
+  return out;
 }

@@ -6,7 +6,11 @@
 import { z } from 'zod';
 import { stableId, type Alert, type OpenstackHealthEvent } from '../core/events.ts';
 import { alertTransition, defineDetector } from './detector.ts';
-import { closingEvidence, FiringGroups, untracked } from './kit.ts';
+import { closingEvidence, FiringGroups, restoreState, untracked } from './kit.ts';
+import { keyedData } from './state.ts';
+
+/** The version of the state's shape (snapshot, restore). */
+const STATE_VERSION = 1;
 
 const Params = z.strictObject({
   /** The binaries watched (`nova-compute`, …); others are ignored. */
@@ -19,17 +23,22 @@ const Params = z.strictObject({
   evidence_max: z.number().int().positive().default(20),
 });
 
-interface Down {
-  cloud: string;
-  binary: string;
-  host: string;
+/** A service row seen down, as a checkpoint holds it. */
+const Down = z.strictObject({
+  cloud: z.string(),
+  binary: z.string(),
+  host: z.string(),
   /** When it was first seen down, and nova's last heartbeat of it. */
-  since: string;
-  updatedAt?: string;
-  seen: number;
-  firing: boolean;
-  evidence: string[];
-}
+  since: z.string(),
+  updatedAt: z.string().optional(),
+  /** Polls that showed it down. */
+  seen: z.number().int().nonnegative(),
+  firing: z.boolean(),
+  evidence: z.array(z.string()),
+});
+type Down = z.output<typeof Down>;
+
+const State = z.strictObject({ down: keyedData(Down) });
 
 type Service = NonNullable<OpenstackHealthEvent['services']>[number];
 
@@ -101,6 +110,23 @@ export const detector = defineDetector({
       accepts: { kinds: ['openstack-health'] },
       on: (e) => (e.kind === 'openstack-health' ? on(e) : []),
       state: () => down.size,
+      snapshot: () => ({
+        v: STATE_VERSION,
+        data: {
+          down: down.snapshot((d) => ({
+            cloud: d.cloud,
+            binary: d.binary,
+            host: d.host,
+            since: d.since,
+            updatedAt: d.updatedAt,
+            seen: d.seen,
+            firing: d.firing,
+            evidence: [...d.evidence],
+          })),
+        } satisfies z.input<typeof State>,
+      }),
+      // Rows past the rule's cap (a snapshot of a larger one) are not resolved: restore has no transitions to give.
+      restore: (state) => restoreState(rule, state, STATE_VERSION, State, (data) => void down.load(data.down)),
     };
   },
 });

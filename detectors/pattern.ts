@@ -5,8 +5,12 @@
 import { z } from 'zod';
 import { Severity, type Alert, type LogDocument, type LogEvent } from '../core/events.ts';
 import { alertTransition, defineDetector, type Detector } from './detector.ts';
-import { addEvidence, closingEvidence, fieldValue, FiringGroups, quietFor, slide, untracked } from './kit.ts';
+import { addEvidence, closingEvidence, defined, fieldValue, FiringGroups, quietFor, restoreState, slide, untracked } from './kit.ts';
 import { regexParam, type Rule } from './rules.ts';
+import { keyedData, Time, time } from './state.ts';
+
+/** The version of the state's shape (snapshot, restore). */
+const STATE_VERSION = 1;
 
 const regex = regexParam();
 
@@ -33,20 +37,31 @@ export const PatternParams = z.strictObject({
   evidence_max: z.number().int().positive().default(20),
 });
 
-interface Group {
+/** A group's state, as a checkpoint holds it (Time: event times in ms). */
+const Group = z.strictObject({
   /** Times (ms) of recent evidence, for the threshold window. */
-  recent: number[];
-  firing?: {
-    startedAt: string;
-    last: number;
-    evidence: string[];
-    /** The group's fields, and the host and service of the line that fired it (its resolutions name them). */
-    fields: Record<string, string>;
-    captures?: Record<string, string>;
-    host: string;
-    service: string;
-  };
-}
+  recent: z.array(Time),
+  firing: z
+    .strictObject({
+      startedAt: z.string(),
+      last: Time,
+      evidence: z.array(z.string()),
+      /** The group's fields, and the host and service of the line that fired it (its resolutions name them). */
+      fields: z.record(z.string(), z.string()),
+      captures: z.record(z.string(), z.string()).optional(),
+      host: z.string(),
+      service: z.string(),
+    })
+    .optional(),
+});
+type Group = z.output<typeof Group>;
+
+const State = z.strictObject({
+  groups: keyedData(Group),
+  /** The keys of the firing groups by the host and service that resolve them by their quiet, in the order they
+   * fired (the order their resolutions come in). */
+  firingAt: z.array(z.tuple([z.string(), z.array(z.string())])).transform((list) => new Map(list.map(([k, keys]) => [k, new Set(keys)]))),
+});
 
 function render(template: string, fields: Record<string, string>): string {
   return template.replace(/\{([\w.]+)\}/g, (_, k: string) => fields[k] ?? '?');
@@ -61,15 +76,17 @@ export const detector = defineDetector({
   create: (p, { rule }) => patternDetector(rule, p),
 });
 
-/** The pattern detector with its params already validated (db-sync-lag validates them as part of its own). */
-export function patternDetector(rule: Rule, p: PatternParams): Detector {
+/** The pattern detector with its params already validated (db-sync-lag validates them as part of its own);
+ * `stateField` is where its state sits, for the reasons of a restore that names the field (db-sync-lag's logs part's
+ * is `state.data.logs`). */
+export function patternDetector(rule: Rule, p: PatternParams, stateField = 'state'): Detector {
   const groups = new FiringGroups<Group>(rule, (g) => g.firing !== undefined);
   // A quiet period resolves a group on a line of its host and service (those of match_by, else any): firing groups
   // filed by them, so a line looks only at its own instead of at every group.
   const byHost = rule.match_by.includes('host.name');
   const byService = rule.match_by.includes('service.name');
   const quietKey = (host: string, service: string) => `${byHost ? host : ''}\0${byService ? service : ''}`;
-  const firingAt = new Map<string, Set<string>>();
+  let firingAt = new Map<string, Set<string>>();
 
   function fields(doc: LogDocument, captures: Record<string, string> | undefined): Record<string, string> | undefined {
     const out: Record<string, string> = {};
@@ -130,6 +147,41 @@ export function patternDetector(rule: Rule, p: PatternParams): Detector {
     // A quiet period is measured on the group's other lines, so such a rule reads every line of its loggers.
     accepts: { kinds: ['log'], loggers: p.loggers, literals: p.quiet_resolve_s === undefined ? p.contains : undefined },
     state: () => groups.size,
+    snapshot: () => ({
+      v: STATE_VERSION,
+      data: {
+        groups: groups.snapshot((g): z.input<typeof Group> => ({
+          recent: g.recent.map(time),
+          firing: g.firing && {
+            startedAt: g.firing.startedAt,
+            last: time(g.firing.last),
+            evidence: [...g.firing.evidence],
+            // A regex's groups that took part in no match are undefined: JSON keeps nothing of them either.
+            fields: defined(g.firing.fields),
+            captures: g.firing.captures && defined(g.firing.captures),
+            host: g.firing.host,
+            service: g.firing.service,
+          },
+        })),
+        firingAt: [...firingAt].map(([k, keys]) => [k, [...keys]]),
+      } satisfies z.input<typeof State>,
+    }),
+    restore: (state) =>
+      restoreState(
+        rule,
+        state,
+        STATE_VERSION,
+        State,
+        (data) => {
+          // Groups past the rule's cap (a snapshot of a larger one) are not resolved: restore has no transitions to
+          // give. They are counted as evictions, and forgotten here too.
+          const dropped = new Set(groups.load(data.groups).map((e) => e.key));
+          for (const keys of data.firingAt.values()) for (const k of dropped) keys.delete(k);
+          firingAt = new Map([...data.firingAt].filter(([, keys]) => keys.size > 0));
+          return undefined;
+        },
+        stateField,
+      ),
     on({ doc }: LogEvent) {
       const now = Date.parse(doc['@timestamp']);
       const out = quietResolutions(doc, now);

@@ -8,6 +8,10 @@
 // the cap they go last, only when no other entry is left to drop, and not silently: the caller resolves their
 // alert with the reason (an alert that stays firing while nobody tracks it would never resolve). Every eviction is
 // counted (stackwatch_detector_state_evictions_total{rule, reason}).
+//
+// A checkpoint carries the entries as JSON data (`snapshot`, `load`): in the order eviction takes them, each with the
+// event time it was last touched and whether it was filed as open, so that a restored state expires and evicts as the
+// one it was taken from would have.
 import { z } from 'zod';
 import { stateEvicted } from '../core/metrics.ts';
 import type { Rule } from './rules.ts';
@@ -23,6 +27,50 @@ export type StateLimits = z.infer<typeof StateLimits>;
 /** The rule's limits, with the defaults for a rule that names none. */
 export function stateLimits(rule: Rule): StateLimits {
   return rule.state ?? StateLimits.parse({});
+}
+
+/** An event time (ms) in a detector's state as JSON data: a time that did not parse (NaN) is written null, as
+ * JSON.stringify would write it, and read back as NaN, so that a restored detector compares times as it did. */
+export const Time = z
+  .number()
+  .nullable()
+  .transform((ms) => ms ?? NaN);
+
+/** An event time as Time writes it. */
+export function time(ms: number): number | null {
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** The schema of a KeyedState's entries as JSON data (KeyedState.snapshot), its values `value`: one key, time and
+ * value per entry, the quiet entries least recently touched first, then the `open` ones in the same order. Columns
+ * rather than an object per entry: a state of 10,000 entries is 10,000 objects' field names smaller. */
+export function keyedData<T extends z.ZodType>(value: T) {
+  return z
+    .strictObject({
+      keys: z.array(z.string()),
+      seen: z.array(Time),
+      values: z.array(value),
+      /** How many of the last entries hold an open alert (filed apart: they go last). */
+      open: z.number().int().nonnegative(),
+    })
+    .superRefine((d, ctx) => {
+      if (d.seen.length !== d.keys.length) ctx.addIssue({ code: 'custom', path: ['seen'], message: `expected one time per key (${d.keys.length}), got ${d.seen.length}` });
+      if (d.values.length !== d.keys.length) ctx.addIssue({ code: 'custom', path: ['values'], message: `expected one value per key (${d.keys.length}), got ${d.values.length}` });
+      if (d.open > d.keys.length) ctx.addIssue({ code: 'custom', path: ['open'], message: `more open entries (${d.open}) than entries (${d.keys.length})` });
+      const keys = new Set<string>();
+      d.keys.forEach((k, i) => {
+        if (keys.has(k)) ctx.addIssue({ code: 'custom', path: ['keys', i], message: `the key ${JSON.stringify(k)} appears twice` });
+        keys.add(k);
+      });
+    });
+}
+
+/** A KeyedState's entries as JSON data, their values `T` (what keyedData reads). */
+export interface KeyedData<T> {
+  keys: string[];
+  seen: (number | null)[];
+  values: T[];
+  open: number;
 }
 
 export interface Evicted<V> {
@@ -130,6 +178,48 @@ export class KeyedState<V> {
 
   *entries(): IterableIterator<[string, V]> {
     for (const order of [this.quiet, this.open]) for (let s = order.head; s; s = s.next) yield [s.key, s.value];
+  }
+
+  /** The entries as JSON data, each value made data by `encode` (a copy: later events must not change the snapshot),
+   * in the order eviction takes them; `load` takes it back. */
+  snapshot<T>(encode: (value: V, key: string) => T): KeyedData<T> {
+    const out: KeyedData<T> = { keys: [], seen: [], values: [], open: this.open.size };
+    for (const order of [this.quiet, this.open]) {
+      for (let s = order.head; s; s = s.next) {
+        out.keys.push(s.key);
+        out.seen.push(time(s.seen));
+        out.values.push(encode(s.value, s.key));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Replaces what it holds by the entries of a snapshot (values decoded, times read by Time), in their order and
+   * filed as they were (open or not), and makes room as `set` does: past the rule's max_entries (a snapshot of a
+   * rule whose cap was larger) the oldest quiet entries go first, then the oldest open ones, counted as evictions.
+   * Returns the entries dropped, for the caller to forget what else it kept of them (their alerts, if open, stay
+   * unresolved: a restore gives no transitions). Idle entries are left to the next event, whose time decides what is
+   * idle, as it would have.
+   */
+  load(data: { keys: readonly string[]; seen: readonly number[]; values: readonly V[]; open: number }): readonly Evicted<V>[] {
+    for (let s = this.quiet.head ?? this.open.head; s; s = this.quiet.head ?? this.open.head) this.drop(s);
+    const firstOpen = data.keys.length - data.open;
+    data.keys.forEach((key, i) => {
+      const slot: Slot<V> = { key, value: data.values[i], seen: data.seen[i], open: i >= firstOpen };
+      const held = this.slots.get(key);
+      if (held) this.drop(held);
+      this.slots.set(key, slot);
+      (slot.open ? this.open : this.quiet).push(slot);
+    });
+    const out: Evicted<V>[] = [];
+    while (this.slots.size > this.limits.max_entries) {
+      const s = (this.quiet.head ?? this.open.head)!;
+      this.drop(s);
+      out.push({ key: s.key, value: s.value, reason: 'cap' });
+    }
+    if (out.length > 0) stateEvicted(this.rule, 'cap', out.length);
+    return out;
   }
 
   private drop(s: Slot<V>): void {

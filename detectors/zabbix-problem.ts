@@ -4,8 +4,12 @@
 import { z } from 'zod';
 import { Severity, type Alert, type ZabbixProblemEvent } from '../core/events.ts';
 import { alertTransition, defineDetector } from './detector.ts';
-import { FiringGroups, untracked } from './kit.ts';
+import { FiringGroups, restoreState, untracked } from './kit.ts';
 import { regexParam } from './rules.ts';
+import { keyedData } from './state.ts';
+
+/** The version of the state's shape (snapshot, restore). */
+const STATE_VERSION = 1;
 
 const ZABBIX_SEVERITIES = ['not_classified', 'information', 'warning', 'average', 'high', 'disaster'] as const;
 
@@ -20,6 +24,22 @@ const Params = z.strictObject({
   ignore_names: regexParam('i').optional(),
 });
 
+/** An open problem, as a checkpoint holds it (its severity: Zabbix's, 0 to 5). */
+const Problem = z.strictObject({
+  startedAt: z.string(),
+  host: z.string(),
+  service: z.string(),
+  name: z.string(),
+  severity: z
+    .number()
+    .int()
+    .min(0)
+    .max(ZABBIX_SEVERITIES.length - 1),
+});
+type Problem = z.output<typeof Problem>;
+
+const State = z.strictObject({ open: keyedData(Problem) });
+
 export const detector = defineDetector({
   name: 'zabbix-problem',
   params: Params,
@@ -28,9 +48,9 @@ export const detector = defineDetector({
     const ignore = p.ignore_names;
     /** Open problems by event id: a repeated poll of the same open problem is not a new alert. Bounded: a problem
      * Zabbix resolved while the collector was away is never seen resolved, and would stay for good. */
-    const open = new FiringGroups<{ startedAt: string; host: string; service: string; name: string; severity: number }>(rule, () => true);
+    const open = new FiringGroups<Problem>(rule, () => true);
 
-    function transition(resolved: boolean, eventid: string, o: { startedAt: string; host: string; service: string; name: string; severity: number }, at: string, why = ''): Alert {
+    function transition(resolved: boolean, eventid: string, o: Problem, at: string, why = ''): Alert {
       const a = alertTransition(rule, {
         status: resolved ? 'resolved' : 'firing',
         group: { 'host.name': o.host, 'zabbix.eventid': eventid },
@@ -47,6 +67,12 @@ export const detector = defineDetector({
 
     return {
       state: () => open.size,
+      snapshot: () => ({
+        v: STATE_VERSION,
+        data: { open: open.snapshot((o) => ({ startedAt: o.startedAt, host: o.host, service: o.service, name: o.name, severity: o.severity })) } satisfies z.input<typeof State>,
+      }),
+      // Problems past the rule's cap (a snapshot of a larger one) are not resolved: restore has no transitions to give.
+      restore: (state) => restoreState(rule, state, STATE_VERSION, State, (data) => void open.load(data.open)),
       accepts: { kinds: ['zabbix-problem'] },
       on(e: ZabbixProblemEvent): Alert[] {
         const pr = e.problem;

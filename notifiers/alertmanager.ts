@@ -36,7 +36,17 @@ export function toAlertmanager(a: Alert): AlertmanagerPayload {
           .map(([k, v]) => [k.replace(/[^A-Za-z0-9_]/g, '_'), v]),
       ),
     },
-    annotations: { summary: a.message, runbook: a.alert.runbook, rule_name: a.rule.name },
+    annotations: {
+      summary: a.message,
+      runbook: a.alert.runbook,
+      rule_name: a.rule.name,
+      // An incident's cause and reach (annotations, not labels: they grow as alerts join, and Alertmanager knows an
+      // alert by its labels).
+      ...(a.incident?.cause ? { incident_cause: a.incident.cause } : {}),
+      ...(a.incident?.services ? { incident_services: a.incident.services.join(', ') } : {}),
+      ...(a.incident?.hosts ? { incident_hosts: a.incident.hosts.join(', ') } : {}),
+      ...(a.incident?.alert_ids ? { incident_alerts: String(a.incident.alert_ids.length) } : {}),
+    },
     startsAt: a.alert.started_at,
     ...(a.alert.status === 'resolved' ? { endsAt: a.alert.ended_at ?? a['@timestamp'] } : {}),
   };

@@ -25,6 +25,11 @@ export function silencedBy(a: Alert, silences: Silence[]): Silence | undefined {
   );
 }
 
+/** What a notifier took: a transition, at a severity (an incident paged again at a higher one is news). */
+function sentKey(a: Alert): string {
+  return `${alertDocumentId(a)}/${a.alert.severity}`;
+}
+
 const QUICK_ATTEMPTS = 3;
 // A page waits at most a minute after its notifier is back: a pager is not a mailbox.
 const RETRY_MAX_DELAY_MS = 60_000;
@@ -67,13 +72,6 @@ export class NotificationDispatcher {
       onBatch: (b) => this.retryBatch(b),
       signal: this.signal,
     });
-  }
-
-  /** Alerts firing now, by rule id (for /metrics). */
-  firingByRule(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const a of this.firing.values()) out.set(a.rule.id, (out.get(a.rule.id) ?? 0) + 1);
-    return out;
   }
 
   async stop(): Promise<void> {
@@ -124,13 +122,13 @@ export class NotificationDispatcher {
   }
 
   private wasSent(notifier: string, a: Alert): boolean {
-    return this.sent.get(notifier)?.has(alertDocumentId(a)) ?? false;
+    return this.sent.get(notifier)?.has(sentKey(a)) ?? false;
   }
 
   private markSent(notifier: string, alerts: Alert[]): void {
     let set = this.sent.get(notifier);
     if (!set) this.sent.set(notifier, (set = new Set()));
-    for (const a of alerts) set.add(alertDocumentId(a));
+    for (const a of alerts) set.add(sentKey(a));
     if (set.size > SENT_MEMORY) for (const id of [...set].slice(0, set.size - SENT_MEMORY)) set.delete(id);
   }
 

@@ -1,5 +1,6 @@
 // PagerDuty Events API v2: a trigger per firing transition, a resolve per resolved one, deduplicated by the
-// alert's stable id (so a replay or a retry never opens a second incident).
+// alert's stable id — for a page, the incident's id (incidents/correlator.ts): one PagerDuty incident per cause, and
+// a replay or a retry never opens a second one.
 import { z } from 'zod';
 import type { Alert } from '../core/events.ts';
 import { filePath, httpUrl, secretOf } from '../core/config-fields.ts';
@@ -45,7 +46,7 @@ export function toPagerDuty(a: Alert, routingKey: string) {
       component: a.service.name,
       group: a.rule.id,
       class: a.rule.name,
-      custom_details: { runbook: a.alert.runbook, group: a.alert.group, evidence_event_ids: a.evidence.event_ids },
+      custom_details: { runbook: a.alert.runbook, group: a.alert.group, evidence_event_ids: a.evidence.event_ids, ...(a.incident ? { incident: a.incident } : {}) },
     },
   };
 }

@@ -8,6 +8,7 @@ import type { TopicKind } from '../core/kafka.ts';
 import { DeadLetter, HealthEvent, inventoryDocument, metricDocument, MetricEvent, RawLogEvent, stableId, type PipelineEvent } from '../core/events.ts';
 import { dottedIssue } from '../core/schema.ts';
 import { parseLogEvent } from './parse-log.ts';
+import { mineDocument, type Miner } from './templates/miner.ts';
 
 /** A document to index: into the daily index of the `elasticsearch.indices` prefix `index` for the time `daily`,
  * or, without `daily`, into the one index of that name (a document per host, overwritten). */
@@ -31,6 +32,8 @@ export interface DecodeContext {
   ingested?: string;
   /** Where the message is in Kafka. */
   source: { topic: string; partition: number; offset: string };
+  /** The processor's template miner: log documents get `log.template` from it (without one, they have none). */
+  templates?: Miner;
 }
 
 interface Entry<S extends z.ZodType> {
@@ -48,6 +51,7 @@ export const DECODE_TABLE = {
     what: 'a raw log event',
     decode(raw, ctx) {
       const doc = parseLogEvent(raw, { timezone: ctx.timezone });
+      if (ctx.templates) mineDocument(ctx.templates, doc);
       return { document: { index: 'logs', daily: doc['@timestamp'], id: doc.event.id, doc }, event: { kind: 'log', doc } };
     },
   }),

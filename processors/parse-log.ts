@@ -7,11 +7,13 @@
 //
 // The context block is oslo.log's logging_context_format_string: `[-]` outside a request, or
 // `[<global request id>? <request id> <user> <project> <domain> <user domain> <project domain>]`, where an
-// absent value is `-` and an absent global request id is `None`. A line in no known format is still an event:
-// its message is the whole line and its time the time it was read.
+// absent value is `-` and an absent global request id is `None`. A line with a level and a logger but no time of its
+// own (devstack's oslo.log format in journald, Python's default "LEVEL:logger:message") takes the envelope's time, or
+// the time it was read. A line in no known format is still an event: its message is the whole line and its time the
+// time it was read.
 import { basename } from 'node:path';
 import { logEventId, type LogDocument, type RawLogEvent } from '../core/events.ts';
-import { hasLeadingTimestamp, parseOtherHeader, partsToUtc, serviceFromFileName, validWallClock } from '../core/log-formats.ts';
+import { hasLeadingTimestamp, parseLevelFirstHeader, parseOtherHeader, partsToUtc, serviceFromFileName, validWallClock } from '../core/log-formats.ts';
 
 export interface ParseOptions {
   /** IANA zone the oslo timestamps were written in. */
@@ -58,14 +60,21 @@ export function parseOsloHeader(line: string, timezone = 'UTC'): OsloHeader | un
       header.message = rest.slice(rest.charCodeAt(close + 1) === 32 ? close + 2 : close + 1);
     }
   }
-  if (header.message.startsWith('[instance: ')) {
-    const inst = INSTANCE.exec(header.message);
-    if (inst) header.instanceId = inst[1];
-  }
+  applyInstance(header);
   return header;
 }
 
-function applyContext(h: OsloHeader, context: string): void {
+/** The ids oslo.log's context block and instance prefix carry. */
+type ContextIds = Pick<OsloHeader, 'requestId' | 'globalRequestId' | 'userId' | 'projectId' | 'instanceId' | 'message'>;
+
+function applyInstance(h: ContextIds): void {
+  if (h.message.startsWith('[instance: ')) {
+    const inst = INSTANCE.exec(h.message);
+    if (inst) h.instanceId = inst[1];
+  }
+}
+
+function applyContext(h: ContextIds, context: string): void {
   if (context === '-' || context === '') return;
   const parts = context.split(' ');
   let i = 0;
@@ -96,10 +105,11 @@ export function toUtcIso(date: string, time: string, frac: string, timezone: str
   return partsToUtc(y, mo, d, h, mi, sec, frac, undefined, timezone);
 }
 
-/** nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08 → nova-api. */
+/** nova-compute.log.1.gz → nova-compute; nova-api.log.1.2017-05-16_13:53:08 → nova-api; a Kubernetes container's
+ * /var/log/pods/…/nova-api/0.log → nova-api. */
 export function serviceFromPath(path: string): string {
   // Every event of a file asks the same: the last answer is kept.
-  if (path !== lastPath) ((lastPath = path), (lastService = serviceFromFileName(basename(path))));
+  if (path !== lastPath) ((lastPath = path), (lastService = serviceFromFileName(path.includes('/var/log/') ? path : basename(path))));
   return lastService;
 }
 let lastPath = '';
@@ -128,13 +138,14 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
   const first = nl < 0 ? raw.text : raw.text.slice(0, nl);
   const h = parseOsloHeader(first, opts.timezone);
   const other = h ? undefined : parseOtherHeader(first, opts.timezone);
+  const untimed = h || other ? undefined : levelFirst(first);
   const env = raw.envelope;
   // A timestamp that cannot exist never becomes @timestamp (Elasticsearch would refuse the document, rule windows
   // would break): the envelope's time, else the time it was read, and a flag.
   const invalidTime = h ? h.timestamp === undefined : other === undefined && hasLeadingTimestamp(first);
   const doc: LogDocument = {
     '@timestamp': h?.timestamp ?? other?.timestamp ?? env?.time ?? raw.read_at,
-    message: h?.message ?? other?.message ?? first,
+    message: h?.message ?? other?.message ?? untimed?.message ?? first,
     log: { file: { path: raw.path }, offset: raw.offset },
     host: { name: raw.host },
     service: { name: env?.program ?? serviceFromPath(raw.path) },
@@ -155,16 +166,18 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
     if (more.length > 0) doc.message += '\n' + more.join('\n');
     if (stack.length > 0) doc.error = { stack_trace: stack.join('\n') };
   }
-  if (h) {
-    doc.log.level = h.level;
-    doc.log.logger = h.logger;
-    doc.process = { pid: h.pid };
+  if (h ?? untimed) {
+    const x = (h ?? untimed)!;
+    doc.log.level = x.level;
+    doc.log.logger = x.logger;
+    if (h) doc.process = { pid: h.pid };
+    else if (env?.pid !== undefined) doc.process = { pid: env.pid };
     const os: NonNullable<LogDocument['openstack']> = {};
-    if (h.requestId) os.request_id = h.requestId;
-    if (h.globalRequestId) os.global_request_id = h.globalRequestId;
-    if (h.userId) os.user_id = h.userId;
-    if (h.projectId) os.project_id = h.projectId;
-    if (h.instanceId) os.instance_id = h.instanceId;
+    if (x.requestId) os.request_id = x.requestId;
+    if (x.globalRequestId) os.global_request_id = x.globalRequestId;
+    if (x.userId) os.user_id = x.userId;
+    if (x.projectId) os.project_id = x.projectId;
+    if (x.instanceId) os.instance_id = x.instanceId;
     if (Object.keys(os).length > 0) doc.openstack = os;
   } else if (other) {
     if (other.level) doc.log.level = other.level;
@@ -172,6 +185,16 @@ export function parseLogEvent(raw: RawLogEvent, opts: ParseOptions): LogDocument
     if (other.pid !== undefined) doc.process = { pid: other.pid };
   } else if (env?.pid !== undefined) doc.process = { pid: env.pid };
   return doc;
+}
+
+/** A level-first header (core/log-formats.ts) with the ids of its context block. */
+function levelFirst(line: string): (ContextIds & { level: string; logger: string }) | undefined {
+  const lf = parseLevelFirstHeader(line);
+  if (!lf) return undefined;
+  const x = { level: lf.level, logger: lf.logger, message: lf.message } as ContextIds & { level: string; logger: string };
+  if (lf.context !== undefined) applyContext(x, lf.context);
+  applyInstance(x);
+  return x;
 }
 
 /** Every regular expression above that meets a log line, for the test that proves each runs in linear time. */

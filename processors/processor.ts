@@ -1,32 +1,52 @@
 // The processor: consumes the collectors' topics from Kafka in a consumer group — raw log events (parsed into ECS
 // documents), metric samples, health events (Ceph health, Zabbix problems, inventory: a host's current state,
 // indexed) and the dead-letter topic (indexed for Kibana), each decoded by the table in processors/decode.ts —
-// bulk-indexes what it keeps, runs the detectors, indexes and sends the alerts, and only then commits the offsets. A crash at any
-// point replays the uncommitted batch; deterministic ids make the replay overwrite, not add.
+// bulk-indexes what it keeps, runs the detectors, files the alerts into incidents (incidents/correlator.ts), indexes
+// the alerts and incidents and pages the incidents, and only then commits the offsets. A crash at any point replays
+// the uncommitted batch; deterministic ids make the replay overwrite, not add. A timer pages incidents that reached
+// their min_duration_s and resolves those whose hold ran out while no event came, and asks the detectors about what
+// did not come (a service gone silent): the wall clock.
+//
+// With checkpoints (processor.checkpoint, opt-in for now; processors/checkpoint.ts) the detectors' and incidents'
+// state is saved with the offsets it reflects, the offsets are committed only then, and the pages wait for the save
+// (an outbox): a restarted processor restores the state and goes on from those offsets, neither missing nor
+// repeating a page.
 import type { Config } from '../core/config.ts';
 import { dailyIndex, esClient, waitForElasticsearch } from '../core/elastic.ts';
 import { installIndexTemplates } from '../sinks/index-setup.ts';
 import { deadLetter, type Alert, type DeadLetter } from '../core/events.ts';
 import { ensureTopics, GroupConsumer, groupProgress, TopicProducer, type InBatch, type TopicKind } from '../core/kafka.ts';
 import { failpoint } from '../core/failpoints.ts';
-import { logger } from '../core/log.ts';
+import { errorText, logger } from '../core/log.ts';
 import { componentMetrics, countDetectorState, countFiringAlerts, reportConsumerLag, type ComponentMetrics } from '../core/metrics.ts';
 import { registerReadiness } from '../core/status-server.ts';
 import { alertDocumentId } from '../detectors/detector.ts';
 import { DetectionEngine } from '../detectors/engine.ts';
-import { loadRules } from '../detectors/rules.ts';
+import { DEFAULT_RULES_DIR, loadRules } from '../detectors/rules.ts';
+import { IncidentCorrelator, type IncidentChange } from '../incidents/correlator.ts';
+import { loadIncidentRules } from '../incidents/rules.ts';
+import { join } from 'node:path';
 import { ElasticsearchSink, type IndexRequest } from '../sinks/elasticsearch.ts';
 import { NotificationDispatcher } from '../notifiers/dispatch.ts';
 import { notifiersFromConfig } from '../notifiers/index.ts';
 import { decodeMessage } from './decode.ts';
+import { ProcessorCheckpoints } from './checkpoint.ts';
+import { Miner } from './templates/miner.ts';
 import { TimeBudget } from './time-budget.ts';
 
 const COMPONENT = 'processor';
+/** How often the wall clock's turn comes: silent services, the incidents' deadlines (min_duration_s, hold_s). */
+const TICK_MS = 1000;
+
+/** The transitions the notifiers get: the incidents' pages. */
+function pagesOf(changes: IncidentChange[]): Alert[] {
+  return changes.flatMap((c) => (c.page ? [c.page] : []));
+}
 
 export interface ProcessorOptions {
   signal?: AbortSignal;
   /** Called when a batch is in Elasticsearch (just before its offsets are committed), with the alerts it raised. */
-  onProcessed?: (info: { indexed: number; deadLettered: number; alerts: Alert[] }) => void;
+  onProcessed?: (info: { indexed: number; deadLettered: number; alerts: Alert[]; pages: Alert[] }) => void;
 }
 
 export interface RunningProcessor {
@@ -52,12 +72,39 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
 
   const engine = await DetectionEngine.create(loadRules(cfg.rules_dir));
   countDetectorState(() => engine.stateSizes());
+  /** Log templates, mined online (processors/templates/): every log document carries its message's. */
+  const templates = new Miner();
+  const incidents = new IncidentCorrelator(loadIncidentRules(cfg.incidents.rules_dir ?? join(cfg.rules_dir ?? DEFAULT_RULES_DIR, 'incidents'), cfg.incidents.rules_dir !== undefined), {
+    minDurationS: cfg.incidents.min_duration_s,
+    settleS: cfg.incidents.settle_s,
+  });
+  const { checkpoints, restored } = await ProcessorCheckpoints.open(cfg, engine, incidents, opts.signal);
+  if (checkpoints && restored) {
+    const what = restored.seq === undefined ? 'none yet' : `save ${restored.seq}: ${restored.rules} rule(s), ${restored.incidents} open incident(s), ${restored.outbox} page(s) not sent yet`;
+    log.info(`state checkpoint ${checkpoints.owner} (topic ${cfg.processor.checkpoint.topic}): ${what}`);
+    // Said once: what could not be taken back starts empty (a rule's state of another shape, a damaged part).
+    if (restored.problems.length > 0)
+      log.warn(`state checkpoint ${checkpoints.owner}: ${restored.problems.length} part(s) not restored, started empty`, { problems: restored.problems.slice(0, 20) });
+  }
   const budget = new TimeBudget(cfg.processor.event_time_budget_ms);
   const sink = new ElasticsearchSink(es, 'elasticsearch-sink', cfg.elasticsearch.bulk_max_docs);
   const producer = await TopicProducer.connect(cfg.kafka, COMPONENT, opts.signal);
   const notify = new NotificationDispatcher(cfg, notifiersFromConfig(cfg), producer, opts.signal);
   await notify.start();
-  countFiringAlerts(() => notify.firingByRule());
+  // Alerts firing now, by rule (stackwatch_alerts_firing): the detectors' verdict, whether or not it paged yet (the
+  // notifiers get incidents, after their min_duration_s). Bounded by the detectors' own state.
+  const firingAlerts = new Map<string, string>();
+  const trackFiring = (alerts: Alert[]) => {
+    for (const a of alerts) {
+      if (a.alert.status === 'firing') firingAlerts.set(a.alert.id, a.rule.id);
+      else firingAlerts.delete(a.alert.id);
+    }
+  };
+  countFiringAlerts(() => {
+    const out = new Map<string, number>();
+    for (const rule of firingAlerts.values()) out.set(rule, (out.get(rule) ?? 0) + 1);
+    return out;
+  });
   reportConsumerLag(async () => {
     const out: { group: string; topic: string; partition: number; lag: number }[] = [];
     for (const topic of consumed) {
@@ -70,7 +117,7 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   /** Decodes one message of the batch's topic (processors/decode.ts): what to index, and the detectors' verdict on
    * it (run after the batch is indexed). Throws for a message that is not what its topic carries. */
   function decode(topic: string, value: unknown, ingested: string, at: { partition: number; offset: string }): { request?: IndexRequest; detect: () => Alert[] } {
-    const { document: d, event } = decodeMessage(kindOf.get(topic)!, value, { timezone: cfg.processor.timezone, ingested, source: { topic, ...at } });
+    const { document: d, event } = decodeMessage(kindOf.get(topic)!, value, { timezone: cfg.processor.timezone, ingested, source: { topic, ...at }, templates });
     const prefix = d && cfg.elasticsearch.indices[d.index];
     return {
       ...(d ? { request: { index: d.daily === undefined ? prefix! : dailyIndex(prefix!, d.daily), id: d.id, doc: d.doc } } : {}),
@@ -78,7 +125,10 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     };
   }
 
-  async function onBatch(batch: InBatch): Promise<void> {
+  async function onBatch(delivered: InBatch): Promise<void> {
+    // Delivered again (a rebalance, offsets committed behind the checkpoint): what the state has seen is skipped.
+    const batch = checkpoints ? { ...delivered, messages: checkpoints.unseen(delivered.topic, delivered.partition, delivered.messages) } : delivered;
+    if (batch.messages.length === 0) return;
     metrics.received(batch.messages.length);
     const dead: DeadLetter[] = [];
     const requests: IndexRequest[] = [];
@@ -110,36 +160,105 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
       else dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
     }
 
-    const { alerts, overBudget } = runVerdicts(verdicts, budget, metrics);
-    dead.push(...overBudget);
-    const alertRequests = alerts.map((a) => ({ index: dailyIndex(cfg.elasticsearch.indices.alerts, a['@timestamp']), id: alertDocumentId(a), doc: a }));
-    for (const r of await sink.write(alertRequests, wait)) dead.push(deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc)));
-
-    if (dead.length > 0) {
-      await producer.send(
-        deadTopic,
-        dead.map((d) => ({ key: d.component, value: JSON.stringify(d) })),
-      );
-      metrics.error('dead_letter', dead.length);
-      log.warn(`${dead.length} event(s) sent to the dead-letter topic ${deadTopic}`, { first_reason: dead[0].reason });
-    }
-    await notify.dispatch(alerts);
+    // The detectors, the incidents, the dead letters and the batch's place in the state: one step that a checkpoint
+    // (the wall clock's turn) never cuts in two.
+    const { alerts, pages } = await serial(async () => {
+      const { alerts, overBudget } = runVerdicts(verdicts, budget, metrics);
+      dead.push(...overBudget);
+      trackFiring(alerts);
+      // Filing sets each alert's incident.id, so the alerts are indexed after it.
+      const changes = incidents.onAlerts(alerts, Date.now());
+      const alertRequests = alerts.map((a) => ({ index: dailyIndex(cfg.elasticsearch.indices.alerts, a['@timestamp']), id: alertDocumentId(a), doc: a }));
+      const rejected = await sink.write([...alertRequests, ...incidentRequests(changes)], wait);
+      dead.push(...rejected.map((r) => deadLetter(COMPONENT, r.reason, JSON.stringify(r.request.doc))));
+      if (dead.length > 0) {
+        await producer.send(
+          deadTopic,
+          dead.map((d) => ({ key: d.component, value: JSON.stringify(d) })),
+        );
+        metrics.error('dead_letter', dead.length);
+        log.warn(`${dead.length} event(s) sent to the dead-letter topic ${deadTopic}`, { first_reason: dead[0].reason });
+      }
+      const pages = pagesOf(changes);
+      if (checkpoints) checkpoints.seen(batch.topic, batch.partition, batch.messages[batch.messages.length - 1].offset, pages);
+      return { alerts, pages };
+    });
+    if (!checkpoints) await notify.dispatch(pages);
     failpoint('processor.before-commit');
     metrics.sent(requests.length);
-    opts.onProcessed?.({ indexed: requests.length, deadLettered: dead.length, alerts });
+    opts.onProcessed?.({ indexed: requests.length, deadLettered: dead.length, alerts, pages });
   }
 
-  const consumer = await GroupConsumer.start(cfg.kafka, {
+  /** The incidents' documents, each in the daily index of the day it started (so its updates overwrite it). */
+  function incidentRequests(changes: IncidentChange[]): IndexRequest[] {
+    return changes.map((c) => ({ index: dailyIndex(cfg.elasticsearch.indices.incidents, c.incident.incident.started_at), id: c.incident.incident.id, doc: c.incident }));
+  }
+
+  /** Filing, indexing and paging of incidents, one at a time (a batch and the timer), so that an incident's older
+   * document never overwrites a newer one. */
+  let chain: Promise<unknown> = Promise.resolve();
+  function serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = chain.then(fn, fn);
+    chain = next.catch(() => {});
+    return next;
+  }
+
+  /** The wall clock's turn, while no batch comes: the detectors that watch for what does not come (a service gone
+   * silent), then the incidents that have fired for their min_duration_s or whose hold ran out. A failure is
+   * logged and tried again at the next tick (what was not delivered is kept). */
+  let pendingAlerts: IndexRequest[] = [];
+  let pendingChanges: IncidentChange[] = [];
+  const ticker = setInterval(() => {
+    void serial(async () => {
+      const now = Date.now();
+      const alerts = engine.tick(now);
+      trackFiring(alerts);
+      const changes = [...pendingChanges, ...incidents.onAlerts(alerts, now)];
+      const alertRequests = [...pendingAlerts, ...alerts.map((a) => ({ index: dailyIndex(cfg.elasticsearch.indices.alerts, a['@timestamp']), id: alertDocumentId(a), doc: a }))];
+      [pendingAlerts, pendingChanges] = [[], []];
+      if (changes.length > 0 || alertRequests.length > 0) {
+        try {
+          for (const r of await sink.write([...alertRequests, ...incidentRequests(changes)], { signal: opts.signal })) log.warn(`document rejected: ${r.reason}`, { id: r.request.id });
+          if (checkpoints) checkpoints.queue(pagesOf(changes));
+          else await notify.dispatch(pagesOf(changes));
+        } catch (err) {
+          [pendingAlerts, pendingChanges] = [alertRequests, changes];
+          if (!opts.signal?.aborted) log.warn(`alerts and incidents of the wall clock not delivered yet: ${(err as Error).message}`, { hint: 'they are tried again in a second' });
+        }
+      }
+      if (checkpoints?.due(now)) await checkpoint();
+    });
+  }, TICK_MS);
+
+  /** Saves the state, commits the offsets it reflects, sends the pages that waited for it (within `serial`). A failure
+   * is logged and tried again at the next tick: the pages still wait, the offsets stay where they were. */
+  async function checkpoint(): Promise<void> {
+    try {
+      await checkpoints!.save(consumer, (pages) => notify.dispatch(pages));
+    } catch (err) {
+      if (!opts.signal?.aborted) log.warn(`state checkpoint not saved yet: ${errorText(err)}`, { hint: 'tried again in a second; the offsets are committed only once it is' });
+    }
+  }
+  ticker.unref();
+
+  // The timer's checkpoint may come before it exists (no commit then: nothing was consumed).
+  let consumer: GroupConsumer | undefined = undefined;
+  consumer = await GroupConsumer.start(cfg.kafka, {
     groupId: cfg.kafka.consumer_group,
     topics: consumed,
     component: COMPONENT,
     onBatch,
+    ...(checkpoints ? { commitEachBatch: false, onAssigned: (a: Map<string, number[]>) => checkpoints.onAssigned(a) } : {}),
     signal: opts.signal,
   });
 
   return {
     async stop() {
-      await consumer.stop();
+      clearInterval(ticker);
+      // The last checkpoint before leaving the group: the next owner of the partitions starts where this one ended.
+      await consumer!.stop(async () => serial(async () => (checkpoints?.due(Date.now(), true) ? checkpoint() : undefined)));
+      await serial(async () => {});
+      await checkpoints?.close();
       await notify.stop();
       await producer.disconnect();
       await es.close();

@@ -572,7 +572,9 @@ keystone_sync() {
 nova_sync() {
   "${NOVA_MANAGE[@]}" api_db sync &&
     "${NOVA_MANAGE[@]}" cell_v2 map_cell0 --database_connection "$DB_URL/${DB_PREFIX}nova_cell0" &&
-    { "${NOVA_MANAGE[@]}" cell_v2 list_cells | grep -q ' cell1 ' ||
+    # grep without -q reads to the end: -q exits at the first match, and nova-manage, still writing, dies of the
+    # broken pipe (pipefail then says "no cell1", and create_cell fails: it exists).
+    { "${NOVA_MANAGE[@]}" cell_v2 list_cells | grep ' cell1 ' >/dev/null ||
       "${NOVA_MANAGE[@]}" cell_v2 create_cell --name=cell1 --verbose; } &&
     "${NOVA_MANAGE[@]}" db sync
 }

@@ -1,7 +1,7 @@
 // What stackwatch keeps in Elasticsearch for the indices it writes: index templates, the read alias over each
 // kind's daily indices, and retention (`stackwatch setup`, and every processor at start).
 //
-// Per daily index kind (logs, alerts, metrics, dead_letter; `<prefix>` is elasticsearch.indices.<kind>):
+// Per daily index kind (logs, alerts, incidents, metrics, dead_letter; `<prefix>` is elasticsearch.indices.<kind>):
 //   component template `<prefix>@settings`  shards, replicas, refresh, default search fields, ILM policy name
 //   component template `<prefix>@mappings`  explicit ECS mappings (sinks/index-templates/stackwatch-base.json
 //                                           merged with stackwatch-<kind>.json)
@@ -29,7 +29,7 @@ import { logger } from '../core/log.ts';
 export type IndexKind = keyof ElasticsearchConfig['indices'];
 /** The kinds written to daily indices `<prefix>-YYYY.MM.DD`: each has a read alias and a retention. */
 export type DailyKind = Exclude<IndexKind, 'inventory'>;
-export const DAILY_KINDS: readonly DailyKind[] = ['logs', 'alerts', 'metrics', 'dead_letter'];
+export const DAILY_KINDS: readonly DailyKind[] = ['logs', 'alerts', 'incidents', 'metrics', 'dead_letter'];
 export const INDEX_KINDS: readonly IndexKind[] = [...DAILY_KINDS, 'inventory'];
 
 export function isDaily(kind: IndexKind): kind is DailyKind {

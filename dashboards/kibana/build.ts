@@ -47,6 +47,7 @@ function savedObject(type: string, id: string, attributes: Record<string, unknow
 export const DATA_VIEWS = {
   logs: { id: 'stackwatch-logs', title: 'stackwatch-logs-*', name: 'stackwatch logs' },
   alerts: { id: 'stackwatch-alerts', title: 'stackwatch-alerts-*', name: 'stackwatch alerts' },
+  incidents: { id: 'stackwatch-incidents', title: 'stackwatch-incidents-*', name: 'stackwatch incidents' },
   metrics: { id: 'stackwatch-metrics', title: 'stackwatch-metrics-*', name: 'stackwatch metrics' },
   dead_letter: { id: 'stackwatch-dead-letter', title: 'stackwatch-dead-letter-*', name: 'stackwatch dead letters' },
 } as const;
@@ -171,6 +172,16 @@ export const SEARCHES: SearchDef[] = [
     description: 'What fired, and when did it resolve? Every alert transition stackwatch raised (firing and resolved), with the rule, severity and, once resolved, how long it lasted.',
     query: 'alert.status:(firing OR resolved)',
     columns: ['rule.id', 'alert.status', 'alert.severity', 'host.name', 'service.name', 'alert.duration_s', 'message'],
+    sort: [['@timestamp', 'desc']],
+  },
+  {
+    id: 'stackwatch-incidents',
+    view: 'incidents',
+    title: 'stackwatch: incidents',
+    description:
+      'What broke, as the on-call engineer was paged for it? One row per incident (the alerts of one cause), its latest state: cause, whether it paged, the services and hosts it touched, and how long it lasted. Open one for its alerts, timeline, first evidence and runbook.',
+    query: '_exists_:incident.id',
+    columns: ['incident.cause', 'incident.status', 'incident.paged', 'incident.severity', 'incident.services', 'incident.hosts', 'incident.duration_s', 'message'],
     sort: [['@timestamp', 'desc']],
   },
   {
@@ -552,6 +563,82 @@ export const VISUALIZATIONS: VisDef[] = [
     ],
     params: tableParams,
   },
+  // Incidents
+  {
+    id: 'stackwatch-incidents-paged',
+    title: 'Incidents paged',
+    view: 'incidents',
+    query: 'incident.paged:true',
+    visType: 'metric',
+    aggs: [count('1', 'Incidents paged')],
+    params: metricParams,
+  },
+  {
+    id: 'stackwatch-incidents-short',
+    title: 'Short incidents, not paged',
+    description: 'Incidents that ended before their min_duration_s (a forced close, a broker restart the services rode through): kept, never paged.',
+    view: 'incidents',
+    query: 'incident.paged:false AND incident.status:resolved',
+    visType: 'metric',
+    aggs: [count('1', 'Not paged')],
+    params: metricParams,
+  },
+  countOverTime('stackwatch-incidents-by-cause', 'Paged incidents by cause', 'incidents', 'incident.paged:true', 'incident.cause', 'Cause'),
+  {
+    id: 'stackwatch-incidents-cause-table',
+    title: 'Incidents by cause: how many, how long, how wide',
+    view: 'incidents',
+    query: 'incident.status:resolved',
+    visType: 'table',
+    aggs: [
+      count('1', 'Incidents'),
+      metricAgg('2', 'avg', 'incident.duration_s', 'Mean duration'),
+      metricAgg('3', 'max', 'incident.duration_s', 'Longest'),
+      metricAgg('4', 'cardinality', 'incident.alert_ids', 'Alerts'),
+      terms('5', 'bucket', 'incident.cause', 'Cause', 20),
+    ],
+    params: tableParams,
+  },
+  {
+    id: 'stackwatch-incidents-by-host',
+    title: 'Paged incidents by host',
+    view: 'incidents',
+    query: 'incident.paged:true',
+    visType: 'table',
+    aggs: [count('1', 'Incidents'), terms('2', 'bucket', 'incident.hosts', 'Host', 20), terms('3', 'bucket', 'incident.cause', 'Cause', 10)],
+    params: tableParams,
+  },
+  // Log patterns (log.template, mined by the processor)
+  {
+    id: 'stackwatch-patterns-new',
+    title: 'New error patterns',
+    description: 'Error templates a service had never shown (new-error-pattern) and known ones running far above their rate (error-rate-spike).',
+    view: 'alerts',
+    query: `rule.id:(new-error-pattern OR error-rate-spike) AND ${FIRING}`,
+    visType: 'table',
+    aggs: [count('1', 'Alerts'), terms('2', 'bucket', 'service.name', 'Service', 20), terms('3', 'bucket', 'message.keyword', 'Error', 20)],
+    params: tableParams,
+  },
+  {
+    id: 'stackwatch-patterns-top-errors',
+    title: 'Top error templates per service',
+    view: 'logs',
+    query: 'log.level:(ERROR OR CRITICAL)',
+    visType: 'table',
+    aggs: [count('1', 'Lines'), terms('2', 'bucket', 'service.name', 'Service', 20), terms('3', 'bucket', 'log.template.text.keyword', 'Template', 10)],
+    params: tableParams,
+  },
+  countOverTime('stackwatch-patterns-error-templates', 'Error lines by template', 'logs', 'log.level:(ERROR OR CRITICAL)', 'log.template.text.keyword', 'Template'),
+  {
+    id: 'stackwatch-patterns-distinct',
+    title: 'Distinct templates per service',
+    description: 'How many different message templates each service logged in the time range: a jump is new behaviour.',
+    view: 'logs',
+    query: '_exists_:log.template.id',
+    visType: 'table',
+    aggs: [metricAgg('1', 'cardinality', 'log.template.id', 'Templates'), terms('2', 'bucket', 'service.name', 'Service', 30)],
+    params: tableParams,
+  },
   // AMQP health
   countOverTime('stackwatch-amqp-losses', 'AMQP connection losses by service', 'logs', `${AMQP_LOGGERS} AND ${AMQP_LOSS}`, 'service.name', 'Service'),
   countOverTime('stackwatch-amqp-reconnects', 'AMQP reconnects by service', 'logs', `${AMQP_LOGGERS} AND ${AMQP_RECONNECT}`, 'service.name', 'Service'),
@@ -672,6 +759,28 @@ const search = (ref: string, w = 48, h = 20): PanelDef => ({ ref, type: 'search'
 
 export const DASHBOARDS: DashboardDef[] = [
   {
+    id: 'stackwatch-dashboard-incidents',
+    title: 'stackwatch: incidents',
+    description: 'One page per cause: the incidents the pager got, the short ones it was spared, by cause and host, next to the alerts they hold.',
+    timeFrom: 'now-7d',
+    rows: [
+      [vis('stackwatch-incidents-paged', 12, 8), vis('stackwatch-incidents-short', 12, 8), vis('stackwatch-alerts-fired', 12, 8), vis('stackwatch-alerts-mttr', 12, 8)],
+      [vis('stackwatch-incidents-by-cause', 48)],
+      [vis('stackwatch-incidents-cause-table', 28), vis('stackwatch-incidents-by-host', 20)],
+      [search('stackwatch-incidents')],
+    ],
+  },
+  {
+    id: 'stackwatch-dashboard-patterns',
+    title: 'stackwatch: log patterns',
+    description: 'What the services say, as templates (log.template): new error patterns, the top error templates per service, and how many templates each logs.',
+    timeFrom: 'now-7d',
+    rows: [
+      [vis('stackwatch-patterns-new', 24), vis('stackwatch-patterns-top-errors', 24)],
+      [vis('stackwatch-patterns-error-templates', 32), vis('stackwatch-patterns-distinct', 16)],
+    ],
+  },
+  {
     id: 'stackwatch-dashboard-alerts',
     title: 'stackwatch: alerts overview',
     description: 'What fired, by rule and severity, and how long alerts took to resolve.',
@@ -782,6 +891,7 @@ export function buildSavedObjects(): SavedObject[] {
   return [
     dataView('logs'),
     dataView('alerts', { 'alert.duration_s': { id: 'duration', params: { inputFormat: 'seconds', outputFormat: 'humanizePrecise', outputPrecision: 1 } } }),
+    dataView('incidents', { 'incident.duration_s': { id: 'duration', params: { inputFormat: 'seconds', outputFormat: 'humanizePrecise', outputPrecision: 1 } } }),
     dataView('metrics'),
     dataView('dead_letter'),
     ...SEARCHES.map(savedSearch),

@@ -101,7 +101,7 @@ const codeOf = (a: WebhookAlert) => /Ceph health check ([A-Z0-9_]+)/.exec(a.anno
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 describe('the Ceph collector against a real one-host Ceph', () => {
-  it('kill an OSD: OSD_DOWN and PG_DEGRADED page; start it again: both resolve; pool usage is indexed', async () => {
+  it('kill an OSD: OSD_DOWN and PG_DEGRADED are one incident, paged once; start it again: it resolves; pool usage is indexed', async () => {
     const t = testSetup('ceph-real', (raw) => {
       raw.collectors.ceph = { command: cephCommand, cluster_name: raw.collectors.openstack_logs.host_name, schedule: '*/1 * * * * *', timeout_ms: 15_000 };
     });
@@ -138,29 +138,35 @@ describe('the Ceph collector against a real one-host Ceph', () => {
       const killAt = Date.now();
       await mustCephSh(['kill-osd', String(OSD)]);
       killed = true;
-      const firingAt: Record<string, number> = {};
-      const firing = await waitFor(
-        'firing OSD_DOWN and PG_DEGRADED pages',
+      // One incident for the cluster: OSD_DOWN and the PG_DEGRADED it causes are one cause, paged once.
+      const incidents = `${t.cfg.elasticsearch.indices.incidents}-*`;
+      const incidentDoc = async () => {
+        await t.es.indices.refresh({ index: incidents, allow_no_indices: true, ignore_unavailable: true });
+        const hits = (await t.es.search({ index: incidents, size: 10, allow_no_indices: true, ignore_unavailable: true, query: { term: { 'incident.hosts': cluster } } })).hits.hits;
+        return hits.map((h) => h._source as any);
+      };
+      const firingDoc = await waitFor(
+        'one incident holding OSD_DOWN and PG_DEGRADED, paged',
         async () => {
-          const a = (await pagedAlerts(cluster)).filter((x) => x.status === 'firing' && x.labels.alertname === 'ceph-health');
-          for (const x of a) firingAt[codeOf(x) ?? '?'] ??= Date.now();
-          return ['OSD_DOWN', 'PG_DEGRADED'].every((c) => a.some((x) => codeOf(x) === c)) && a;
+          const [d, ...more] = await incidentDoc();
+          const codes = new Set((d?.alerts ?? []).filter((a: any) => a.status === 'firing').map((a: any) => a.group.code));
+          return more.length === 0 && d?.incident.paged && codes.has('OSD_DOWN') && codes.has('PG_DEGRADED') && d;
         },
         120_000,
         250,
       );
-      const osdDown = firing.find((x) => codeOf(x) === 'OSD_DOWN')!;
-      const degraded = firing.find((x) => codeOf(x) === 'PG_DEGRADED')!;
-      expect(osdDown.labels).toMatchObject({ alertname: 'ceph-health', host: cluster, service: 'ceph', severity: 'warning' });
-      expect(osdDown.annotations.summary).toMatch(/^Ceph health check OSD_DOWN: 1 osds down$/);
-      expect(degraded.labels).toMatchObject({ alertname: 'ceph-health', host: cluster, service: 'ceph' });
-      expect(degraded.annotations.summary).toMatch(/^Ceph health check PG_DEGRADED: Degraded data redundancy: /);
-      expect(Date.parse(osdDown.startsAt)).toBeGreaterThanOrEqual(killAt - 1_500); // the poll's time, after the kill
-      expect(Date.parse(degraded.startsAt)).toBeGreaterThanOrEqual(Date.parse(osdDown.startsAt));
+      const pagedAt = Date.now();
+      const firing = (await pagedAlerts(cluster)).filter((x) => x.status === 'firing');
+      expect(new Set(firing.map((x) => x.labels.alert_id)), 'one incident at the pager').toEqual(new Set([firingDoc.incident.id]));
+      expect(firing[0].labels).toMatchObject({ alertname: 'ceph-health', host: cluster, service: 'ceph', incident: 'ceph-cluster-health' });
+      expect(firing[0].annotations.summary).toMatch(/^Ceph cluster unhealthy: Ceph health check (OSD_DOWN: 1 osds down|PG_DEGRADED: Degraded data redundancy: )/);
+      const startOf = (code: string) => Date.parse(firingDoc.alerts.find((a: any) => a.group.code === code).started_at);
+      expect(startOf('OSD_DOWN')).toBeGreaterThanOrEqual(killAt - 1_500); // the poll's time, after the kill
+      expect(startOf('PG_DEGRADED')).toBeGreaterThanOrEqual(startOf('OSD_DOWN'));
       report.push(
         `osd.${OSD} killed ${new Date(killAt).toISOString()}; ` +
-          `OSD_DOWN startsAt +${secs(Date.parse(osdDown.startsAt) - killAt)}, at the pager +${secs(firingAt.OSD_DOWN - killAt)}; ` +
-          `PG_DEGRADED startsAt +${secs(Date.parse(degraded.startsAt) - killAt)}, at the pager +${secs(firingAt.PG_DEGRADED - killAt)}`,
+          `OSD_DOWN startsAt +${secs(startOf('OSD_DOWN') - killAt)}, PG_DEGRADED +${secs(startOf('PG_DEGRADED') - killAt)}; ` +
+          `one incident with both, at the pager +${secs(pagedAt - killAt)}`,
       );
 
       const startAt = Date.now();
@@ -170,7 +176,7 @@ describe('the Ceph collector against a real one-host Ceph', () => {
       // Every firing notification (each alert id and severity Alertmanager was told about) is resolved.
       const key = (a: WebhookAlert) => `${a.labels.alert_id}/${a.labels.severity}`;
       const all = await waitFor(
-        'OSD_DOWN and PG_DEGRADED resolved at the pager',
+        'the incident resolved at the pager',
         async () => {
           const a = (await pagedAlerts(cluster)).filter((x) => x.labels.alertname === 'ceph-health');
           const resolved = new Set(a.filter((x) => x.status === 'resolved').map(key));
@@ -181,16 +187,15 @@ describe('the Ceph collector against a real one-host Ceph', () => {
       );
       const resolvedAt = Date.now();
       const resolved = all.filter((x) => x.status === 'resolved');
-      for (const code of ['OSD_DOWN', 'PG_DEGRADED']) {
-        const r = resolved.filter((x) => codeOf(x) === code);
-        expect(r.length, `${code} resolved: ${JSON.stringify(all.map((x) => [x.status, x.labels.severity, x.annotations.summary]))}`).toBeGreaterThanOrEqual(1);
-        expect(Date.parse(r[0].endsAt)).toBeGreaterThan(Date.parse(r[0].startsAt));
-      }
-      const endsOf = (code: string) => Date.parse(resolved.find((x) => codeOf(x) === code)!.endsAt);
+      expect(Date.parse(resolved[0].endsAt)).toBeGreaterThan(Date.parse(resolved[0].startsAt));
+      const [endDoc] = await incidentDoc();
+      expect(endDoc.incident.status).toBe('resolved');
+      expect(endDoc.alerts.every((a: any) => a.status === 'resolved')).toBe(true);
+      const endOf = (code: string) => Date.parse(endDoc.alerts.find((a: any) => a.group.code === code).ended_at);
       report.push(
         `osd.${OSD} started ${new Date(startAt).toISOString()} (up after ${secs(upAt - startAt)}); ` +
-          `OSD_DOWN endsAt +${secs(endsOf('OSD_DOWN') - startAt)}, PG_DEGRADED endsAt +${secs(endsOf('PG_DEGRADED') - startAt)}; ` +
-          `all resolved at the pager +${secs(resolvedAt - startAt)}; notifications: ` +
+          `OSD_DOWN endsAt +${secs(endOf('OSD_DOWN') - startAt)}, PG_DEGRADED endsAt +${secs(endOf('PG_DEGRADED') - startAt)}; ` +
+          `resolved at the pager +${secs(resolvedAt - startAt)}; notifications: ` +
           JSON.stringify(all.map((x) => [x.status, codeOf(x), x.labels.severity])),
       );
 

@@ -1,7 +1,7 @@
 // What the integration tests share: the real stack's addresses, a configuration with names of its own per
 // test (topics, consumer group, indices), polling helpers, and the stackwatch CLI as a child process.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
@@ -10,6 +10,7 @@ import { validateConfig, type Config } from '../../core/config.ts';
 import { esClient, type Client } from '../../core/elastic.ts';
 import { removeIndexTemplates } from '../../sinks/index-setup.ts';
 import { deleteTopics } from '../../core/kafka.ts';
+import { loadIncidentRules } from '../../incidents/rules.ts';
 import { stackwatchNodeArgs } from '../../bench/measure.ts';
 
 export const REPO = new URL('../../', import.meta.url).pathname;
@@ -24,6 +25,17 @@ export interface TestSetup {
   configFile: string;
   es: Client;
   cleanup(): Promise<void>;
+}
+
+/** The shipped incident rules (rules/incidents/) with hold_s at most `holdS`, in a folder of `dir`. */
+export function testIncidentRules(dir: string, holdS = 3): string {
+  const out = join(dir, 'incident-rules');
+  mkdirSync(out, { recursive: true });
+  for (const r of loadIncidentRules()) {
+    const { file: _file, ...rule } = r;
+    writeFileSync(join(out, `${r.id}.yaml`), stringify({ ...rule, hold_s: Math.min(rule.hold_s, holdS) }));
+  }
+  return out;
 }
 
 /** A configuration whose topics, group, indices and host name belong to this test alone. */
@@ -49,15 +61,21 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
       indices: {
         logs: `swtest-${run}-logs`,
         alerts: `swtest-${run}-alerts`,
+        incidents: `swtest-${run}-incidents`,
         metrics: `swtest-${run}-metrics`,
         dead_letter: `swtest-${run}-dead-letter`,
         inventory: `swtest-${run}-inventory`,
       },
     },
     notify: { alertmanager: { url: env.STACKWATCH_ALERTMANAGER_URL } },
+    // Pages at once, and the shipped incident rules with their holds cut to seconds: tests wait for a resolution
+    // seconds after the fault ends, not the minutes an on-call engineer is spared flapping pages with.
+    incidents: { min_duration_s: 0, rules_dir: testIncidentRules(dir) },
     collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, 'checkpoints'), host_name: host, poll_interval_ms: 100 } },
     // A free port each: tests run `stackwatch run` side by side with the demo or an operator's own.
     status_server: { listen: '127.0.0.1:0' },
+    // The processor's state checkpoints in a topic of the test's own (a restart reads only its own history).
+    processor: { checkpoint: { topic: `swtest.${run}.state` } },
   };
   patch(raw);
   const cfg = validateConfig(structuredClone(raw), 'test configuration', {});
@@ -83,7 +101,7 @@ export function testSetup(name: string, patch: (raw: Record<string, any>) => voi
       if (names.length > 0) await es.indices.delete({ index: names }).catch(() => {});
       await removeIndexTemplates(es, cfg.elasticsearch).catch(() => {});
       await es.close();
-      await deleteTopics(cfg.kafka, Object.values(cfg.kafka.topics)).catch(() => {});
+      await deleteTopics(cfg.kafka, [...Object.values(cfg.kafka.topics), cfg.processor.checkpoint.topic]).catch(() => {});
     },
   };
 }

@@ -45,6 +45,8 @@ const EPHEMERAL_HOST = randomBytes(6).toString('hex');
 const LEFT_EPHEMERAL = /^[0-9a-f]{12}$/;
 /** Every wait for a page or a resolution: the slowest seen on a loaded machine was under a minute. */
 const WAIT_MS = 300_000;
+/** incidents.min_duration_s of the pipeline: the shipped default. */
+const MIN_DURATION_S = 60;
 /** client-ip-masked's window in this file's copy of the rules (600 s shipped). */
 const CLIENT_IP_WINDOW_S = 15;
 /** Where the test's API users come from: an address of their own on loopback, not HAProxy's 127.0.0.1. */
@@ -184,6 +186,56 @@ let lastPaged: WebhookAlert[] = [];
 
 /** What the pager received for this test's cloud since `from`: alerts whose host is the stackwatch host (the
  * machine and the cloud have its name) or one of the cloud's compute hosts. */
+/** For a failure's message: the alert transitions and incidents indexed since `from` (what the detectors raised and
+ * how the correlator filed them, when the page that was awaited did not come). */
+async function whatWasFiled(from: number): Promise<string> {
+  const since = { range: { '@timestamp': { gte: new Date(from - 120_000).toISOString() } } };
+  const search = async (kind: 'alerts' | 'incidents') => {
+    const index = `${t.cfg.elasticsearch.indices[kind]}-*`;
+    await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+    const r = await t.es.search({ index, size: 200, query: since, sort: [{ '@timestamp': 'asc' }], ignore_unavailable: true, allow_no_indices: true });
+    return r.hits.hits.map((h) => h._source as any);
+  };
+  const alerts = (await search('alerts')).map(
+    (a) => `${a['@timestamp']} ${a.rule.id}${a.alert.group.kind ? `/${a.alert.group.kind}` : ''} ${a.service.name} ${a.alert.status} (incident ${a.incident?.id ?? '-'})`,
+  );
+  const incidents = (await search('incidents')).map(
+    (d) => `${d['@timestamp']} ${d.incident.id} ${d.incident.rule ?? '-'} ${d.incident.status} paged=${d.incident.paged} alerts=${d.incident.alert_ids.length}`,
+  );
+  return `alerts indexed:\n${alerts.join('\n') || '(none)'}\nincidents:\n${incidents.join('\n') || '(none)'}`;
+}
+
+/** Waits until no AMQP incident of this cloud is open: a fault must not join (and hide behind) the incident of an
+ * earlier one, or of a restart (nova-api's reply timeouts while nova-compute was away). Returns what it waited for. */
+async function quietAmqp(what: string): Promise<string> {
+  const index = `${t.cfg.elasticsearch.indices.incidents}-*`;
+  const t0 = Date.now();
+  let open: string[] = [];
+  await waitFor(
+    () => `no open AMQP incident ${what}; open: ${open.join('; ')}\n${brief(lastPaged)}`,
+    async () => {
+      await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+      const r = await t.es.search({
+        index,
+        size: 500,
+        ignore_unavailable: true,
+        allow_no_indices: true,
+        query: { terms: { 'incident.rule': ['amqp-broker-unreachable', 'amqp-reply-storm'] } },
+        sort: [{ '@timestamp': 'asc' }],
+      });
+      const last = new Map<string, any>();
+      for (const h of r.hits.hits) last.set((h._source as any).incident.id, h._source);
+      open = [...last.values()]
+        .filter((d) => d.incident.status !== 'resolved')
+        .map((d) => `${d.incident.id} ${d.incident.rule} ${d.incident.services.join(',')} since ${d.incident.started_at}`);
+      return open.length === 0;
+    },
+    180_000,
+    2000,
+  );
+  return `quiet ${what} after ${secs(Date.now() - t0)}`;
+}
+
 async function paged(from: number): Promise<WebhookAlert[]> {
   const res = await fetch(`${stack().STACKWATCH_WEBHOOK_URL}/received`);
   const { items } = (await res.json()) as { items: { body: { alerts?: WebhookAlert[] } }[] };
@@ -196,11 +248,11 @@ const named = (alerts: WebhookAlert[], alertname: string, status?: string) => al
 const brief = (alerts: WebhookAlert[]) =>
   alerts.map((a) => `${a.status} ${a.labels.alertname} ${JSON.stringify(a.labels)} ${a.annotations.summary ?? a.annotations.description ?? ''}`).join('\n');
 
-/** Waits until the pager got `status` of `alertname` for `service` since `from`; returns everything it got. */
+/** Waits until the pager got `status` of `alertname` for `service` (`*`: any) since `from`; returns everything it got. */
 async function pagedFor(alertname: string, service: string, status: 'firing' | 'resolved', from: number): Promise<WebhookAlert[]> {
   await waitFor(
     () => `${alertname} (${service}) ${status}; paged so far:\n${brief(lastPaged)}`,
-    async () => named(await paged(from), alertname, status).some((x) => x.labels.service === service),
+    async () => named(await paged(from), alertname, status).some((x) => service === '*' || x.labels.service === service),
     WAIT_MS,
     2000,
   );
@@ -210,7 +262,7 @@ async function pagedFor(alertname: string, service: string, status: 'firing' | '
 const firedIds = (alerts: WebhookAlert[], alertname: string, service: string) =>
   new Set(
     named(alerts, alertname, 'firing')
-      .filter((x) => x.labels.service === service)
+      .filter((x) => service === '*' || x.labels.service === service)
       .map((x) => x.labels.alert_id),
   );
 
@@ -231,7 +283,24 @@ beforeAll(async () => {
     const rule = parse(readFileSync(ruleFile, 'utf8'));
     rule.params = { ...rule.params, window_s: CLIENT_IP_WINDOW_S, min_requests: 40, gateway_cidrs: ['127.0.0.1/32'] };
     writeFileSync(ruleFile, stringify(rule));
+    // A refused database path is one incident for every service that logged the errors (nova-conductor, and
+    // nova-compute and nova-api through it); nova-api has no "Recovered from being unable to report status" and
+    // its alert ends after quiet_resolve_s without errors: 60 s here, not 600, so the incident resolves in time.
+    const dbFile = join(rulesDir, 'db-sync-lag.yaml');
+    const db = parse(readFileSync(dbFile, 'utf8'));
+    db.params.logs.quiet_resolve_s = 60;
+    writeFileSync(dbFile, stringify(db));
+    // The same for amqp-connection-lost: nova-api's reply timeouts while a restarted nova-compute did not answer end
+    // after a minute without any, not five, so the faults after a restart start on a quiet cloud (quietAmqp).
+    const amqpFile = join(rulesDir, 'amqp-connection-lost.yaml');
+    const amqp = parse(readFileSync(amqpFile, 'utf8'));
+    amqp.params = { ...amqp.params, quiet_resolve_s: 60 };
+    writeFileSync(amqpFile, stringify(amqp));
     raw.rules_dir = rulesDir;
+    // The shipped min_duration_s (the harness pages at once): a forced close must page nothing here, and every
+    // fault below lasts until its page. The incident rules keep the harness's short holds, so resolutions come in
+    // seconds.
+    raw.incidents.min_duration_s = MIN_DURATION_S;
     raw.collectors.openstack_logs = {
       // The services' logs by name (the directory also holds the script's own: dbsync.log, cloud.log, …).
       paths: ['nova-*.log', 'keystone.log', 'glance-api.log', 'neutron-server.log', 'placement.log'].map((f) => join(cloud.STACKWATCH_OS_LOG_DIR, f)),
@@ -328,18 +397,44 @@ describe.sequential('a real OpenStack under watch', () => {
     expect(indexed.count).toBe(0);
   });
 
+  it('forced closes (every connection of the AMQP and the database path reset): the services reconnect within seconds; recorded, nothing pages', { timeout: 600_000 }, async () => {
+    const from = Date.now();
+    await fault('amqp', 'reset');
+    await fault('db', 'reset');
+    // A console request and a boot's worth of RPC afterwards: the services must have reconnected to answer.
+    const c = await openstackCli(['console', 'url', 'show', cloud.STACKWATCH_OS_CANARY_NAME]);
+    expect(c.ok, c.out).toBe(true);
+    // Past min_duration_s and the settle time: anything that would page has by now.
+    await sleep((MIN_DURATION_S + 20) * 1000);
+    const alerts = await paged(from);
+    const incidents = `${t.cfg.elasticsearch.indices.incidents}-*`;
+    await t.es.indices.refresh({ index: incidents, ignore_unavailable: true, allow_no_indices: true });
+    const short = (
+      await t.es.search({ index: incidents, size: 50, ignore_unavailable: true, allow_no_indices: true, query: { range: { 'incident.started_at': { gte: new Date(from).toISOString() } } } })
+    ).hits.hits.map((h) => (h._source as any).incident);
+    console.log(`openstack-live forced close: pages ${alerts.length}; incidents ${JSON.stringify(short.map((i) => [i.rule ?? i.cause, i.status, i.paged, i.duration_s]))}`);
+    expect(alerts, brief(alerts)).toEqual([]);
+    // It was seen: the loss and its reconnect are kept, as a short incident that paged nobody.
+    expect(short.length, 'the resets raised no alert at all: nothing was tested').toBeGreaterThan(0);
+    for (const i of short) expect([i.status, i.paged]).toEqual(['resolved', false]);
+  });
+
   it("nova-conductor's database path refused: db-sync-lag pages, and resolves when nova-conductor reports again", { timeout: 900_000 }, async () => {
     try {
       const from = Date.now();
       await fault('db', 'refuse');
       const brokenAt = Date.now();
-      const fired = await pagedFor('db-sync-lag', 'nova-conductor', 'firing', from);
+      // One incident for the database, whichever service's errors came first (nova-conductor's, or those of
+      // nova-compute and nova-api that reach the database through it).
+      const fired = await pagedFor('db-sync-lag', '*', 'firing', from);
       console.log(`openstack-live db: paged ${secs(Date.now() - brokenAt)} after the database path was refused:\n${brief(fired)}`);
       await fault('db', 'pass');
       const backAt = Date.now();
-      await pagedFor('db-sync-lag', 'nova-conductor', 'resolved', from);
-      console.log(`openstack-live db: resolved ${secs(Date.now() - backAt)} after the path came back`);
-      expect(firedIds(lastPaged, 'db-sync-lag', 'nova-conductor').size, brief(lastPaged)).toBe(1);
+      const resolved = named(await pagedFor('db-sync-lag', '*', 'resolved', from), 'db-sync-lag', 'resolved');
+      console.log(`openstack-live db: resolved ${secs(Date.now() - backAt)} after the path came back (${resolved[0].annotations.incident_services})`);
+      expect(firedIds(lastPaged, 'db-sync-lag', '*').size, brief(lastPaged)).toBe(1);
+      expect(resolved[0].labels.incident).toBe('database-unavailable');
+      expect(resolved[0].annotations.incident_services.split(', ')).toContain('nova-conductor');
     } finally {
       await restoreCloud();
     }
@@ -394,6 +489,7 @@ describe.sequential('a real OpenStack under watch', () => {
     try {
       if (!computeRunsWith(COMPUTE_BASELINE)) await restartCompute();
       await sleep(10_000);
+      console.log(`openstack-live heartbeats: ${await quietAmqp('before the black-hole')}`);
       const from = Date.now();
       await fault('amqp', 'blackhole');
       const brokenAt = Date.now();
@@ -418,6 +514,9 @@ describe.sequential('a real OpenStack under watch', () => {
       try {
         await restartCompute({ SW_OS_AMQP_HEARTBEAT: '0' });
         await sleep(10_000); // a few probes that work, with this nova-compute
+        // The restart's own traces ended: its loss lines (a restart, the old pid silent) and nova-api's reply
+        // timeouts while no nova-compute answered. The page must be the black-hole's, not the restart's incident's.
+        console.log(`openstack-live console: ${await quietAmqp('before the black-hole')}`);
         const from = Date.now();
         await fault('amqp', 'blackhole');
         const brokenAt = Date.now();
@@ -434,7 +533,7 @@ describe.sequential('a real OpenStack under watch', () => {
           420_000,
           2000,
         ).catch(async (err) => {
-          throw new Error(`${err.message}\npaged: ${brief(await paged(from))}`);
+          throw new Error(`${err.message}\npaged: ${brief(await paged(from))}\n${await whatWasFiled(from).catch((e) => `(alerts and incidents not read: ${e})`)}`);
         });
         const pagedAt = Date.now();
         const probe = named(pages, 'console-probe-failing', 'firing')[0];
@@ -453,10 +552,11 @@ describe.sequential('a real OpenStack under watch', () => {
           2000,
         );
         console.log(`openstack-live console: resolved ${secs(Date.now() - restoredAt)} after the path came back`);
-        // One page per cause: one firing notification for each alert, whatever the number of failing lines and probes.
+        // One page per cause: one incident for each, whatever the number of failing lines and probes (paged again
+        // only if its severity rose: nova-api's reply storm joining nova-compute's outage).
         for (const name of ['amqp-connection-lost', 'console-probe-failing']) {
           const fired = named(resolved, name, 'firing').filter((x) => name !== 'amqp-connection-lost' || x.labels.service === 'nova-compute');
-          expect(new Set(fired.map((x) => JSON.stringify(x.labels))).size, brief(resolved)).toBe(1);
+          expect(new Set(fired.map((x) => x.labels.alert_id)).size, brief(resolved)).toBe(1);
         }
         const user2 = await openstackCli(['console', 'url', 'show', cloud.STACKWATCH_OS_CANARY_NAME]);
         expect(user2.ok, user2.out).toBe(true);
@@ -478,24 +578,42 @@ describe.sequential('a real OpenStack under watch', () => {
       await restartCompute({ SW_OS_COMPUTE_HOST: EPHEMERAL_HOST });
       // From the logs: nova-compute on this machine registered a container-ID name. From the API: a new row of that
       // name while the old host's row went down, naming both.
-      const fromLogs = (a: WebhookAlert[]) => a.some((x) => x.labels.kind === 'ephemeral-name' && x.labels.compute_host === EPHEMERAL_HOST && x.labels.host === t.host);
-      const fromApi = (a: WebhookAlert[]) => a.some((x) => x.labels.kind === 'renamed' && x.labels.compute_host === EPHEMERAL_HOST && x.labels.host === defaultComputeHost);
-      const pages = await waitFor(
-        () => `compute-host-drift from the logs (ephemeral-name ${EPHEMERAL_HOST}) and from the API (renamed ${defaultComputeHost} → ${EPHEMERAL_HOST}); paged so far:\n${brief(lastPaged)}`,
+      // From the logs: nova-compute on this machine registered a container-ID name. From the API: a new row of that
+      // name while the old host's row went down, naming both. One cause: one incident, paged once.
+      const incidents = `${t.cfg.elasticsearch.indices.incidents}-*`;
+      const kinds = (d: any) => new Set<string>(d.alerts.filter((a: any) => a.rule === 'compute-host-drift').map((a: any) => `${a.group.kind} ${a.host} ${a.group.compute_host}`));
+      const doc = await waitFor(
+        () =>
+          `one compute-host-drift incident with ephemeral-name (${t.host} → ${EPHEMERAL_HOST}) and renamed (${defaultComputeHost} → ${EPHEMERAL_HOST}), paged; paged so far:\n${brief(lastPaged)}`,
         async () => {
-          const a = named(await paged(from), 'compute-host-drift', 'firing');
-          return fromLogs(a) && fromApi(a) && a;
+          await paged(from);
+          await t.es.indices.refresh({ index: incidents, ignore_unavailable: true, allow_no_indices: true });
+          const hits = (
+            await t.es.search({ index: incidents, size: 10, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'incident.rule': 'compute-host-drift' } } })
+          ).hits.hits.map((h) => h._source as any);
+          const d = hits.find((x) => x.incident.paged && Date.parse(x.incident.started_at) >= from - 5_000);
+          if (!d) return false;
+          const k = kinds(d);
+          return k.has(`ephemeral-name ${t.host} ${EPHEMERAL_HOST}`) && k.has(`renamed ${defaultComputeHost} ${EPHEMERAL_HOST}`) && d;
         },
         WAIT_MS,
         2000,
       );
-      console.log(`openstack-live drift: paged ${secs(Date.now() - from)} after the restart:\n${brief(pages)}`);
-      const renamed = pages.find((x) => x.labels.kind === 'renamed')!;
-      const text = `${renamed.annotations.summary ?? ''} ${renamed.annotations.description ?? ''}`;
-      expect(text).toContain(EPHEMERAL_HOST);
-      expect(text).toContain(defaultComputeHost);
-      // One page per cause: each finding paged once, whatever the number of lines and polls that show it.
-      expect(new Set(pages.map((x) => x.labels.alert_id)).size, brief(pages)).toBe(pages.length);
+      // The page follows the incident's document: it goes out after the processor's next state checkpoint (its
+      // outbox), then through Alertmanager.
+      const pages = await waitFor(
+        () => `the compute-host-drift page of incident ${doc.incident.id}; paged so far:\n${brief(lastPaged)}`,
+        async () => {
+          const p = named(await paged(from), 'compute-host-drift', 'firing');
+          return p.length > 0 && p;
+        },
+        60_000,
+        1000,
+      );
+      console.log(`openstack-live drift: both findings in one incident ${secs(Date.now() - from)} after the restart (${[...kinds(doc)].join('; ')}); pages:\n${brief(pages)}`);
+      expect(new Set(pages.map((x) => x.labels.alert_id)), brief(pages)).toEqual(new Set([doc.incident.id]));
+      expect(pages[0].labels).toMatchObject({ incident: 'compute-host-drift', compute_host: EPHEMERAL_HOST });
+      expect(doc.incident.hosts).toEqual(expect.arrayContaining([defaultComputeHost]));
     } finally {
       await restoreCloud(true);
     }

@@ -20,9 +20,10 @@ const NDJSON = readFileSync(join(REPO, 'dashboards/kibana/stackwatch.ndjson'), '
 const OBJECTS: Json[] = NDJSON.split('\n')
   .filter(Boolean)
   .map((l) => JSON.parse(l));
-const VIEW_KIND: Record<string, 'logs' | 'alerts' | 'metrics' | 'dead_letter'> = {
+const VIEW_KIND: Record<string, 'logs' | 'alerts' | 'incidents' | 'metrics' | 'dead_letter'> = {
   'stackwatch-logs': 'logs',
   'stackwatch-alerts': 'alerts',
+  'stackwatch-incidents': 'incidents',
   'stackwatch-metrics': 'metrics',
   'stackwatch-dead-letter': 'dead_letter',
 };
@@ -78,6 +79,7 @@ const PROMISES: Record<string, (d: Json) => boolean> = {
     tokenContains('DBDeadlock')(d.message),
   'stackwatch-alerts': (d) => d.alert?.status === 'firing' || d.alert?.status === 'resolved',
   'stackwatch-dead-letters': (d) => typeof d.reason === 'string',
+  'stackwatch-incidents': (d) => typeof d.incident?.id === 'string' && Array.isArray(d.incident.alert_ids),
 };
 
 /** How many events each search must at least find in this data (so a promise that is trivially empty fails). */
@@ -90,6 +92,7 @@ const AT_LEAST: Record<string, number> = {
   'stackwatch-db-errors': 10,
   'stackwatch-alerts': 3,
   'stackwatch-dead-letters': 1,
+  'stackwatch-incidents': 2,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ beforeAll(async () => {
   await waitFor('the dead letter', async () => (await countDocs(t.es, index('dead_letter'))) >= 1, 60_000);
   // Alerts are indexed with the batch that raised them, before its offsets are committed: they are in by now.
   await waitFor('the alerts the processor raised', async () => raised.length > 0 && (await countDocs(t.es, index('alerts'))) > 0, 60_000);
-  for (const kind of ['logs', 'alerts', 'metrics', 'dead_letter'] as const) docs[kind] = await allDocs(index(kind));
+  for (const kind of ['logs', 'alerts', 'incidents', 'metrics', 'dead_letter'] as const) docs[kind] = await allDocs(index(kind));
 }, 300_000);
 
 afterAll(async () => {

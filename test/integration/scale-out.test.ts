@@ -76,7 +76,9 @@ async function startProcessorProcess(t: TestSetup, i: number, bulkMaxDocs?: numb
   const clientId = `swtest-${t.run}-p${i}`;
   const file = join(t.dir, `processor-${i}.yaml`);
   const elasticsearch = bulkMaxDocs ? { ...t.raw.elasticsearch, bulk_max_docs: bulkMaxDocs } : t.raw.elasticsearch;
-  writeFileSync(file, stringify({ ...t.raw, kafka: { ...t.raw.kafka, client_id: clientId }, elasticsearch, status_server: { listen: `127.0.0.1:${port}` } }));
+  // Each processor its own checkpoint (processor.checkpoint.instance), as processors of one group must have.
+  const processor = { ...t.raw.processor, checkpoint: { ...t.raw.processor?.checkpoint, instance: `p${i}` } };
+  writeFileSync(file, stringify({ ...t.raw, kafka: { ...t.raw.kafka, client_id: clientId }, elasticsearch, processor, status_server: { listen: `127.0.0.1:${port}` } }));
   const cli = stackwatch(['run', '--role', 'processor', '--config', file]);
   // One at a time: the first `stackwatch` rebuilds a stale bundle, two at once would race on dist/.
   await waitFor(

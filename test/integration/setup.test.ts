@@ -79,14 +79,14 @@ describe('stackwatch setup on Elasticsearch', () => {
     expect(first.stdout).toContain(`  updated    alias               ${logs}  (added to 1 existing index)`);
     expect(first.stdout).toContain('Retention: this cluster has no ILM (index lifecycle management): retention is not set up.');
     expect(first.stdout).toContain('`stackwatch setup --prune`');
-    expect(first.stdout).toMatch(/^Setup: 15 created, 2 updated, 0 unchanged\.$/m);
+    expect(first.stdout).toMatch(/^Setup: 18 created, 2 updated, 0 unchanged\.$/m);
     const before = await clusterState(t);
 
     const second = await run(['setup', '--config', t.configFile]);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).not.toMatch(/^ {2}(created|updated) /m);
     expect(second.stdout).toContain(`  unchanged  alias               ${logs}  (on 1 index)`);
-    expect(second.stdout).toMatch(/^Setup: nothing to change \(16 unchanged\)\.$/m);
+    expect(second.stdout).toMatch(/^Setup: nothing to change \(19 unchanged\)\.$/m);
     expect(await clusterState(t)).toEqual(before);
 
     // A processor starting changes nothing either.
@@ -169,7 +169,7 @@ describe('stackwatch setup on Elasticsearch', () => {
 
     // 31 days on: the logs kept 30 days go, the metrics kept 180 stay, what is not a daily index is never touched.
     const later = new Date(Date.now() + 31 * 86_400_000);
-    const retention = { logs: 30, alerts: 365, metrics: 180, dead_letter: 30 };
+    const retention = { logs: 30, alerts: 365, incidents: 365, metrics: 180, dead_letter: 30 };
     const listed = await pruneDailyIndices(t.es, t.cfg.elasticsearch, retention, { dryRun: true, now: later });
     expect(listed.map((p) => p.index)).toEqual([`${logs}-2020.01.01`, `${logs}-${today}`]);
     expect(listed.every((p) => p.ageDays >= 30 && p.ageDays < 32)).toBe(true);
@@ -320,7 +320,7 @@ describe('stackwatch setup on a cluster with ILM', () => {
   it('creates an ILM policy per index kind, names it in the settings, changes it only when asked', async () => {
     const proxy = await ilmProxy(stack().STACKWATCH_ES_URL);
     const t = fresh('setup-ilm', (raw) => (raw.elasticsearch.url = proxy.url));
-    const { logs, alerts, metrics, dead_letter } = t.cfg.elasticsearch.indices;
+    const { logs, alerts, incidents, metrics, dead_letter } = t.cfg.elasticsearch.indices;
     // A daily index from before: setup puts it under the policy too.
     await t.es.indices.create({ index: `${logs}-2026.01.01` });
 
@@ -331,19 +331,19 @@ describe('stackwatch setup on a cluster with ILM', () => {
     expect(first.stdout).toContain(`  created    ILM policy          ${logs}  (delete after 30d)`);
     expect(first.stdout).toContain(`  created    ILM policy          ${alerts}  (delete after 365d)`);
     expect(first.stdout).toContain(`  created    ILM policy          ${metrics}  (delete after 180d)`);
-    expect(first.stdout).toContain(`Retention: ILM policies ${logs} (30 d), ${alerts} (365 d), ${metrics} (180 d), ${dead_letter} (30 d)`);
+    expect(first.stdout).toContain(`Retention: ILM policies ${logs} (30 d), ${alerts} (365 d), ${incidents} (365 d), ${metrics} (180 d), ${dead_letter} (30 d)`);
     expect(proxy.policies.get(logs)).toMatchObject({ phases: { hot: { min_age: '0ms' }, delete: { min_age: '30d', actions: { delete: {} } } } });
     expect(proxy.lifecycle.get(`${logs}@settings`)).toEqual({ 'index.lifecycle.name': logs });
 
     const second = await run(['setup', '--config', t.configFile, '--prune']);
     expect(second.code, second.stderr).toBe(0);
-    expect(second.stdout).toMatch(/^Setup: nothing to change \(20 unchanged\)\.$/m);
+    expect(second.stdout).toMatch(/^Setup: nothing to change \(24 unchanged\)\.$/m);
     expect(second.stdout).toContain(`  unchanged  ILM policy          ${logs}  (delete after 30d)`);
     expect(second.stdout).toContain('Prune: nothing to do, ILM deletes the old daily indices on this cluster.');
 
     const changed = await run(['setup', '--config', t.configFile, '--retention', 'logs=7']);
     expect(changed.stdout).toContain(`  updated    ILM policy          ${logs}  (delete after 7d)`);
-    expect(changed.stdout).toMatch(/^Setup: 0 created, 1 updated, 19 unchanged\.$/m);
+    expect(changed.stdout).toMatch(/^Setup: 0 created, 1 updated, 23 unchanged\.$/m);
     expect(proxy.policies.get(logs).phases.delete.min_age).toBe('7d');
 
     // A processor whose user may not read ILM keeps what setup installed, and touches no policy.
@@ -353,7 +353,7 @@ describe('stackwatch setup on a cluster with ILM', () => {
     expect(proxy.lifecycle.get(`${logs}@settings`)).toEqual({ 'index.lifecycle.name': logs });
     const unprivileged = await run(['setup', '--config', t.configFile]);
     expect(unprivileged.stdout).toContain('Retention: cannot tell whether this cluster has ILM (GET _ilm/status was refused (403)');
-    expect(unprivileged.stdout).toMatch(/^Setup: nothing to change \(16 unchanged\)\.$/m);
+    expect(unprivileged.stdout).toMatch(/^Setup: nothing to change \(19 unchanged\)\.$/m);
 
     // A processor that may see ILM but not manage policies starts all the same (a warning, no policy).
     proxy.statusCode = 200;

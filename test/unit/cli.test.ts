@@ -114,7 +114,8 @@ describe('stackwatch detect and rules test', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    const firing = new Set(alerts.filter((a) => a.alert.status === 'firing' && !a.alert.group.kind).map((a) => `${a.rule.id} ${a.service.name}`));
+    // (The new error templates of the outages fire too: test/unit/templates*.test.ts.)
+    const firing = new Set(alerts.filter((a) => a.alert.status === 'firing' && !a.alert.group.kind && a.rule.id !== 'new-error-pattern').map((a) => `${a.rule.id} ${a.service.name}`));
     expect([...firing].sort()).toEqual([
       'amqp-connection-lost neutron-dhcp-agent',
       'amqp-connection-lost neutron-l3-agent',

@@ -56,6 +56,7 @@ const SEMVER = /^\d+\.\d+\.\d+$/;
 const KIND_OF_TITLE: Record<string, IndexKind> = {
   'stackwatch-logs-*': 'logs',
   'stackwatch-alerts-*': 'alerts',
+  'stackwatch-incidents-*': 'incidents',
   'stackwatch-metrics-*': 'metrics',
   'stackwatch-dead-letter-*': 'dead_letter',
 };
@@ -451,11 +452,13 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
     }
   });
 
-  it('has the six dashboards', () => {
+  it('has the eight dashboards', () => {
     const titles = objects()
       .filter((o) => o.type === 'dashboard')
       .map((d) => d.attributes.title);
     expect(titles).toEqual([
+      'stackwatch: incidents',
+      'stackwatch: log patterns',
       'stackwatch: alerts overview',
       'stackwatch: AMQP health',
       'stackwatch: compute hosts and drift',
@@ -553,7 +556,7 @@ describe('Kibana saved objects (dashboards/kibana/stackwatch.ndjson)', () => {
       .filter(Boolean)
       .map((l) => JSON.parse(l))
       .filter((o) => o.type === 'index-pattern');
-    expect(views.map((v) => v.attributes.title).sort()).toEqual(['os-logs-*', 'os-metrics-*', 'stackwatch-alerts-*', 'stackwatch-dead-letter-*']);
+    expect(views.map((v) => v.attributes.title).sort()).toEqual(['os-logs-*', 'os-metrics-*', 'stackwatch-alerts-*', 'stackwatch-dead-letter-*', 'stackwatch-incidents-*']);
     expect(text).not.toContain('stackwatch-metrics-*');
     expect(text).toContain('os-metrics-*');
     expect(text.split('\n').length).toBe(NDJSON.split('\n').length);

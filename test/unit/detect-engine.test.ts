@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { LogDocument } from '../../core/events.ts';
 import type { Detector } from '../../detectors/detector.ts';
 import { DetectionEngine } from '../../detectors/engine.ts';
-import type { Rule } from '../../detectors/rules.ts';
+import { loadRules, type Rule } from '../../detectors/rules.ts';
 
 const doc = (logger: string, message: string): LogDocument => ({
   '@timestamp': '2022-02-04T09:37:50.159Z',
@@ -51,5 +51,56 @@ describe('detection engine routing', () => {
     const alerts = engine.on({ kind: 'log', doc: doc('nova.compute7.manager', 'boom7 happened') });
     expect(calls()).toBe(1);
     expect(alerts.map((a) => a.rule.id)).toEqual(['r7']);
+  });
+});
+
+describe('known failures are matched by content', () => {
+  const any = (logger: string | undefined, message: string): LogDocument => {
+    const d = doc(logger ?? 'x', message);
+    if (logger === undefined) delete d.log.logger;
+    return d;
+  };
+
+  it.each([
+    // nova 2023.1 raises the rename, oslo.service logs it (openstack-k8s-operators/install_yamls PR 756).
+    [
+      'compute-host-drift',
+      'oslo_service.service',
+      "Error starting thread.: nova.exception.InvalidConfiguration: My node 32b9ce55-446d-43d2-a92c-5fd3a816f63c has host 'a' but my host is 'b'; Possible rename detected, refusing to start!",
+    ],
+    // A line quoted from its pid on, whose header no format takes: no logger at all (AJNOURI/COA issue 61).
+    [
+      'amqp-connection-lost',
+      undefined,
+      '23007 ERROR oslo.messaging._drivers.impl_rabbit [-] AMQP server on 192.168.236.10:5672 is unreachable: [Errno 111] ECONNREFUSED. Trying again in 2 seconds.',
+    ],
+    // A tool of its own logging an oslo.messaging loss under its logger.
+    ['amqp-connection-lost', 'delfin.task_manager', 'Connection failed: [Errno 111] ECONNREFUSED (retrying in 2.0 seconds): ConnectionRefusedError: [Errno 111] ECONNREFUSED'],
+  ])('%s fires on its message under logger %s', async (rule, logger, message) => {
+    const engine = await DetectionEngine.create(loadRules().filter((r) => r.id === rule));
+    expect(engine.on({ kind: 'log', doc: any(logger, message) }).map((a) => `${a.rule.id} ${a.alert.status}`)).toEqual([`${rule} firing`]);
+  });
+
+  it("the same words in other software's lines raise nothing", async () => {
+    const engine = await DetectionEngine.create(loadRules().filter((r) => r.id === 'amqp-connection-lost' || r.id === 'compute-host-drift'));
+    for (const [logger, message] of [
+      ['schema.diff', 'Possible rename detected: "price" -> "unit_price".'],
+      ['keystone.common.cache', 'Connection reset by peer while talking to memcached'],
+      ['nova.api.openstack.wsgi', 'HTTP exception thrown: Compute host compute-3 could not be found.'],
+    ])
+      expect(engine.on({ kind: 'log', doc: any(logger, message) })).toEqual([]);
+  });
+});
+
+describe('an alert the engine returned', () => {
+  it('stays what it was when raised, while its detector goes on adding evidence to the open alert', async () => {
+    const engine = await DetectionEngine.create([patternRule(1)]);
+    const line = (id: string, at: string): LogDocument => ({ ...doc('nova.compute1', 'boom1 again'), '@timestamp': at, event: { id } });
+    const [firing] = engine.on({ kind: 'log', doc: line('first', '2022-02-04T09:37:50.159Z') });
+    expect(firing.alert.status).toBe('firing');
+    const before = structuredClone(firing);
+    for (let i = 0; i < 5; i++) engine.on({ kind: 'log', doc: line(`later-${i}`, `2022-02-04T09:38:0${i}.000Z`) });
+    expect(firing).toEqual(before);
+    expect(firing.evidence.event_ids).toEqual(['first']);
   });
 });

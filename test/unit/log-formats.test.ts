@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { lineKind, parseOtherHeader, unwrap, type Envelope } from '../../core/log-formats.ts';
+import { lineKind, parseLevelFirstHeader, parseOtherHeader, unwrap, type Envelope } from '../../core/log-formats.ts';
 
 const read = (rel: string) => {
   const buf = readFileSync(new URL(rel, import.meta.url));
@@ -496,11 +496,79 @@ describe('parseOtherHeader', () => {
     expect(parseOtherHeader('2022-03-14 12:00:00 0 [Note] x', 'America/New_York')?.timestamp).toBe('2022-03-14T16:00:00.000Z');
   });
 
+  it("web server access lines: Apache's bracketed time with its zone, the whole line as the message", () => {
+    // Apache combined (keystone under mod_wsgi), Kolla's X-Forwarded-For format with no header sent ("-"), a
+    // forwarded chain (the tuning cases of test/fixtures/evidence/client-ip-masked.yaml), an IPv6 client.
+    const combined = '10.88.0.1 - - [14/Mar/2024:09:00:25 +0000] "POST /v3/auth/tokens HTTP/1.1" 201 6911 "-" "python-openstackclient keystoneauth1/5.5.0"';
+    expect(parseOtherHeader(combined, 'Europe/Paris')).toEqual({ format: 'access', timestamp: '2024-03-14T09:00:25.000Z', message: combined });
+    const kolla = '- - - [20/Feb/2024:10:00:00 +0100] "GET /dashboard/project/instances/ HTTP/1.1" 200 9121 180000 "-" "Mozilla/5.0"';
+    expect(parseOtherHeader(kolla, 'UTC')).toMatchObject({ format: 'access', timestamp: '2024-02-20T09:00:00.000Z' });
+    expect(parseOtherHeader('198.51.100.20, 172.17.0.1 - - [06/Oct/2021:10:00:00 -0500] "GET /v2/images HTTP/1.1" 200 2817', 'UTC')?.timestamp).toBe('2021-10-06T15:00:00.000Z');
+    expect(parseOtherHeader('2001:db8::7 - - [02/Jan/2019:23:59:59 +0100] "GET /v3 HTTP/1.1" 200 512', 'UTC')?.timestamp).toBe('2019-01-02T22:59:59.000Z');
+    // Not access lines: no quoted request after the time, an impossible date, a list item.
+    expect(parseOtherHeader('10.0.0.1 - - [14/Mar/2024:09:00:25 +0000] connection closed', 'UTC')).toBeUndefined();
+    expect(parseOtherHeader('10.0.0.1 - - [31/Feb/2024:09:00:25 +0000] "GET / HTTP/1.1" 200 1', 'UTC')).toBeUndefined();
+    expect(parseOtherHeader('- item one', 'UTC')).toBeUndefined();
+  });
+
   it('undefined for lines without a header, and for impossible dates', () => {
     expect(parseOtherHeader('Traceback (most recent call last):', 'UTC')).toBeUndefined();
     expect(parseOtherHeader("      <domain type='kvm'/>", 'UTC')).toBeUndefined();
     expect(parseOtherHeader('', 'UTC')).toBeUndefined();
     expect(parseOtherHeader('2022-02-30 09:37:50 0 [Note] x', 'UTC')).toBeUndefined();
     expect(parseOtherHeader('2022-13-04 09:37:50.123 [info] <0.1.0> x', 'UTC')).toBeUndefined();
+  });
+});
+
+describe('parseLevelFirstHeader', () => {
+  it("oslo.log without its date and pid (devstack's journald format): level, logger, context, message", () => {
+    // kubernetes-sigs/cluster-api-provider-openstack PR 1408 (devstack neutron-server, journald), after unwrap.
+    const { text, envelope } = unwrap(
+      'Dec 05 23:46:59 capo-e2e-controller neutron-server[130890]: ERROR oslo.messaging._drivers.impl_rabbit [-] [49f9c7d8-e8d2-4193-92ff-59f9ee3faf4f] AMQP server on 10.0.3.15:5672 is unreachable: <RecoverableConnectionError: unknown error>. Trying again in 1 seconds.: amqp.exceptions.RecoverableConnectionError: <RecoverableConnectionError: unknown error>',
+    );
+    expect(envelope).toMatchObject({ format: 'journald', program: 'neutron-server', pid: 130890 });
+    expect(parseLevelFirstHeader(text)).toEqual({
+      format: 'oslo-untimed',
+      level: 'ERROR',
+      logger: 'oslo.messaging._drivers.impl_rabbit',
+      context: '-',
+      message:
+        '[49f9c7d8-e8d2-4193-92ff-59f9ee3faf4f] AMQP server on 10.0.3.15:5672 is unreachable: <RecoverableConnectionError: unknown error>. Trying again in 1 seconds.: amqp.exceptions.RecoverableConnectionError: <RecoverableConnectionError: unknown error>',
+    });
+    // lxc/lxc issue 1786 (devstack nova-api): a request's context block.
+    expect(
+      parseLevelFirstHeader('INFO nova.api.openstack.requestlog [None req-7e465212-6160-4dab-9d38-6c06e8cafbcc admin admin] 85.10.193.66 "GET /compute/v2.1/" status: 200 len: 389'),
+    ).toMatchObject({
+      level: 'INFO',
+      logger: 'nova.api.openstack.requestlog',
+      context: 'None req-7e465212-6160-4dab-9d38-6c06e8cafbcc admin admin',
+      message: '85.10.193.66 "GET /compute/v2.1/" status: 200 len: 389',
+    });
+  });
+
+  it("Python logging's default format (LEVEL:logger:message)", () => {
+    // Public notes on oslo.messaging 10.2.0 against RabbitMQ in Kubernetes (test/fixtures/evidence, amqp-poc-k8s-*).
+    expect(parseLevelFirstHeader('ERROR:oslo.messaging._drivers.impl_rabbit:Connection failed: failed to resolve broker hostname (retrying in 2.0 seconds)')).toEqual({
+      format: 'python',
+      level: 'ERROR',
+      logger: 'oslo.messaging._drivers.impl_rabbit',
+      message: 'Connection failed: failed to resolve broker hostname (retrying in 2.0 seconds)',
+    });
+    expect(parseLevelFirstHeader('DEBUG:amqp:heartbeat_tick : for connection 6cff33739168443bb8e92f4d7949154f')).toMatchObject({
+      logger: 'amqp',
+      message: 'heartbeat_tick : for connection 6cff33739168443bb8e92f4d7949154f',
+    });
+    expect(parseLevelFirstHeader('ERROR:root:Unexpected exception occurred 1 time(s)... retrying.')).toMatchObject({ level: 'ERROR', logger: 'root' });
+  });
+
+  it('leaves alone traceback lines without a context block, words that are no level, and timestamped lines', () => {
+    expect(
+      parseLevelFirstHeader('ERROR oslo_messaging.rpc.server   File "/usr/local/lib/python2.7/dist-packages/oslo_db/sqlalchemy/enginefacade.py", line 633, in _session'),
+    ).toBeUndefined();
+    expect(parseLevelFirstHeader('ERROR: could not open file')).toBeUndefined();
+    expect(parseLevelFirstHeader('NOTICE:x:y')).toBeUndefined();
+    expect(parseLevelFirstHeader('Traceback (most recent call last):')).toBeUndefined();
+    expect(parseLevelFirstHeader('2022-02-04 09:37:50.159 21562 ERROR nova.compute.manager [-] x')).toBeUndefined();
+    expect(parseLevelFirstHeader('')).toBeUndefined();
   });
 });

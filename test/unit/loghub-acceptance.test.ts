@@ -5,30 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { EventAssembler, LineSplitter, type AssembledEvent } from '../../collectors/logs/assemble.ts';
 import { toRawEvent } from '../../collectors/openstack-logs.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
+import { parseCsv } from '../../processors/templates/accuracy.ts';
 
 const FIX = new URL('../fixtures/', import.meta.url);
-
-/** RFC 4180 CSV (quoted fields, doubled quotes), enough for the dataset's file. */
-function parseCsv(text: string): Record<string, string>[] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') ((field += '"'), i++);
-      else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') (row.push(field), (field = ''));
-    else if (c === '\n') (row.push(field.replace(/\r$/, '')), rows.push(row), (row = []), (field = ''));
-    else field += c;
-  }
-  if (field || row.length) (row.push(field), rows.push(row));
-  const [head, ...body] = rows;
-  return body.map((r) => Object.fromEntries(head.map((h, i) => [h, r[i]])));
-}
 
 describe('Loghub OpenStack 2k', () => {
   const csv = parseCsv(readFileSync(new URL('loghub-OpenStack_2k.log_structured.csv', FIX), 'utf8'));

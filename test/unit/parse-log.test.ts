@@ -111,6 +111,11 @@ describe('ECS document', () => {
     expect(serviceFromPath('nova-api.log.1.2017-05-16_13:53:08')).toBe('nova-api');
     expect(serviceFromPath('/var/log/neutron/neutron-l3-agent.log')).toBe('neutron-l3-agent');
     expect(serviceFromPath('/var/log/syslog')).toBe('syslog');
+    // Kubernetes nodes: the file is "0.log", its container names the service.
+    expect(serviceFromPath('/var/log/pods/openstack_nova-api-0_8a7b6c5d-4e3f-4a2b-9c1d-0e9f8a7b6c5d/nova-api-api/0.log')).toBe('nova-api-api');
+    expect(serviceFromPath('/var/log/pods/openstack_keystone-api-6b8d9f7c4-r2x7p_1f2e3d4c/keystone-api/3.log.20240701-120000.gz')).toBe('keystone-api');
+    expect(serviceFromPath(`/var/log/containers/nova-compute-default-x7k2q_openstack_nova-compute-${'a1'.repeat(32)}.log`)).toBe('nova-compute');
+    expect(serviceFromPath('/var/log/containers/x.log')).toBe('x');
   });
 });
 
@@ -141,6 +146,30 @@ describe('other formats through the same parse', () => {
     expect(rabbit.message).toMatch(/^closing AMQP connection/);
     const galera = doc('2022-02-04  9:37:50 0 [Note] WSREP: Shifting JOINED -> SYNCED (TO: 1234)');
     expect(galera).toMatchObject({ '@timestamp': '2022-02-04T09:37:50.000Z', log: { level: 'INFO', logger: 'WSREP' }, message: 'Shifting JOINED -> SYNCED (TO: 1234)' });
+  });
+
+  it("reads devstack's journald lines (oslo.log without its date): level, logger and ids, the journal's time", () => {
+    // lxc/lxc issue 1786 (devstack Pike, nova-api under uwsgi).
+    const d = doc(
+      'Sep 05 09:02:05 leg-004 devstack@n-api.service[15067]: INFO nova.api.openstack.requestlog [None req-7e465212-6160-4dab-9d38-6c06e8cafbcc admin admin] 85.10.193.66 "GET /compute/v2.1/" status: 200 len: 389 microversion: 2.1 time: 0.016996',
+    );
+    expect(d).toMatchObject({
+      service: { name: 'devstack@n-api.service' },
+      log: { level: 'INFO', logger: 'nova.api.openstack.requestlog' },
+      process: { pid: 15067 },
+      openstack: { request_id: 'req-7e465212-6160-4dab-9d38-6c06e8cafbcc', user_id: 'admin', project_id: 'admin' },
+      message: '85.10.193.66 "GET /compute/v2.1/" status: 200 len: 389 microversion: 2.1 time: 0.016996',
+    });
+    expect(d['@timestamp']).toMatch(/-09-05T09:02:05\.000Z$/);
+  });
+
+  it("reads Python's default format, timed when read; and an access line by its own time", () => {
+    const py = doc('ERROR:oslo.messaging._drivers.impl_rabbit:Connection failed: failed to resolve broker hostname (retrying in 2.0 seconds)');
+    expect(py).toMatchObject({ '@timestamp': base.read_at, log: { level: 'ERROR', logger: 'oslo.messaging._drivers.impl_rabbit' } });
+    expect(py.message).toBe('Connection failed: failed to resolve broker hostname (retrying in 2.0 seconds)');
+    const access = doc('2024-03-14T09:00:25.412305+00:00 stdout F 10.88.0.1 - - [14/Mar/2024:09:00:00 +0000] "POST /v3/auth/tokens HTTP/1.1" 201 6911 "-" "x"');
+    expect(access['@timestamp']).toBe('2024-03-14T09:00:00.000Z');
+    expect(access.message).toMatch(/^10\.88\.0\.1 - - \[/);
   });
 
   it('keeps a line in no known format, timed by any recognisable prefix or else when read', () => {

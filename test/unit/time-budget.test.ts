@@ -59,7 +59,7 @@ describe("the processor's per-event time budget", () => {
       expect(DeadLetter.safeParse(d).success).toBe(true);
       expect(d).toMatchObject({ component: 'processor', source: { topic: 'logs', partition: 0, offset: '7' } });
     }
-    expect(overBudget[0].reason).toMatch(/over the per-event time budget: parsing and detection took 300 ms, more than processor\.event_time_budget_ms \(250 ms\)/);
+    expect(overBudget[0].reason).toMatch(/over the per-event time budget: parsing and detection took 300 ms of CPU, more than processor\.event_time_budget_ms \(250 ms\)/);
     expect(overBudget[1].reason).toMatch(/took 251 ms/);
     expect(JSON.parse(overBudget[0].payload)).toMatchObject({ text: LINE, offset: 42 });
     expect((await counterValue('errors', { component: 'processor', stage: 'time_budget' })) - before).toBe(2);
@@ -88,8 +88,30 @@ describe("stackwatch detect's per-event time budget", () => {
     const engine = DetectionEngine.of({ slow: slowDetector(advance, 300) });
     const slow = detectTimed(engine, raw(LINE), { timezone: 'UTC' }, budget);
     expect(slow.alerts).toHaveLength(1);
-    expect(slow.overBudget).toMatch(/took 300 ms, more than the per-event time budget \(250 ms\)/);
+    expect(slow.overBudget).toMatch(/took 300 ms of CPU, more than the per-event time budget \(250 ms\)/);
     const quick = detectTimed(engine, raw(LINE.replace('slow', 'quick')), { timezone: 'UTC' }, budget);
     expect(quick).toEqual({ alerts: [] });
+  });
+});
+
+describe("the budget's own clock", () => {
+  it('counts the CPU an event costs, not the wall time the process spent waiting for a core', () => {
+    const budget = new TimeBudget(20);
+    // Blocked for 120 ms without using the CPU (what a preempted process looks like from inside): within budget.
+    const blocked = budget.time(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120));
+    expect(blocked.value).toBe('timed-out');
+    expect(blocked.ms).toBeLessThan(15);
+    expect(budget.over(blocked.ms)).toBe(false);
+    // Busy until the process has used 40 ms of CPU (however long a loaded machine takes to give it): over the budget.
+    // (Busy for a fixed wall time got 19.6 ms of CPU once, on a machine loaded six-fold.)
+    const busy = budget.time(() => {
+      const start = process.cpuUsage();
+      let spins = 0;
+      while (process.cpuUsage(start).user < 40_000) spins++;
+      return spins;
+    });
+    expect(busy.value).toBeGreaterThan(0);
+    expect(busy.ms).toBeGreaterThanOrEqual(35);
+    expect(budget.over(busy.ms)).toBe(true);
   });
 });

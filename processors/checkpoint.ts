@@ -1,0 +1,200 @@
+// The processor's checkpoints (issue 15): its detectors' and incidents' state, saved with the Kafka offsets that
+// state reflects (state/store.ts), so that a restarted processor goes on exactly where it was.
+//
+// The offsets are committed only after the state that reflects them is saved, and the pages of the events since the
+// last checkpoint wait in an outbox that is part of the checkpoint: they go to the notifiers right after it is saved.
+// A crash before a save replays the events since the last one into the state of the last one: the same alerts and
+// pages come again (deterministic ids: the same documents), and the pages were never sent. A crash after a save and
+// before its pages went out finds them in the outbox at start and sends them then. Once sent, the outbox is saved
+// empty at once; a crash between the send and that save sends them once more (Alertmanager and PagerDuty
+// deduplicate by the alert's id; a plain webhook sees it twice): the one window, milliseconds long.
+//
+// Batches the group delivers again (after a rebalance, or from committed offsets behind the state's) are skipped up
+// to the offsets the state has seen. Only the partitions this processor holds are saved and committed: a partition
+// gone to another processor is that one's to commit. One checkpoint per processor (`<group>/<instance>`): a partition
+// that moves to another processor arrives without the state of its open alerts (not done yet; issue 15).
+import type { Alert } from '../core/events.ts';
+import type { Config } from '../core/config.ts';
+import type { GroupConsumer } from '../core/kafka.ts';
+import { errorText } from '../core/log.ts';
+import type { DetectionEngine } from '../detectors/engine.ts';
+import type { IncidentCorrelator } from '../incidents/correlator.ts';
+import { StateStore, type Offsets } from '../state/store.ts';
+
+/** The checkpoint's parts: one per rule (a detector's change rewrites its part only), the incidents, the outbox. */
+const RULE = 'rule:';
+const INCIDENTS = 'incidents';
+const OUTBOX = 'outbox';
+
+export interface Restored {
+  seq?: number;
+  rules: number;
+  incidents: number;
+  outbox: number;
+  problems: string[];
+}
+
+export class ProcessorCheckpoints {
+  /** Per `topic\0partition`, the next offset the state has not seen. */
+  private readonly processed = new Map<string, bigint>();
+  /** The partitions this processor holds (`topic\0partition`), from the last join; unknown before the first. */
+  private assigned: Set<string> | undefined;
+  private outbox: Alert[] = [];
+  /** Each part's JSON as last saved: a part whose JSON is the same is not written again. */
+  private readonly saved = new Map<string, string>();
+  /** Something changed since the last save (a batch, a tick's alerts, a restored outbox). */
+  private dirty = false;
+  private lastSave = 0;
+
+  private constructor(
+    private readonly store: StateStore,
+    readonly owner: string,
+    private readonly intervalMs: number,
+    private readonly engine: DetectionEngine,
+    private readonly incidents: IncidentCorrelator,
+  ) {}
+
+  /** Opens the state topic and restores the last checkpoint of this processor, if any, into `engine` and
+   * `incidents` (both just made). Undefined when checkpoints are off. */
+  static async open(cfg: Config, engine: DetectionEngine, incidents: IncidentCorrelator, signal?: AbortSignal): Promise<{ checkpoints?: ProcessorCheckpoints; restored?: Restored }> {
+    const c = cfg.processor.checkpoint;
+    if (!c.enabled) return {};
+    const store = await StateStore.open(cfg.kafka, { topic: c.topic, signal });
+    return ProcessorCheckpoints.withStore(store, `${cfg.kafka.consumer_group}/${c.instance}`, c.interval_ms, engine, incidents);
+  }
+
+  /** The same on a store given (a log in memory, in the unit tests). */
+  static async withStore(
+    store: StateStore,
+    owner: string,
+    intervalMs: number,
+    engine: DetectionEngine,
+    incidents: IncidentCorrelator,
+  ): Promise<{ checkpoints: ProcessorCheckpoints; restored: Restored }> {
+    const cp = new ProcessorCheckpoints(store, owner, intervalMs, engine, incidents);
+    return { checkpoints: cp, restored: await cp.restore() };
+  }
+
+  private async restore(): Promise<Restored> {
+    const { checkpoint, problems } = await this.store.load(this.owner);
+    const out: Restored = { rules: 0, incidents: 0, outbox: 0, problems: [...problems] };
+    if (!checkpoint) return out;
+    out.seq = checkpoint.seq;
+    const rules: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(checkpoint.parts)) if (name.startsWith(RULE)) rules[name.slice(RULE.length)] = value;
+    const r = this.engine.restore(rules);
+    out.rules = r.restored.length;
+    out.problems.push(...r.discarded.map((d) => `rule ${d.reason}`));
+    if (INCIDENTS in checkpoint.parts) {
+      const why = this.incidents.restore(checkpoint.parts[INCIDENTS]);
+      if (why) out.problems.push(`incidents: ${why}`);
+      else out.incidents = this.incidents.size;
+      out.problems.push(...this.incidents.restoreNotes.map((n) => `incidents: ${n}`));
+    }
+    const outbox = checkpoint.parts[OUTBOX];
+    if (Array.isArray(outbox)) {
+      this.outbox = outbox as Alert[];
+      out.outbox = outbox.length;
+      this.dirty = outbox.length > 0;
+    }
+    for (const [topic, parts] of Object.entries(checkpoint.offsets)) for (const [p, offset] of Object.entries(parts)) this.processed.set(`${topic}\0${p}`, BigInt(offset));
+    // What was restored is what is saved: the first save writes only what changed since.
+    for (const [name, value] of Object.entries(checkpoint.parts)) this.saved.set(name, JSON.stringify(value));
+    return out;
+  }
+
+  /** The group's assignment after a join: partitions gone are forgotten (another processor commits them). */
+  onAssigned(assigned: Map<string, number[]>): void {
+    this.assigned = new Set([...assigned].flatMap(([topic, parts]) => parts.map((p) => `${topic}\0${p}`)));
+    for (const k of [...this.processed.keys()]) if (!this.assigned.has(k)) this.processed.delete(k);
+  }
+
+  /** The messages of a batch the state has not seen yet. */
+  unseen<M extends { offset: string }>(topic: string, partition: number, messages: M[]): M[] {
+    const next = this.processed.get(`${topic}\0${partition}`);
+    return next === undefined ? messages : messages.filter((m) => BigInt(m.offset) >= next);
+  }
+
+  /** The state has seen the partition up to `lastOffset`, and its pages wait for the next save. */
+  seen(topic: string, partition: number, lastOffset: string, pages: Alert[]): void {
+    this.processed.set(`${topic}\0${partition}`, BigInt(lastOffset) + 1n);
+    this.queue(pages);
+  }
+
+  /** Pages (and a state change) of the wall clock's turn. */
+  queue(pages: Alert[]): void {
+    this.outbox.push(...pages);
+    this.dirty = true;
+  }
+
+  /** Whether a save is due: something changed and the interval passed (or `force`). */
+  due(now: number, force = false): boolean {
+    return this.dirty && (force || now - this.lastSave >= this.intervalMs);
+  }
+
+  /** Saves the state and the offsets it reflects, commits those offsets, then hands the outbox to `send`. Throws
+   * when the save or the commit fails (nothing is lost: the next one tries again, the pages still wait). */
+  async save(consumer: Pick<GroupConsumer, 'commit'> | undefined, send: (pages: Alert[]) => Promise<void>): Promise<void> {
+    const parts: Record<string, unknown> = {};
+    const changed: string[] = [];
+    const put = (name: string, value: unknown) => {
+      const json = JSON.stringify(value);
+      if (this.saved.get(name) === json) return;
+      parts[name] = value;
+      changed.push(name);
+      this.saved.set(name, json);
+    };
+    const rules = this.engine.snapshot();
+    for (const [id, state] of Object.entries(rules)) put(`${RULE}${id}`, state);
+    for (const name of [...this.saved.keys()]) if (name.startsWith(RULE) && !(name.slice(RULE.length) in rules)) (changed.push(name), this.saved.delete(name));
+    put(INCIDENTS, this.incidents.snapshot());
+    const pages = this.outbox;
+    put(OUTBOX, pages);
+    const offsets: Offsets = {};
+    const commits: { topic: string; partition: number; offset: string }[] = [];
+    for (const [k, next] of this.processed) {
+      if (this.assigned && !this.assigned.has(k)) continue;
+      const [topic, partition] = k.split('\0');
+      (offsets[topic] ??= {})[partition] = next.toString();
+      commits.push({ topic, partition: Number(partition), offset: next.toString() });
+    }
+    try {
+      await this.store.save(this.owner, { offsets, parts, changed });
+    } catch (err) {
+      // What was not saved is written again next time.
+      for (const name of changed) this.saved.delete(name);
+      throw err;
+    }
+    this.lastSave = Date.now();
+    this.dirty = false;
+    try {
+      await consumer?.commit(commits);
+    } catch (err) {
+      // Saved but not committed (a rebalance, not joined yet): committed again next time, the pages still wait.
+      this.dirty = true;
+      throw err;
+    }
+    if (pages.length === 0) return;
+    this.outbox = [];
+    try {
+      await send(pages);
+    } catch (err) {
+      this.outbox.unshift(...pages);
+      this.dirty = true;
+      throw new Error(`pages not handed to the notifiers: ${errorText(err)}`);
+    }
+    // Sent: the outbox is saved empty at once (one small part and the manifest), so that only a crash between the
+    // send and this save sends them once more.
+    try {
+      await this.store.save(this.owner, { offsets, parts: { [OUTBOX]: [] }, changed: [OUTBOX] });
+      this.saved.set(OUTBOX, '[]');
+    } catch {
+      this.saved.delete(OUTBOX);
+      this.dirty = true;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}
