@@ -1,6 +1,7 @@
 // The configuration: one YAML file, one zod schema, validated once at start-up. The schema is the type.
 // Environment variables override URLs and secrets, so a config file can be shared without them.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseDocument, visit, type Document } from 'yaml';
 import { z } from 'zod';
 import { collectorEnv, collectorSecrets, collectorsShape } from '../collectors/index.ts';
@@ -217,20 +218,19 @@ export const ConfigSchema = z.strictObject({
       /** An event whose parsing and detection take more CPU time than this is counted and dead-lettered (processors/time-budget.ts). */
       event_time_budget_ms: positiveInt.default(1000),
       /** The detectors' and incidents' state, checkpointed with the offsets it reflects (state/store.ts), so that a
-       * restarted processor goes on exactly where it was: no page missed, none sent twice. Off by default for now:
-       * with it on, a processor lost its consumer for good across a Kafka broker restart in a full test run
-       * (issue 15). */
+       * restarted processor goes on exactly where it was: no page missed, none sent twice. */
       checkpoint: z
         .strictObject({
-          enabled: z.boolean().default(false),
+          enabled: z.boolean().default(true),
           /** The compacted topic that holds the checkpoints (created if missing). */
           topic: topicName.default('stackwatch.state'),
           /** This processor's checkpoint among those of the topic: `<consumer_group>/<instance>`. Processors of one
-           * group each need their own (as Kafka's static membership does). */
+           * group each need their own, stable across restarts (as Kafka's static membership does): the host name by
+           * default (a StatefulSet's pod name, a VM's name); set it where the host name changes on restart. */
           instance: z
             .string()
             .regex(/^[^|]{1,100}$/, { error: 'expected 1 to 100 characters other than |' })
-            .default('processor'),
+            .default(() => hostname().slice(0, 100) || 'processor'),
           /** How often the state is saved and the offsets committed; the pages of the events since then go out
            * right after (an outbox): a page waits at most this long. */
           interval_ms: durationMs.default(1000),

@@ -8,6 +8,7 @@ import kafkajs, {
   Partitioners,
   type Admin,
   type Consumer,
+  type ConsumerRunConfig,
   type ICustomPartitioner,
   type Producer,
   type LogEntry,
@@ -47,6 +48,8 @@ const kafkaLog = logger('kafkajs');
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 /** How much a consumer fetches per partition at a time. */
 const FETCH_BYTES_PER_PARTITION = 2 * 1024 * 1024;
+/** A consumer that kafkajs gave up on runs again after this long (GroupConsumer). */
+const RERUN_DELAY_MS = 2000;
 
 function logCreator() {
   // kafkajs retries on its own and is loud about it; our components log the failures that matter.
@@ -216,6 +219,9 @@ export class GroupConsumer {
   private stopping = false;
   /** The batches being processed now (one per partition at most). */
   private readonly inFlight = new Set<Promise<void>>();
+  /** The timer of a run again after kafkajs gave up (see start), and how many such runs there were. */
+  private rerun: NodeJS.Timeout | undefined;
+  reruns = 0;
 
   private constructor(
     private readonly consumer: Consumer,
@@ -234,15 +240,33 @@ export class GroupConsumer {
     });
     const self = new GroupConsumer(consumer, opts.topics);
     const log = logger(opts.component);
-    // kafkajs gives up on some errors and stops consuming while the process stays up: say so, loudly.
+    // kafkajs restarts its consumer after most errors, but gives up on some and stops consuming for good while the
+    // process stays up: a broker restarted at the wrong moment ("Failed to find group coordinator", a commit refused
+    // in a rebalance). A processor must not sit idle until a human notices: it connects and runs again itself.
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       if (self.stopping) return;
-      const level = payload.restart ? 'warn' : 'error';
-      log[level](`Kafka consumer ${payload.restart ? 'restarts' : 'stopped for good'} after an error: ${errorText(payload.error)}`, {
+      log[payload.restart ? 'warn' : 'error'](`Kafka consumer ${payload.restart ? 'restarts' : 'stopped'} after an error: ${errorText(payload.error)}`, {
         group: opts.groupId,
-        hint: payload.restart ? 'nothing to do if it recurs rarely' : 'restart stackwatch; check the broker and the processor log above',
+        hint: payload.restart ? 'nothing to do if it recurs rarely' : `started again in ${RERUN_DELAY_MS / 1000} s; check the broker if it recurs`,
       });
+      if (!payload.restart) self.rerun = setTimeout(() => void rerun(), RERUN_DELAY_MS);
     });
+    /** Runs the consumer again after kafkajs gave up on it (it has disconnected by then): connects, with retries,
+     * and runs it as at the start (its subscription is kept). The batches it had not committed come again. */
+    const rerun = async (): Promise<void> => {
+      if (self.stopping) return;
+      try {
+        await connectWithRetry(consumer, cfg, log, 'connect consumer again', opts.signal);
+        if (self.stopping) return;
+        await consumer.run(runConfig);
+        self.reruns++;
+        log.warn(`Kafka consumer running again (group ${opts.groupId})`, { reruns: self.reruns });
+      } catch (err) {
+        if (self.stopping || opts.signal?.aborted) return;
+        log.error(`Kafka consumer not running again yet: ${errorText(err)}`, { hint: `tried again in ${RERUN_DELAY_MS / 1000} s` });
+        self.rerun = setTimeout(() => void rerun(), RERUN_DELAY_MS);
+      }
+    };
     await connectWithRetry(consumer, cfg, log, 'connect consumer', opts.signal);
     await retry(() => consumer.subscribe({ topics: opts.topics, fromBeginning: true }), {
       what: `subscribe to ${opts.topics.join(',')}`,
@@ -254,7 +278,7 @@ export class GroupConsumer {
       const assigned = new Map(Object.entries(payload.memberAssignment).map(([topic, parts]) => [topic, [...parts]]));
       opts.onAssigned?.(assigned);
     });
-    await consumer.run({
+    const runConfig: ConsumerRunConfig = {
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, heartbeat, resolveOffset, isRunning, isStale }) => {
@@ -281,7 +305,8 @@ export class GroupConsumer {
           self.inFlight.delete(work);
         }
       },
-    });
+    };
+    await consumer.run(runConfig);
     return self;
   }
 
@@ -304,6 +329,7 @@ export class GroupConsumer {
    * uncommitted, and the next owner would process it again.) */
   async stop(beforeLeave?: () => Promise<void>): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.rerun);
     this.consumer.pause(this.topics.map((topic) => ({ topic })));
     await Promise.allSettled([...this.inFlight]);
     try {

@@ -11,7 +11,12 @@
 //
 // Batches the group delivers again (after a rebalance, or from committed offsets behind the state's) are skipped up
 // to the offsets the state has seen. Only the partitions this processor holds are saved and committed: a partition
-// gone to another processor is that one's to commit. One checkpoint per processor (`<group>/<instance>`): a partition
+// gone to another processor is that one's to commit.
+//
+// The log templates (processors/templates/) are a part too. The processor decodes a batch, and mines its templates,
+// before the batch's serial step: a save that falls between the two holds the batch's templates but not its place,
+// and after a crash the batch is mined again. Its lines then find the templates they made (the same ids); only the
+// templates' counts hold them twice. One checkpoint per processor (`<group>/<instance>`): a partition
 // that moves to another processor arrives without the state of its open alerts (not done yet; issue 15).
 import type { Alert } from '../core/events.ts';
 import type { Config } from '../core/config.ts';
@@ -21,15 +26,25 @@ import type { DetectionEngine } from '../detectors/engine.ts';
 import type { IncidentCorrelator } from '../incidents/correlator.ts';
 import { StateStore, type Offsets } from '../state/store.ts';
 
-/** The checkpoint's parts: one per rule (a detector's change rewrites its part only), the incidents, the outbox. */
+/** The checkpoint's parts: one per rule (a detector's change rewrites its part only), the incidents, the log
+ * templates, the outbox. */
 const RULE = 'rule:';
 const INCIDENTS = 'incidents';
+const TEMPLATES = 'templates';
 const OUTBOX = 'outbox';
+
+/** State saved whole as one part (the template miner): its snapshot, and its restore (undefined, or why not). */
+export interface Snapshotting {
+  snapshot(): unknown;
+  restore(state: unknown): string | undefined;
+}
 
 export interface Restored {
   seq?: number;
   rules: number;
   incidents: number;
+  /** Log templates restored (0: none saved, or not restored). */
+  templates: number;
   outbox: number;
   problems: string[];
 }
@@ -52,15 +67,22 @@ export class ProcessorCheckpoints {
     private readonly intervalMs: number,
     private readonly engine: DetectionEngine,
     private readonly incidents: IncidentCorrelator,
+    private readonly templates?: Snapshotting & { readonly size: number },
   ) {}
 
   /** Opens the state topic and restores the last checkpoint of this processor, if any, into `engine` and
    * `incidents` (both just made). Undefined when checkpoints are off. */
-  static async open(cfg: Config, engine: DetectionEngine, incidents: IncidentCorrelator, signal?: AbortSignal): Promise<{ checkpoints?: ProcessorCheckpoints; restored?: Restored }> {
+  static async open(
+    cfg: Config,
+    engine: DetectionEngine,
+    incidents: IncidentCorrelator,
+    templates?: Snapshotting & { readonly size: number },
+    signal?: AbortSignal,
+  ): Promise<{ checkpoints?: ProcessorCheckpoints; restored?: Restored }> {
     const c = cfg.processor.checkpoint;
     if (!c.enabled) return {};
     const store = await StateStore.open(cfg.kafka, { topic: c.topic, signal });
-    return ProcessorCheckpoints.withStore(store, `${cfg.kafka.consumer_group}/${c.instance}`, c.interval_ms, engine, incidents);
+    return ProcessorCheckpoints.withStore(store, `${cfg.kafka.consumer_group}/${c.instance}`, c.interval_ms, engine, incidents, templates);
   }
 
   /** The same on a store given (a log in memory, in the unit tests). */
@@ -70,14 +92,15 @@ export class ProcessorCheckpoints {
     intervalMs: number,
     engine: DetectionEngine,
     incidents: IncidentCorrelator,
+    templates?: Snapshotting & { readonly size: number },
   ): Promise<{ checkpoints: ProcessorCheckpoints; restored: Restored }> {
-    const cp = new ProcessorCheckpoints(store, owner, intervalMs, engine, incidents);
+    const cp = new ProcessorCheckpoints(store, owner, intervalMs, engine, incidents, templates);
     return { checkpoints: cp, restored: await cp.restore() };
   }
 
   private async restore(): Promise<Restored> {
     const { checkpoint, problems } = await this.store.load(this.owner);
-    const out: Restored = { rules: 0, incidents: 0, outbox: 0, problems: [...problems] };
+    const out: Restored = { rules: 0, incidents: 0, templates: 0, outbox: 0, problems: [...problems] };
     if (!checkpoint) return out;
     out.seq = checkpoint.seq;
     const rules: Record<string, unknown> = {};
@@ -90,6 +113,14 @@ export class ProcessorCheckpoints {
       if (why) out.problems.push(`incidents: ${why}`);
       else out.incidents = this.incidents.size;
       out.problems.push(...this.incidents.restoreNotes.map((n) => `incidents: ${n}`));
+    }
+    // The templates the log documents and the detectors went by: without them a restarted processor would give the
+    // first lines of a template it had generalised their own, narrower one (another log.template.id: a "new" error
+    // pattern). A template part that does not load starts the miner empty, as without a checkpoint.
+    if (this.templates && TEMPLATES in checkpoint.parts) {
+      const why = this.templates.restore(checkpoint.parts[TEMPLATES]);
+      if (why) out.problems.push(`templates: ${why}`);
+      else out.templates = this.templates.size;
     }
     const outbox = checkpoint.parts[OUTBOX];
     if (Array.isArray(outbox)) {
@@ -148,6 +179,7 @@ export class ProcessorCheckpoints {
     for (const [id, state] of Object.entries(rules)) put(`${RULE}${id}`, state);
     for (const name of [...this.saved.keys()]) if (name.startsWith(RULE) && !(name.slice(RULE.length) in rules)) (changed.push(name), this.saved.delete(name));
     put(INCIDENTS, this.incidents.snapshot());
+    if (this.templates) put(TEMPLATES, this.templates.snapshot());
     const pages = this.outbox;
     put(OUTBOX, pages);
     const offsets: Offsets = {};

@@ -7,7 +7,7 @@
 // their min_duration_s and resolves those whose hold ran out while no event came, and asks the detectors about what
 // did not come (a service gone silent): the wall clock.
 //
-// With checkpoints (processor.checkpoint, opt-in for now; processors/checkpoint.ts) the detectors' and incidents'
+// With checkpoints (processor.checkpoint, on by default; processors/checkpoint.ts) the detectors' and incidents'
 // state is saved with the offsets it reflects, the offsets are committed only then, and the pages wait for the save
 // (an outbox): a restarted processor restores the state and goes on from those offsets, neither missing nor
 // repeating a page.
@@ -78,9 +78,12 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     minDurationS: cfg.incidents.min_duration_s,
     settleS: cfg.incidents.settle_s,
   });
-  const { checkpoints, restored } = await ProcessorCheckpoints.open(cfg, engine, incidents, opts.signal);
+  const { checkpoints, restored } = await ProcessorCheckpoints.open(cfg, engine, incidents, templates, opts.signal);
   if (checkpoints && restored) {
-    const what = restored.seq === undefined ? 'none yet' : `save ${restored.seq}: ${restored.rules} rule(s), ${restored.incidents} open incident(s), ${restored.outbox} page(s) not sent yet`;
+    const what =
+      restored.seq === undefined
+        ? 'none yet'
+        : `save ${restored.seq}: ${restored.rules} rule(s), ${restored.incidents} open incident(s), ${restored.templates} log template(s), ${restored.outbox} page(s) not sent yet`;
     log.info(`state checkpoint ${checkpoints.owner} (topic ${cfg.processor.checkpoint.topic}): ${what}`);
     // Said once: what could not be taken back starts empty (a rule's state of another shape, a damaged part).
     if (restored.problems.length > 0)

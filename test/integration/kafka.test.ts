@@ -1,4 +1,5 @@
 // kafkajs 2.2.4 against the real Kafka 4.1 broker (KRaft): produce, consume in a group, commit, resume.
+import { KafkaJSNonRetriableError } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteTopics, ensureTopics, GroupConsumer, groupProgress, kafkaClient, TopicProducer } from '../../core/kafka.ts';
 import { testSetup, waitFor } from './harness.ts';
@@ -67,6 +68,36 @@ describe('kafkajs 2.2.4 against Kafka 4.1', () => {
       const [p] = await groupProgress(t.cfg.kafka, `${t.cfg.kafka.consumer_group}-retry`, topic);
       return p.committed === 1;
     });
+    await consumer.stop();
+    await producer.disconnect();
+  });
+
+  it('runs again by itself after kafkajs gave up on the consumer (a non-retriable error): the batch comes again, then is committed', async () => {
+    // kafkajs stops a consumer for good on a non-retriable error (a broker restarted at the wrong moment gives
+    // "Failed to find group coordinator"), the process staying up: GroupConsumer connects and runs it again.
+    const topic = `${t.cfg.kafka.topics.logs}.rerun`;
+    const group = `${t.cfg.kafka.consumer_group}-rerun`;
+    await ensureTopics(t.cfg.kafka, [topic], undefined, 1);
+    const producer = await TopicProducer.connect(t.cfg.kafka, 'test');
+    await producer.send(topic, [{ key: 'a', value: 'only' }]);
+    let calls = 0;
+    const consumer = await GroupConsumer.start(t.cfg.kafka, {
+      groupId: group,
+      topics: [topic],
+      component: 'test',
+      onBatch: async () => {
+        if (++calls === 1) throw new KafkaJSNonRetriableError('Failed to find group coordinator (made up)');
+      },
+    });
+    await waitFor('the batch delivered again after the consumer ran again', async () => calls >= 2, 60_000);
+    await waitFor('committed after the successful delivery', async () => {
+      const [p] = await groupProgress(t.cfg.kafka, group, topic);
+      return p.committed === 1;
+    });
+    expect(consumer.reruns).toBe(1);
+    // Still consuming: a message sent now arrives.
+    await producer.send(topic, [{ key: 'a', value: 'after' }]);
+    await waitFor('a later message consumed', async () => calls >= 3, 60_000);
     await consumer.stop();
     await producer.disconnect();
   });

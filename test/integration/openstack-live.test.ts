@@ -244,6 +244,33 @@ async function paged(from: number): Promise<WebhookAlert[]> {
   return lastPaged;
 }
 
+/** Every alert transition in the test's alerts index, oldest first: its rule, alert id, status and a line saying all. */
+async function alertDocs(from = 0): Promise<{ rule: string; id: string; status: string; at: string; line: string }[]> {
+  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
+  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+  const r = await t.es.search({
+    index,
+    size: 500,
+    ignore_unavailable: true,
+    allow_no_indices: true,
+    sort: [{ '@timestamp': 'asc' }],
+    query: { range: { '@timestamp': { gte: new Date(from).toISOString() } } },
+  });
+  return r.hits.hits.map((h) => {
+    const a = h._source as any;
+    const line = `${a['@timestamp']} ${a.rule?.id} ${a.alert?.status} ${a.alert?.severity} ${a.service?.name}@${a.host?.name} ${JSON.stringify(a.alert?.group ?? {})} incident ${a.incident?.id ?? '-'}: ${a.message}`;
+    return { rule: a.rule?.id, id: a.alert?.id, status: a.alert?.status, at: a['@timestamp'], line };
+  });
+}
+
+/** The alert documents since `from`, as indexed. */
+async function alertSources(from: number): Promise<any[]> {
+  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
+  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+  const r = await t.es.search({ index, size: 500, ignore_unavailable: true, allow_no_indices: true, query: { range: { '@timestamp': { gte: new Date(from).toISOString() } } } });
+  return r.hits.hits.map((h) => h._source as any);
+}
+
 const named = (alerts: WebhookAlert[], alertname: string, status?: string) => alerts.filter((a) => a.labels.alertname === alertname && (status === undefined || a.status === status));
 const brief = (alerts: WebhookAlert[]) =>
   alerts.map((a) => `${a.status} ${a.labels.alertname} ${JSON.stringify(a.labels)} ${a.annotations.summary ?? a.annotations.description ?? ''}`).join('\n');
@@ -393,8 +420,28 @@ describe.sequential('a real OpenStack under watch', () => {
     const alerts = await paged(from);
     console.log(`openstack-live quiet: ${boot.ms} ms to boot, log documents by service ${JSON.stringify(logs)}; pages: ${alerts.length}`);
     expect(alerts, brief(alerts)).toEqual([]);
-    const indexed = await t.es.count({ index: `${t.cfg.elasticsearch.indices.alerts}-*`, ignore_unavailable: true, allow_no_indices: true });
-    expect(indexed.count).toBe(0);
+    // No alert of stackwatch's own inference from the logs either. The cloud's own verdicts may come and go on a
+    // loaded machine without being wrong (nova marks nova-compute down when a report is 20 s late; a console request
+    // times out), and then only resolved, paging nobody: a CI run's cloud, at nice 10 beside the other tests, did.
+    const indexed = await alertDocs();
+    const cloudsOwn = new Set(['openstack-service-down', 'console-probe-failing']);
+    expect(
+      indexed.filter((a) => !cloudsOwn.has(a.rule)),
+      indexed.map((a) => a.line).join('\n'),
+    ).toEqual([]);
+    // ... and each resolved (waited for: a report 20 s late is caught up a few seconds later), having paged nobody.
+    const open = (docs: Awaited<ReturnType<typeof alertDocs>>) => [...new Map(docs.map((a) => [a.id, a])).values()].filter((a) => a.status !== 'resolved');
+    let after = indexed;
+    if (open(after).length > 0)
+      await waitFor(
+        () => `the cloud's own alerts of the quiet test resolved:\n${after.map((a) => a.line).join('\n')}`,
+        async () => open((after = await alertDocs())).length === 0,
+        180_000,
+        2000,
+      ).catch(() => {});
+    if (after.length > 0) console.log(`openstack-live quiet: the cloud's own alerts:\n${after.map((a) => a.line).join('\n')}`);
+    expect(open(after), after.map((a) => a.line).join('\n')).toEqual([]);
+    expect(await paged(from), brief(lastPaged)).toEqual([]);
   });
 
   it('forced closes (every connection of the AMQP and the database path reset): the services reconnect within seconds; recorded, nothing pages', { timeout: 600_000 }, async () => {
@@ -409,14 +456,26 @@ describe.sequential('a real OpenStack under watch', () => {
     const alerts = await paged(from);
     const incidents = `${t.cfg.elasticsearch.indices.incidents}-*`;
     await t.es.indices.refresh({ index: incidents, ignore_unavailable: true, allow_no_indices: true });
-    const short = (
-      await t.es.search({ index: incidents, size: 50, ignore_unavailable: true, allow_no_indices: true, query: { range: { 'incident.started_at': { gte: new Date(from).toISOString() } } } })
-    ).hits.hits.map((h) => (h._source as any).incident);
-    console.log(`openstack-live forced close: pages ${alerts.length}; incidents ${JSON.stringify(short.map((i) => [i.rule ?? i.cause, i.status, i.paged, i.duration_s]))}`);
+    // The alerts since the resets, and the incidents they were filed in (one may have been open before: then the
+    // resets' alerts join it rather than start one).
+    const since = await alertDocs(from);
+    const ids = [...new Set((await alertSources(from)).flatMap((a) => (a.incident?.id ? [a.incident.id] : [])))];
+    const short =
+      ids.length === 0
+        ? []
+        : (await t.es.search({ index: incidents, size: 50, ignore_unavailable: true, allow_no_indices: true, query: { ids: { values: ids } } })).hits.hits.map(
+            (h) => (h._source as any).incident,
+          );
+    const said = `alerts since the resets:\n${since.map((a) => a.line).join('\n')}\nincidents: ${JSON.stringify(short.map((i) => [i.id, i.rule ?? i.cause, i.status, i.paged, i.started_at, i.duration_s]))}`;
+    console.log(`openstack-live forced close: pages ${alerts.length}; ${said}`);
     expect(alerts, brief(alerts)).toEqual([]);
     // It was seen: the loss and its reconnect are kept, as a short incident that paged nobody.
-    expect(short.length, 'the resets raised no alert at all: nothing was tested').toBeGreaterThan(0);
-    for (const i of short) expect([i.status, i.paged]).toEqual(['resolved', false]);
+    expect(
+      since.filter((a) => a.rule === 'amqp-connection-lost' || a.rule === 'db-sync-lag'),
+      `the resets raised no alert at all: nothing was tested; ${said}`,
+    ).not.toEqual([]);
+    expect(short.length, said).toBeGreaterThan(0);
+    for (const i of short) expect([i.status, i.paged], said).toEqual(['resolved', false]);
   });
 
   it("nova-conductor's database path refused: db-sync-lag pages, and resolves when nova-conductor reports again", { timeout: 900_000 }, async () => {
@@ -577,24 +636,30 @@ describe.sequential('a real OpenStack under watch', () => {
       const from = Date.now();
       await restartCompute({ SW_OS_COMPUTE_HOST: EPHEMERAL_HOST });
       // From the logs: nova-compute on this machine registered a container-ID name. From the API: a new row of that
-      // name while the old host's row went down, naming both.
-      // From the logs: nova-compute on this machine registered a container-ID name. From the API: a new row of that
       // name while the old host's row went down, naming both. One cause: one incident, paged once.
       const incidents = `${t.cfg.elasticsearch.indices.incidents}-*`;
       const kinds = (d: any) => new Set<string>(d.alerts.filter((a: any) => a.rule === 'compute-host-drift').map((a: any) => `${a.group.kind} ${a.host} ${a.group.compute_host}`));
+      // The findings as the alerts index keeps them (their transitions, whatever the incident's document says by
+      // the time it is read), both filed in one incident, and that incident paged.
+      const fired: any[] = [];
+      let hits: any[] = [];
       const doc = await waitFor(
         () =>
-          `one compute-host-drift incident with ephemeral-name (${t.host} → ${EPHEMERAL_HOST}) and renamed (${defaultComputeHost} → ${EPHEMERAL_HOST}), paged; paged so far:\n${brief(lastPaged)}`,
+          `one compute-host-drift incident with ephemeral-name (${t.host} → ${EPHEMERAL_HOST}) and renamed (${defaultComputeHost} → ${EPHEMERAL_HOST}), paged; ` +
+          `compute-host-drift alerts since the restart:\n${fired.map((a) => `${a['@timestamp']} ${a.alert.status} ${JSON.stringify(a.alert.group)} on ${a.host.name}, incident ${a.incident?.id}`).join('\n')}\n` +
+          `its incidents: ${JSON.stringify(hits.map((x) => [x.incident.id, x.incident.status, x.incident.paged, x.incident.started_at, [...kinds(x)]]))}; paged so far:\n${brief(lastPaged)}`,
         async () => {
           await paged(from);
+          fired.splice(0, fired.length, ...(await alertSources(from - 5_000)).filter((a) => a.rule.id === 'compute-host-drift' && a.alert.status === 'firing'));
+          const finding = (kind: string, host: string) => fired.find((a) => a.alert.group.kind === kind && a.host.name === host && a.alert.group.compute_host === EPHEMERAL_HOST);
+          const ephemeral = finding('ephemeral-name', t.host);
+          const renamed = finding('renamed', defaultComputeHost);
+          if (!ephemeral?.incident?.id || ephemeral.incident.id !== renamed?.incident?.id) return false;
           await t.es.indices.refresh({ index: incidents, ignore_unavailable: true, allow_no_indices: true });
-          const hits = (
-            await t.es.search({ index: incidents, size: 10, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'incident.rule': 'compute-host-drift' } } })
-          ).hits.hits.map((h) => h._source as any);
-          const d = hits.find((x) => x.incident.paged && Date.parse(x.incident.started_at) >= from - 5_000);
-          if (!d) return false;
-          const k = kinds(d);
-          return k.has(`ephemeral-name ${t.host} ${EPHEMERAL_HOST}`) && k.has(`renamed ${defaultComputeHost} ${EPHEMERAL_HOST}`) && d;
+          hits = (await t.es.search({ index: incidents, size: 10, ignore_unavailable: true, allow_no_indices: true, query: { ids: { values: [ephemeral.incident.id] } } })).hits.hits.map(
+            (h) => h._source as any,
+          );
+          return hits.find((x) => x.incident.paged);
         },
         WAIT_MS,
         2000,
@@ -610,7 +675,9 @@ describe.sequential('a real OpenStack under watch', () => {
         60_000,
         1000,
       );
-      console.log(`openstack-live drift: both findings in one incident ${secs(Date.now() - from)} after the restart (${[...kinds(doc)].join('; ')}); pages:\n${brief(pages)}`);
+      console.log(
+        `openstack-live drift: both findings in one incident ${secs(Date.now() - from)} after the restart (${fired.map((a) => `${a.alert.group.kind} ${a.host.name} ${a.alert.group.compute_host}`).join('; ')}); pages:\n${brief(pages)}`,
+      );
       expect(new Set(pages.map((x) => x.labels.alert_id)), brief(pages)).toEqual(new Set([doc.incident.id]));
       expect(pages[0].labels).toMatchObject({ incident: 'compute-host-drift', compute_host: EPHEMERAL_HOST });
       expect(doc.incident.hosts).toEqual(expect.arrayContaining([defaultComputeHost]));
