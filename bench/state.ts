@@ -1,8 +1,8 @@
 // Benchmark `state` (issue 15): what a processor's checkpoint holds after a million events, and what it costs.
 // The corpus' lines (bench/corpus.ts: the bundled hotsos and Loghub OpenStack logs, repeated) are parsed and run
-// through every shipped rule and the incident correlator, as the processor does; then the state is snapshotted as
-// the checkpoint does (processors/checkpoint.ts: a part per rule, the open incidents), its JSON sized part by part,
-// and restored into a new engine and correlator, timed. With the local stack up (STACKWATCH_KAFKA_BROKERS), the same
+// through the template miner, every shipped rule and the incident correlator, as the processor does; then the state
+// is snapshotted as the checkpoint does (processors/checkpoint.ts: a part per rule, the open incidents, the log
+// templates), its JSON sized part by part, and restored into a new engine, correlator and miner, timed. With the local stack up (STACKWATCH_KAFKA_BROKERS), the same
 // parts are saved to and loaded from a compacted topic through state/store.ts, timed, and a save of one changed
 // part beside the others (what a checkpoint costs when one detector changed). The peer: none keeps such state
 // (Fluentd+OpenSearch and rsyslog keep no detection state; Prometheus rules keep theirs in memory and lose `for:`
@@ -16,6 +16,7 @@ import { DetectionEngine } from '../detectors/engine.ts';
 import { IncidentCorrelator } from '../incidents/correlator.ts';
 import { loadIncidentRules } from '../incidents/rules.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
+import { mineDocument, Miner } from '../processors/templates/miner.ts';
 import { StateStore } from '../state/store.ts';
 import { buildCorpus } from './corpus.ts';
 import { fmt, machine, MiB, progress, table, type Benchmark } from './measure.ts';
@@ -34,12 +35,14 @@ export const stateBench: Benchmark = {
     const incidentRules = loadIncidentRules(join(DEFAULT_RULES_DIR, 'incidents'));
     const engine = await DetectionEngine.create(rules);
     const incidents = new IncidentCorrelator(incidentRules, { minDurationS: 60 });
+    const templates = new Miner();
     let offset = 0;
     let transitions = 0;
     const t0 = performance.now();
     for (const [i, text] of lines.entries()) {
       const doc = parseLogEvent({ v: 1, host: 'bench', path: `/var/log/x/f${i % 6}.log`, file_id: `f${i % 6}`, offset, text, read_at: '2026-11-25T10:00:00.000Z' }, { timezone: 'UTC' });
       offset += text.length + 1;
+      mineDocument(templates, doc);
       const alerts = engine.on({ kind: 'log', doc });
       transitions += alerts.length;
       if (alerts.length > 0) incidents.onAlerts(alerts, Date.parse(doc['@timestamp']));
@@ -51,6 +54,7 @@ export const stateBench: Benchmark = {
     const parts: Record<string, unknown> = {};
     for (const [id, s] of Object.entries(engine.snapshot())) parts[`rule:${id}`] = s;
     parts.incidents = incidents.snapshot();
+    parts.templates = templates.snapshot();
     const snapshotMs = performance.now() - t;
     t = performance.now();
     const sizes = Object.entries(parts).map(([name, v]) => [name, Buffer.byteLength(JSON.stringify(v))] as const);
@@ -64,17 +68,18 @@ export const stateBench: Benchmark = {
     const restored = engine2.restore(rulesPart);
     const incidents2 = new IncidentCorrelator(incidentRules, { minDurationS: 60 });
     const why = incidents2.restore(round.incidents);
+    const templatesWhy = new Miner().restore(round.templates);
     const restoreMs = performance.now() - t;
 
     const m = machine();
     const lines2 = [
-      `== state: ${lines.length.toLocaleString('en-US')} corpus events through every shipped rule and the correlator (${fmt(feedS, 1)} s, ${transitions} alert transitions, ${incidents.size} incidents open at the end); ${m.cpuModel}, ${m.cpus} CPU(s), Node ${m.node}`,
+      `== state: ${lines.length.toLocaleString('en-US')} corpus events through the template miner, every shipped rule and the correlator (${fmt(feedS, 1)} s, ${transitions} alert transitions, ${incidents.size} incidents open at the end, ${templates.size} templates); ${m.cpuModel}, ${m.cpus} CPU(s), Node ${m.node}`,
       table([
         ['part', 'JSON bytes'],
         ...[...sizes].sort((a, b) => b[1] - a[1]).map(([name, b]) => [name, b.toLocaleString('en-US')]),
         ['total', `${total.toLocaleString('en-US')} (${fmt(total / MiB, 2)} MiB)`],
       ]),
-      `snapshot ${fmt(snapshotMs, 1)} ms, JSON ${fmt(jsonMs, 1)} ms; restore into a new engine and correlator ${fmt(restoreMs, 1)} ms (${restored.restored.length} rules restored, ${restored.discarded.length} discarded${why ? `; incidents refused: ${why}` : ''})`,
+      `snapshot ${fmt(snapshotMs, 1)} ms, JSON ${fmt(jsonMs, 1)} ms; restore into a new engine, correlator and miner ${fmt(restoreMs, 1)} ms (${restored.restored.length} rules restored, ${restored.discarded.length} discarded${why ? `; incidents refused: ${why}` : ''}${templatesWhy ? `; templates refused: ${templatesWhy}` : ''})`,
     ];
 
     const brokers = process.env.STACKWATCH_KAFKA_BROKERS;

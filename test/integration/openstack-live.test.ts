@@ -466,7 +466,22 @@ describe.sequential('a real OpenStack under watch', () => {
         : (await t.es.search({ index: incidents, size: 50, ignore_unavailable: true, allow_no_indices: true, query: { ids: { values: ids } } })).hits.hits.map(
             (h) => (h._source as any).incident,
           );
-    const said = `alerts since the resets:\n${since.map((a) => a.line).join('\n')}\nincidents: ${JSON.stringify(short.map((i) => [i.id, i.rule ?? i.cause, i.status, i.paged, i.started_at, i.duration_s]))}`;
+    // What the services logged of it: a run that raised nothing says whether they logged nothing either.
+    const logIndex = `${t.cfg.elasticsearch.indices.logs}-*`;
+    await t.es.indices.refresh({ index: logIndex, ignore_unavailable: true, allow_no_indices: true });
+    const logged = (
+      await t.es.search({
+        index: logIndex,
+        size: 20,
+        ignore_unavailable: true,
+        allow_no_indices: true,
+        sort: [{ '@timestamp': 'asc' }],
+        query: { bool: { filter: [{ range: { '@timestamp': { gte: new Date(from).toISOString() } } }, { match_phrase: { message: 'AMQP server' } }] } },
+      })
+    ).hits.hits.map((h) => `${(h._source as any)['@timestamp']} ${(h._source as any).service?.name}: ${String((h._source as any).message).slice(0, 200)}`);
+    const said =
+      `alerts since the resets:\n${since.map((a) => a.line).join('\n')}\nincidents: ${JSON.stringify(short.map((i) => [i.id, i.rule ?? i.cause, i.status, i.paged, i.started_at, i.duration_s]))}\n` +
+      `the services' lines on the AMQP server since the resets (first 20):\n${logged.join('\n')}`;
     console.log(`openstack-live forced close: pages ${alerts.length}; ${said}`);
     expect(alerts, brief(alerts)).toEqual([]);
     // It was seen: the loss and its reconnect are kept, as a short incident that paged nobody.
