@@ -16,7 +16,9 @@
 // The log templates (processors/templates/) are a part too. The processor decodes a batch, and mines its templates,
 // before the batch's serial step: a save that falls between the two holds the batch's templates but not its place,
 // and after a crash the batch is mined again. Its lines then find the templates they made (the same ids); only the
-// templates' counts hold them twice. One checkpoint per processor (`<group>/<instance>`): a partition
+// templates' counts hold them twice. The miner is the largest part and its counts change with every line, so it is
+// written when its templates changed (one made, generalised, evicted) and otherwise once a minute: a restart may
+// find the counts of the last minute missing, never a template. One checkpoint per processor (`<group>/<instance>`): a partition
 // that moves to another processor arrives without the state of its open alerts (not done yet; issue 15).
 import type { Alert } from '../core/events.ts';
 import type { Config } from '../core/config.ts';
@@ -33,11 +35,17 @@ const INCIDENTS = 'incidents';
 const TEMPLATES = 'templates';
 const OUTBOX = 'outbox';
 
-/** State saved whole as one part (the template miner): its snapshot, and its restore (undefined, or why not). */
-export interface Snapshotting {
+/** The template miner as the checkpoint needs it: its snapshot and restore (undefined, or why not), its size, and a
+ * number that grows when its templates change (not when only their counts do). */
+export interface Templates {
   snapshot(): unknown;
   restore(state: unknown): string | undefined;
+  readonly size: number;
+  readonly changes: number;
 }
+/** The templates' counts and times alone are written again at most this often: a new template, a generalisation
+ * or an eviction is saved at the next save. (The miner is the largest part, and its counts change with every line.) */
+const TEMPLATE_COUNTS_MS = 60_000;
 
 export interface Restored {
   seq?: number;
@@ -60,6 +68,8 @@ export class ProcessorCheckpoints {
   /** Something changed since the last save (a batch, a tick's alerts, a restored outbox). */
   private dirty = false;
   private lastSave = 0;
+  /** The miner's `changes` and the time when its part was last written (or restored). */
+  private templatesSaved = { changes: -1, at: 0 };
 
   private constructor(
     private readonly store: StateStore,
@@ -67,7 +77,7 @@ export class ProcessorCheckpoints {
     private readonly intervalMs: number,
     private readonly engine: DetectionEngine,
     private readonly incidents: IncidentCorrelator,
-    private readonly templates?: Snapshotting & { readonly size: number },
+    private readonly templates?: Templates,
   ) {}
 
   /** Opens the state topic and restores the last checkpoint of this processor, if any, into `engine` and
@@ -76,7 +86,7 @@ export class ProcessorCheckpoints {
     cfg: Config,
     engine: DetectionEngine,
     incidents: IncidentCorrelator,
-    templates?: Snapshotting & { readonly size: number },
+    templates?: Templates,
     signal?: AbortSignal,
   ): Promise<{ checkpoints?: ProcessorCheckpoints; restored?: Restored }> {
     const c = cfg.processor.checkpoint;
@@ -92,7 +102,7 @@ export class ProcessorCheckpoints {
     intervalMs: number,
     engine: DetectionEngine,
     incidents: IncidentCorrelator,
-    templates?: Snapshotting & { readonly size: number },
+    templates?: Templates,
   ): Promise<{ checkpoints: ProcessorCheckpoints; restored: Restored }> {
     const cp = new ProcessorCheckpoints(store, owner, intervalMs, engine, incidents, templates);
     return { checkpoints: cp, restored: await cp.restore() };
@@ -120,7 +130,10 @@ export class ProcessorCheckpoints {
     if (this.templates && TEMPLATES in checkpoint.parts) {
       const why = this.templates.restore(checkpoint.parts[TEMPLATES]);
       if (why) out.problems.push(`templates: ${why}`);
-      else out.templates = this.templates.size;
+      else {
+        out.templates = this.templates.size;
+        this.templatesSaved = { changes: this.templates.changes, at: Date.now() };
+      }
     }
     const outbox = checkpoint.parts[OUTBOX];
     if (Array.isArray(outbox)) {
@@ -179,7 +192,9 @@ export class ProcessorCheckpoints {
     for (const [id, state] of Object.entries(rules)) put(`${RULE}${id}`, state);
     for (const name of [...this.saved.keys()]) if (name.startsWith(RULE) && !(name.slice(RULE.length) in rules)) (changed.push(name), this.saved.delete(name));
     put(INCIDENTS, this.incidents.snapshot());
-    if (this.templates) put(TEMPLATES, this.templates.snapshot());
+    const now = Date.now();
+    const templatesDue = this.templates && (this.templates.changes !== this.templatesSaved.changes || now - this.templatesSaved.at >= TEMPLATE_COUNTS_MS);
+    if (this.templates && templatesDue) put(TEMPLATES, this.templates.snapshot());
     const pages = this.outbox;
     put(OUTBOX, pages);
     const offsets: Offsets = {};
@@ -199,6 +214,7 @@ export class ProcessorCheckpoints {
     }
     this.lastSave = Date.now();
     this.dirty = false;
+    if (this.templates && templatesDue) this.templatesSaved = { changes: this.templates.changes, at: now };
     try {
       await consumer?.commit(commits);
     } catch (err) {

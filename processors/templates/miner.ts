@@ -312,6 +312,12 @@ export class Miner {
     return this.byKey.size;
   }
 
+  /** Grows whenever the templates held change (one made, generalised or evicted); not when only their counts and
+   * times do. A checkpoint writes the miner again when this moved (and now and then for the counts). */
+  get changes(): number {
+    return this.made + this.generalisations + this.evictions;
+  }
+
   /** The template of a message, learning from it. */
   add(message: string, opts: AddOptions = {}): Readonly<Template> {
     return this.learn(opts.group ?? '', maskTokens(message), 1, opts.time, opts.labels).template;

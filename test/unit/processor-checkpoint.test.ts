@@ -157,6 +157,23 @@ describe('processor checkpoints', () => {
     expect(new Miner().add(spawned('kappa')).id).not.toBe(general.id);
   });
 
+  it('writes the templates again when they changed, not when only a count did', async () => {
+    const log = new MemoryLog();
+    const a = await processor(log);
+    a.templates.add('Instance spawned successfully on host alpha by conductor');
+    a.checkpoints.seen('logs', 0, '0', []);
+    await a.save();
+    const written = async (line: string, offset: number) => {
+      const before = log.messages.length;
+      a.templates.add(line);
+      a.checkpoints.seen('logs', 0, String(offset), []);
+      await a.save();
+      return log.messages.slice(before).some((m) => m.key.includes('|templates|'));
+    };
+    expect(await written('Instance spawned successfully on host alpha by conductor', 1), 'a count only').toBe(false);
+    expect(await written('Volume attached to instance on host beta', 2), 'a new template').toBe(true);
+  });
+
   it('a templates part that does not load is named, and the miner starts empty; the rest is restored', async () => {
     const log = new MemoryLog();
     const a = await processor(log);
