@@ -86,6 +86,8 @@ export function liveConfig(p: { run: string; work: string; stack: Record<string,
       },
       consumer_group: `stackwatch-demo-live-${p.run}`,
     },
+    // The run's state checkpoints in a topic of its own, deleted with the others.
+    processor: { checkpoint: { topic: `${prefix}.state` } },
     elasticsearch: { url: p.stack.STACKWATCH_ES_URL ?? 'http://127.0.0.1:29200' },
     notify: { alertmanager: { url: p.stack.STACKWATCH_ALERTMANAGER_URL ?? 'http://127.0.0.1:29094' } },
     collectors: {
@@ -486,7 +488,7 @@ export async function runLiveDemo(args: string[]): Promise<number> {
       pipeline.kill('SIGTERM');
       await Promise.race([pipelineExit, sleep(40_000)]);
     }
-    if (cfg && !opts.keepTopic) await deleteTopics(cfg.kafka, Object.values(cfg.kafka.topics)).catch(() => {});
+    if (cfg && !opts.keepTopic) await deleteTopics(cfg.kafka, [...Object.values(cfg.kafka.topics), cfg.processor.checkpoint.topic]).catch(() => {});
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
   }

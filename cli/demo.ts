@@ -87,6 +87,8 @@ ${LIVE_HELP}`,
           },
           consumer_group: `stackwatch-demo-${run}`,
         },
+        // The run's state checkpoints in a topic of its own, deleted with the others.
+        processor: { checkpoint: { topic: `stackwatch.demo-${run}.state` } },
         elasticsearch: { url: 'http://127.0.0.1:29200' },
         notify: { alertmanager: { url: 'http://127.0.0.1:29094' } },
         collectors: {
@@ -139,7 +141,7 @@ ${LIVE_HELP}`,
     await sleep((cfg.incidents.settle_s + 2) * 1000, signal);
     await processor.stop();
     const { logs, notify_retry, metrics, health } = cfg.kafka.topics;
-    if (!values['keep-topic']) await deleteTopics(cfg.kafka, [logs, notify_retry, metrics, health]).catch(() => {});
+    if (!values['keep-topic']) await deleteTopics(cfg.kafka, [logs, notify_retry, metrics, health, cfg.processor.checkpoint.topic]).catch(() => {});
 
     const es = esClient(cfg.elasticsearch);
     const logsPattern = `${cfg.elasticsearch.indices.logs}-*`;
