@@ -72,7 +72,7 @@ beforeAll(async () => {
   await ensureRabbitRunning();
   queuesBefore = new Set(await listQueues());
   t = testSetup('amqp-restart', (raw) => {
-    // Checkpoints on (off by default for now), twice a second (the state topic is the test's own: harness.ts).
+    // Checkpoints twice a second (on by default; the state topic is the test's own: harness.ts).
     raw.processor.checkpoint = { ...raw.processor.checkpoint, enabled: true, interval_ms: 500 };
   });
   mkdirSync(join(t.dir, 'logs'), { recursive: true });

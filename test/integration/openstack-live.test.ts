@@ -207,24 +207,22 @@ async function whatWasFiled(from: number): Promise<string> {
 
 /** Waits until no AMQP incident of this cloud is open: a fault must not join (and hide behind) the incident of an
  * earlier one, or of a restart (nova-api's reply timeouts while nova-compute was away). Returns what it waited for. */
+/** The documents of one of the test's indices that `query` finds, oldest first. */
+async function docs(kind: 'alerts' | 'incidents' | 'logs', query: object, size = 500): Promise<any[]> {
+  const index = `${t.cfg.elasticsearch.indices[kind]}-*`;
+  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+  const r = await t.es.search({ index, size, ignore_unavailable: true, allow_no_indices: true, query, sort: [{ '@timestamp': 'asc' }] });
+  return r.hits.hits.map((h) => h._source as any);
+}
+
 async function quietAmqp(what: string): Promise<string> {
-  const index = `${t.cfg.elasticsearch.indices.incidents}-*`;
   const t0 = Date.now();
   let open: string[] = [];
   await waitFor(
     () => `no open AMQP incident ${what}; open: ${open.join('; ')}\n${brief(lastPaged)}`,
     async () => {
-      await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
-      const r = await t.es.search({
-        index,
-        size: 500,
-        ignore_unavailable: true,
-        allow_no_indices: true,
-        query: { terms: { 'incident.rule': ['amqp-broker-unreachable', 'amqp-reply-storm'] } },
-        sort: [{ '@timestamp': 'asc' }],
-      });
       const last = new Map<string, any>();
-      for (const h of r.hits.hits) last.set((h._source as any).incident.id, h._source);
+      for (const d of await docs('incidents', { terms: { 'incident.rule': ['amqp-broker-unreachable', 'amqp-reply-storm'] } })) last.set(d.incident.id, d);
       open = [...last.values()]
         .filter((d) => d.incident.status !== 'resolved')
         .map((d) => `${d.incident.id} ${d.incident.rule} ${d.incident.services.join(',')} since ${d.incident.started_at}`);
@@ -244,31 +242,15 @@ async function paged(from: number): Promise<WebhookAlert[]> {
   return lastPaged;
 }
 
+/** The alert documents since `from`, oldest first. */
+const alertSources = (from: number) => docs('alerts', { range: { '@timestamp': { gte: new Date(from).toISOString() } } });
+
 /** Every alert transition in the test's alerts index, oldest first: its rule, alert id, status and a line saying all. */
 async function alertDocs(from = 0): Promise<{ rule: string; id: string; status: string; at: string; line: string }[]> {
-  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
-  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
-  const r = await t.es.search({
-    index,
-    size: 500,
-    ignore_unavailable: true,
-    allow_no_indices: true,
-    sort: [{ '@timestamp': 'asc' }],
-    query: { range: { '@timestamp': { gte: new Date(from).toISOString() } } },
-  });
-  return r.hits.hits.map((h) => {
-    const a = h._source as any;
+  return (await alertSources(from)).map((a) => {
     const line = `${a['@timestamp']} ${a.rule?.id} ${a.alert?.status} ${a.alert?.severity} ${a.service?.name}@${a.host?.name} ${JSON.stringify(a.alert?.group ?? {})} incident ${a.incident?.id ?? '-'}: ${a.message}`;
     return { rule: a.rule?.id, id: a.alert?.id, status: a.alert?.status, at: a['@timestamp'], line };
   });
-}
-
-/** The alert documents since `from`, as indexed. */
-async function alertSources(from: number): Promise<any[]> {
-  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
-  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
-  const r = await t.es.search({ index, size: 500, ignore_unavailable: true, allow_no_indices: true, query: { range: { '@timestamp': { gte: new Date(from).toISOString() } } } });
-  return r.hits.hits.map((h) => h._source as any);
 }
 
 const named = (alerts: WebhookAlert[], alertname: string, status?: string) => alerts.filter((a) => a.labels.alertname === alertname && (status === undefined || a.status === status));
@@ -467,18 +449,9 @@ describe.sequential('a real OpenStack under watch', () => {
             (h) => (h._source as any).incident,
           );
     // What the services logged of it: a run that raised nothing says whether they logged nothing either.
-    const logIndex = `${t.cfg.elasticsearch.indices.logs}-*`;
-    await t.es.indices.refresh({ index: logIndex, ignore_unavailable: true, allow_no_indices: true });
-    const logged = (
-      await t.es.search({
-        index: logIndex,
-        size: 20,
-        ignore_unavailable: true,
-        allow_no_indices: true,
-        sort: [{ '@timestamp': 'asc' }],
-        query: { bool: { filter: [{ range: { '@timestamp': { gte: new Date(from).toISOString() } } }, { match_phrase: { message: 'AMQP server' } }] } },
-      })
-    ).hits.hits.map((h) => `${(h._source as any)['@timestamp']} ${(h._source as any).service?.name}: ${String((h._source as any).message).slice(0, 200)}`);
+    const logged = (await docs('logs', { bool: { filter: [{ range: { '@timestamp': { gte: new Date(from).toISOString() } } }, { match_phrase: { message: 'AMQP server' } }] } }, 20)).map(
+      (d) => `${d['@timestamp']} ${d.service?.name}: ${String(d.message).slice(0, 200)}`,
+    );
     const said =
       `alerts since the resets:\n${since.map((a) => a.line).join('\n')}\nincidents: ${JSON.stringify(short.map((i) => [i.id, i.rule ?? i.cause, i.status, i.paged, i.started_at, i.duration_s]))}\n` +
       `the services' lines on the AMQP server since the resets (first 20):\n${logged.join('\n')}`;
