@@ -52,7 +52,7 @@ export const detector = defineDetector({
     function transition(status: 'firing' | 'resolved', d: Down, at: string, why: string): Alert {
       return alertTransition(rule, {
         status,
-        group: { cloud: d.cloud, binary: d.binary, host: d.host },
+        group: { cloud: d.cloud, binary: d.binary, 'host.name': d.host },
         at,
         startedAt: d.since,
         host: d.host,

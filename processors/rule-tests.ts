@@ -74,6 +74,8 @@ export interface RuleTestResult {
   rule: string;
   name: string;
   problems: string[];
+  /** The group keys of the alerts the test raised (what the alerts index maps under alert.group). */
+  groupKeys: string[];
 }
 
 /** The alert transitions of one message of a topic of `kind`, decoded as the processor decodes it. */
@@ -152,7 +154,7 @@ export async function runRuleTests(dir: string = DEFAULT_RULES_DIR): Promise<Rul
       }
       if (t.logs.length + t.metrics.length + t.ceph_health.length + t.zabbix_problems.length + t.openstack_health.length === 0)
         throw new ConfigError(`${path}: ${t.name}: no logs, metrics, ceph_health, zabbix_problems or openstack_health to test with`);
-      results.push({ file: path, rule: rule.id, name: t.name, problems: compare(actual, t.alerts) });
+      results.push({ file: path, rule: rule.id, name: t.name, problems: compare(actual, t.alerts), groupKeys: [...new Set(actual.flatMap((a) => Object.keys(a.alert.group)))] });
     }
   }
   return results;

@@ -238,7 +238,8 @@ async function paged(from: number): Promise<WebhookAlert[]> {
   const res = await fetch(`${stack().STACKWATCH_WEBHOOK_URL}/received`);
   const { items } = (await res.json()) as { items: { body: { alerts?: WebhookAlert[] } }[] };
   const hosts = new Set([t.host, defaultComputeHost, EPHEMERAL_HOST]);
-  lastPaged = items.flatMap((i) => i.body.alerts ?? []).filter((a) => (hosts.has(a.labels.host) || a.labels.cloud === t.host) && Date.parse(a.startsAt) >= from - 5_000);
+  // The webhook is shared: other tests' notifiers post there too, some without Alertmanager's labels.
+  lastPaged = items.flatMap((i) => i.body?.alerts ?? []).filter((a) => a?.labels && (hosts.has(a.labels.host) || a.labels.cloud === t.host) && Date.parse(a.startsAt) >= from - 5_000);
   return lastPaged;
 }
 
@@ -672,5 +673,18 @@ describe.sequential('a real OpenStack under watch', () => {
     } finally {
       await restoreCloud(true);
     }
+  });
+
+  it("kept every document the pipeline made: no alert, incident or log of the cloud's went to the dead-letter topic", async () => {
+    // A document Elasticsearch refuses (a field mapped otherwise) is dead-lettered, not lost, but then it is not
+    // where an SRE looks: openstack-service-down's alerts, and the drift incident they joined, were (their group's
+    // `host` beside the other rules' `host.name`).
+    const index = `${t.cfg.elasticsearch.indices.dead_letter}*`;
+    const dead = await (async () => {
+      await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+      const r = await t.es.search({ index, size: 20, ignore_unavailable: true, allow_no_indices: true });
+      return r.hits.hits.map((h) => `${(h._source as any).component}: ${(h._source as any).reason} ${String((h._source as any).payload).slice(0, 300)}`);
+    })();
+    expect(dead, dead.join('\n')).toEqual([]);
   });
 });
