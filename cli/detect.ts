@@ -114,7 +114,7 @@ export function correlate(alerts: Alert[], c: IncidentCorrelator): { printed: In
   changes.push(...flushed);
   const printed = [
     ...changes.filter((x) => x.page || (x.incident.incident.status === 'resolved' && !x.incident.incident.paged && !x.incident.incident.merged_into)),
-    ...stillFiring.filter((x) => !x.incident.paged).map((incident): IncidentChange => ({ incident })),
+    ...stillFiring.filter((x) => !x.incident.paged).map((incident): IncidentChange => ({ incident, filedAt: incident.incident.started_at })),
   ].sort((x, y) => Date.parse(x.incident['@timestamp']) - Date.parse(y.incident['@timestamp']));
   const ids = new Set(changes.map((x) => x.incident.incident.id));
   // Each incident as it ended up (or stands at the end of the files), merged ones left out.

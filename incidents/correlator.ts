@@ -39,6 +39,10 @@ export interface CorrelatorOptions {
 export interface IncidentChange {
   incident: Incident;
   page?: Alert;
+  /** The start the incident's document is filed under (its daily index): the incident's start when it opened, kept
+   * when an earlier alert moves its start (a backfill, a merge), so that its document is overwritten, not copied
+   * into another day's index with the old one left stale. */
+  filedAt: string;
 }
 
 interface Member {
@@ -54,6 +58,8 @@ interface OpenIncident {
   key: string;
   first: Alert;
   startedAt: number;
+  /** IncidentChange.filedAt. */
+  filedAt: string;
   members: Map<string, Member>;
   firing: number;
   ownFiring: number;
@@ -138,6 +144,8 @@ const IncidentData = z.strictObject({
   rule: z.string().optional(),
   key: z.string(),
   first: AlertData,
+  /** IncidentChange.filedAt (absent in a snapshot of before it: the first alert's start, as it was then filed). */
+  filed: Time.optional(),
   members: z.array(MemberData),
   /** Occurrences the index holds for the incident that are not among its alerts any more: an occurrence filed into
    * two incidents (the same alert id and start) that were then merged keeps the one merged in, while the index
@@ -205,6 +213,7 @@ export class IncidentCorrelator {
       ...(inc.rule ? { rule: inc.rule.id } : {}),
       key: inc.key,
       first: structuredClone(inc.first),
+      filed: inc.filedAt,
       members: [...inc.members].map(([key, m]) => ({ ...(key === memberKey(m.alert) ? {} : { key }), ...member(m), indexed: entries.get(m) === inc })),
       ...(detached.has(inc) ? { detached: detached.get(inc)!.map(member) } : {}),
       timeline: inc.timeline.map(({ at, what }) => ({ at, what })),
@@ -242,6 +251,7 @@ export class IncidentCorrelator {
         key: d.key,
         first: d.first,
         startedAt: ms(d.first.alert.started_at),
+        filedAt: d.filed ?? d.first.alert.started_at,
         members: new Map(),
         firing: d.firing,
         ownFiring: d.ownFiring,
@@ -351,6 +361,7 @@ export class IncidentCorrelator {
       key: mapKey ?? a.alert.id,
       first: a,
       startedAt: ms(a.alert.started_at),
+      filedAt: a.alert.started_at,
       members: new Map(),
       firing: 0,
       ownFiring: 0,
@@ -443,7 +454,7 @@ export class IncidentCorrelator {
     const closed = this.document(from, at, 'firing');
     closed.incident.status = 'resolved';
     closed.incident.merged_into = into.id;
-    return [{ incident: closed }, this.change(into, at, 'firing', false)];
+    return [{ incident: closed, filedAt: from.filedAt }, this.change(into, at, 'firing', false)];
   }
 
   /** Whether an alert at `at` (event time) falls within the incident's span, give or take its hold: from its start
@@ -523,7 +534,7 @@ export class IncidentCorrelator {
     const escalated = !page && status === 'firing' && inc.paged && RANK[incident.incident.severity] > RANK[inc.pagedSeverity ?? 'info'];
     if (escalated) this.note(inc, at, `severity raised to ${incident.incident.severity}`);
     if (page || escalated) inc.pagedSeverity = incident.incident.severity;
-    return { incident, ...(page || escalated ? { page: pageOf(incident, inc.first) } : {}) };
+    return { incident, filedAt: inc.filedAt, ...(page || escalated ? { page: pageOf(incident, inc.first) } : {}) };
   }
 
   private document(inc: OpenIncident, at: number, status: 'firing' | 'resolved'): Incident {

@@ -192,9 +192,10 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     opts.onProcessed?.({ indexed: requests.length, deadLettered: dead.length, alerts, pages });
   }
 
-  /** The incidents' documents, each in the daily index of the day it started (so its updates overwrite it). */
+  /** The incidents' documents, each in the daily index of the day it opened (filedAt: so its updates overwrite it,
+   * even when an earlier alert moves its start to another day). */
   function incidentRequests(changes: IncidentChange[]): IndexRequest[] {
-    return changes.map((c) => ({ index: dailyIndex(cfg.elasticsearch.indices.incidents, c.incident.incident.started_at), id: c.incident.incident.id, doc: c.incident }));
+    return changes.map((c) => ({ index: dailyIndex(cfg.elasticsearch.indices.incidents, c.filedAt), id: c.incident.incident.id, doc: c.incident }));
   }
 
   /** Filing, indexing and paging of incidents, one at a time (a batch and the timer), so that an incident's older

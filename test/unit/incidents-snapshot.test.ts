@@ -46,7 +46,7 @@ function apply(c: IncidentCorrelator, step: Step): IncidentChange[] {
   if ('alerts' in step) return c.onAlerts(step.alerts, step.now);
   if ('tick' in step) return c.tick(step.tick);
   const { changes, stillFiring } = c.flush(step.flush);
-  return [...changes, ...stillFiring.map((incident) => ({ incident }))];
+  return [...changes, ...stillFiring.map((incident) => ({ incident, filedAt: incident.incident.started_at }))];
 }
 
 /** As `detect` feeds them (cli/detect.ts, correlate): in time order, each at its own time, the clock ticked first. */

@@ -238,6 +238,27 @@ describe('settling: data from the past arrives in any order', () => {
   });
 });
 
+describe('filing: an incident stays in the index of the day it opened', () => {
+  it('keeps filedAt when an earlier alert of the day before moves its start (a backfill), and through a snapshot', () => {
+    const c = new IncidentCorrelator(SHIPPED, { minDurationS: 0, settleS: 10 });
+    const now = T0 + 365 * 86_400_000;
+    const day = 86_400;
+    const opened = c.onAlerts([alert({ s: day + 60, service: 'neutron-dhcp-agent' })], now);
+    const filed = opened[0].filedAt;
+    expect(filed).toBe(at(day + 60));
+    // nova-compute's loss of the evening before (the same broker, within the hold) arrives later: the incident now
+    // starts the day before, and its document stays where it was filed.
+    const moved = c.onAlerts([alert({ s: day - 30, service: 'nova-compute' })], now + 1000);
+    const same = moved.filter((x) => x.incident.incident.id === opened[0].incident.incident.id);
+    expect(same.length).toBeGreaterThan(0);
+    expect(same.map((x) => [x.incident.incident.started_at, x.filedAt])).toEqual(same.map(() => [at(day - 30), filed]));
+    const again = new IncidentCorrelator(SHIPPED, { minDurationS: 0, settleS: 10 });
+    expect(again.restore(JSON.parse(JSON.stringify(c.snapshot())))).toBeUndefined();
+    const later = again.onAlerts([alert({ s: day + 90, status: 'resolved', since: day + 60, service: 'neutron-dhcp-agent' })], now + 2000);
+    expect(later.filter((x) => x.incident.incident.id === opened[0].incident.incident.id).map((x) => x.filedAt)).toEqual([filed]);
+  });
+});
+
 describe('properties', () => {
   const arb = fc.array(
     fc.record({
