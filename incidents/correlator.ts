@@ -278,6 +278,15 @@ export class IncidentCorrelator {
     return this.open.size;
   }
 
+  /** A restored correlator going on after `ms` in which nothing ran (a restart): that time is no quiet the incidents
+   * heard (settle_s counts wall-clock time without news while the events are being read), so it is added to when
+   * each last changed. Without it a backfill interrupted for longer than settle_s decides its incidents at once,
+   * before the alerts still unread in Kafka could join them. */
+  resumeAfter(ms: number): void {
+    if (!(ms > 0)) return;
+    for (const inc of this.open.values()) inc.changedAt += ms;
+  }
+
   /** Files the alert transitions (each gets `incident.id`), then checks the deadlines at `now` (ms). */
   onAlerts(alerts: Alert[], now: number): IncidentChange[] {
     const out: IncidentChange[] = [];

@@ -68,6 +68,9 @@ export class ProcessorCheckpoints {
   /** Something changed since the last save (a batch, a tick's alerts, a restored outbox). */
   private dirty = false;
   private lastSave = 0;
+  /** When the restored checkpoint was saved (ms), until the first join: the time since is the restart's, not quiet
+   * the incidents heard (IncidentCorrelator.resumeAfter). */
+  private restoredAt: number | undefined;
   /** The miner's `changes` and the time when its part was last written (or restored). */
   private templatesSaved = { changes: -1, at: 0 };
 
@@ -113,6 +116,7 @@ export class ProcessorCheckpoints {
     const out: Restored = { rules: 0, incidents: 0, templates: 0, outbox: 0, problems: [...problems] };
     if (!checkpoint) return out;
     out.seq = checkpoint.seq;
+    this.restoredAt = Date.parse(checkpoint.at);
     const rules: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(checkpoint.parts)) if (name.startsWith(RULE)) rules[name.slice(RULE.length)] = value;
     const r = this.engine.restore(rules);
@@ -149,6 +153,8 @@ export class ProcessorCheckpoints {
 
   /** The group's assignment after a join: partitions gone are forgotten (another processor commits them). */
   onAssigned(assigned: Map<string, number[]>): void {
+    if (this.restoredAt !== undefined) this.incidents.resumeAfter(Date.now() - this.restoredAt);
+    this.restoredAt = undefined;
     this.assigned = new Set([...assigned].flatMap(([topic, parts]) => parts.map((p) => `${topic}\0${p}`)));
     for (const k of [...this.processed.keys()]) if (!this.assigned.has(k)) this.processed.delete(k);
   }

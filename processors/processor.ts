@@ -211,9 +211,14 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
    * silent), then the incidents that have fired for their min_duration_s or whose hold ran out. A failure is
    * logged and tried again at the next tick (what was not delivered is kept). */
   let pendingAlerts: IndexRequest[] = [];
+  /** The consumer has joined its group once (the wall clock's turns wait for it). */
+  let joined = false;
   let pendingChanges: IncidentChange[] = [];
   const ticker = setInterval(() => {
     void serial(async () => {
+      // Not before the group's first join: until then nothing is read, and a restored incident's quiet would count
+      // the join's seconds as quiet it heard (IncidentCorrelator.resumeAfter).
+      if (!joined) return;
       const now = Date.now();
       const alerts = engine.tick(now);
       trackFiring(alerts);
@@ -252,7 +257,11 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     topics: consumed,
     component: COMPONENT,
     onBatch,
-    ...(checkpoints ? { commitEachBatch: false, onAssigned: (a: Map<string, number[]>) => checkpoints.onAssigned(a) } : {}),
+    onAssigned: (a: Map<string, number[]>) => {
+      checkpoints?.onAssigned(a);
+      joined = true;
+    },
+    ...(checkpoints ? { commitEachBatch: false } : {}),
     signal: opts.signal,
   });
 
