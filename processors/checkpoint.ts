@@ -20,7 +20,7 @@
 // written when its templates changed (one made, generalised, evicted) and otherwise once a minute: a restart may
 // find the counts of the last minute missing, never a template. One checkpoint per processor (`<group>/<instance>`): a partition
 // that moves to another processor arrives without the state of its open alerts (not done yet; issue 15).
-import type { Alert } from '../core/events.ts';
+import { Alert } from '../core/events.ts';
 import type { Config } from '../core/config.ts';
 import type { GroupConsumer } from '../core/kafka.ts';
 import { errorText } from '../core/log.ts';
@@ -139,11 +139,22 @@ export class ProcessorCheckpoints {
         this.templatesSaved = { changes: this.templates.changes, at: Date.now() };
       }
     }
-    const outbox = checkpoint.parts[OUTBOX];
-    if (Array.isArray(outbox)) {
-      this.outbox = outbox as Alert[];
-      out.outbox = outbox.length;
-      this.dirty = outbox.length > 0;
+    // The pages that were due but not yet sent: each is checked as the alert it must be (a damaged one would break
+    // every dispatch after it); a page that is not is named among the problems and left out, the others are sent.
+    if (OUTBOX in checkpoint.parts) {
+      const outbox = checkpoint.parts[OUTBOX];
+      if (!Array.isArray(outbox)) out.problems.push(`outbox: not a list of pages but ${outbox === null ? 'null' : typeof outbox}; started empty`);
+      else {
+        const bad: string[] = [];
+        outbox.forEach((page: unknown, i) => {
+          const r = Alert.safeParse(page);
+          if (r.success) this.outbox.push(page as Alert);
+          else bad.push(`page ${i}: ${r.error.issues[0]?.path.join('.') || '(page)'} ${r.error.issues[0]?.message ?? 'invalid'}`);
+        });
+        if (bad.length) out.problems.push(`outbox: ${bad.length} of ${outbox.length} pages left out (${bad.slice(0, 3).join('; ')}${bad.length > 3 ? '; …' : ''})`);
+        out.outbox = this.outbox.length;
+        this.dirty = this.outbox.length > 0 || bad.length > 0;
+      }
     }
     for (const [topic, parts] of Object.entries(checkpoint.offsets)) for (const [p, offset] of Object.entries(parts)) this.processed.set(`${topic}\0${p}`, BigInt(offset));
     // What was restored is what is saved: the first save writes only what changed since.

@@ -110,6 +110,31 @@ describe('processor checkpoints', () => {
     expect(c.restored.outbox).toBe(0);
   });
 
+  it('a damaged page in the saved outbox is named and left out; the sound pages are still sent, and a non-list outbox starts empty', async () => {
+    const log = new MemoryLog();
+    const a = await processor(log);
+    a.line(LOSS, 0);
+    await expect(a.checkpoints.save(a.consumer, async () => Promise.reject(new Error('pager down')))).rejects.toThrow(/pager down/);
+    const store = new StateStore(log);
+    const saved = (await store.load('group/p1')).checkpoint!;
+    const [page] = saved.parts.outbox as Alert[];
+    expect(page.alert.status).toBe('firing');
+    // The outbox rewritten with the sound page between two that are not alerts.
+    await store.save('group/p1', { offsets: saved.offsets, parts: { ...saved.parts, outbox: [{}, page, { ...page, alert: { ...page.alert, status: 'maybe' } }] } });
+    const b = await processor(log);
+    expect(b.restored.outbox).toBe(1);
+    expect(b.restored.problems).toEqual([expect.stringMatching(/^outbox: 2 of 3 pages left out \(page 0: @timestamp .*; page 2: alert\.status /)]);
+    await b.save();
+    expect(b.sent).toEqual([page]);
+    const after = (await store.load('group/p1')).checkpoint!;
+    expect(after.parts.outbox).toEqual([]);
+
+    await store.save('group/p1', { offsets: after.offsets, parts: { ...after.parts, outbox: { pages: 1 } } });
+    const c = await processor(log);
+    expect(c.restored.outbox).toBe(0);
+    expect(c.restored.problems).toEqual(['outbox: not a list of pages but object; started empty']);
+  });
+
   it('saves and commits only the partitions it holds, and skips what a batch delivered again holds that the state has seen', async () => {
     const log = new MemoryLog();
     const a = await processor(log);
