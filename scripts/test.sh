@@ -182,17 +182,27 @@ else
   [ "$unit_done" = 1 ] || vitest unit --project unit --fileParallelism --maxWorkers=2 --minWorkers=1 || rc=$?
 fi
 
-# One plain closing line that any CI reads: "N passed, N failed", over every run above.
+# One plain closing line that any CI reads: "N passed, N failed", over every run above; then each failed test by
+# file and name, with the first line of its error (a CI that keeps only the tail of the output still shows which).
 # shellcheck disable=SC2016 # (JavaScript's template literals, not the shell's)
 node -e '
   const fs = require("fs");
+  const path = require("path");
   let passed = 0, failed = 0, skipped = 0, files = 0;
+  const failures = [];
   for (const f of fs.readdirSync(process.argv[1]).filter((f) => f.endsWith(".json"))) {
     const r = JSON.parse(fs.readFileSync(`${process.argv[1]}/${f}`, "utf8"));
     passed += r.numPassedTests; failed += r.numFailedTests || r.numFailedTestSuites || 0; skipped += r.numPendingTests + r.numTodoTests;
     files++;
+    for (const suite of r.testResults ?? []) {
+      const file = path.relative(process.cwd(), suite.name ?? "?");
+      const tests = (suite.assertionResults ?? []).filter((t) => t.status === "failed");
+      for (const t of tests) failures.push(`${file} > ${t.fullName ?? t.title}: ${String(t.failureMessages?.[0] ?? "").split("\n")[0].slice(0, 300)}`);
+      if (!tests.length && suite.status === "failed") failures.push(`${file}: ${String(suite.message ?? "").split("\n")[0].slice(0, 300)}`);
+    }
   }
   if (!files) { console.log("tests: no test report was written"); process.exit(1); }
   console.log(`tests: ${passed} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+  for (const line of failures) console.log(`  failed: ${line}`);
 ' "$results" || rc=1
 exit "$rc"
