@@ -20,6 +20,7 @@ import { mineDocument, Miner } from '../processors/templates/miner.ts';
 import { StateStore } from '../state/store.ts';
 import { buildCorpus } from './corpus.ts';
 import { fmt, machine, MiB, progress, table, type Benchmark } from './measure.ts';
+import { mergeIncidents, mergeRules } from '../state/merge.ts';
 
 const EVENTS = 1_000_000;
 
@@ -70,6 +71,14 @@ export const stateBench: Benchmark = {
     const why = incidents2.restore(round.incidents);
     const templatesWhy = new Miner().restore(round.templates);
     const restoreMs = performance.now() - t;
+    // An adoption (processors/checkpoint.ts): a processor holding this state merges another's as large (here the
+    // same state again: every key in both, the worst case for the merge) and takes the result back.
+    const theirs = JSON.parse(JSON.stringify(parts)) as Record<string, unknown>;
+    const theirRules = Object.fromEntries(Object.entries(theirs).flatMap(([k, v]) => (k.startsWith('rule:') ? [[k.slice(5), v]] : [])));
+    t = performance.now();
+    const adopted = engine2.restore(mergeRules(JSON.parse(JSON.stringify(engine2.snapshot())), theirRules));
+    const adoptWhy = incidents2.restore(mergeIncidents(JSON.parse(JSON.stringify(incidents2.snapshot())), theirs.incidents));
+    const adoptMs = performance.now() - t;
 
     const m = machine();
     const lines2 = [
@@ -80,6 +89,7 @@ export const stateBench: Benchmark = {
         ['total', `${total.toLocaleString('en-US')} (${fmt(total / MiB, 2)} MiB)`],
       ]),
       `snapshot ${fmt(snapshotMs, 1)} ms, JSON ${fmt(jsonMs, 1)} ms; restore into a new engine, correlator and miner ${fmt(restoreMs, 1)} ms (${restored.restored.length} rules restored, ${restored.discarded.length} discarded${why ? `; incidents refused: ${why}` : ''}${templatesWhy ? `; templates refused: ${templatesWhy}` : ''})`,
+      `adoption of another processor's checkpoint as large (merge and restore): ${fmt(adoptMs, 1)} ms (${adopted.restored.length} rules merged, ${adopted.discarded.length} refused${adoptWhy ? `; incidents refused: ${adoptWhy}` : ''})`,
     ];
 
     const brokers = process.env.STACKWATCH_KAFKA_BROKERS;

@@ -288,6 +288,8 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   STACKWATCH_KAFKA_SASL_USERNAME: ['kafka', 'sasl', 'username'],
   STACKWATCH_KAFKA_SASL_PASSWORD: ['kafka', 'sasl', 'password'],
   STACKWATCH_KAFKA_SASL_PASSWORD_FILE: ['kafka', 'sasl', 'password_file'],
+  /** A processor's checkpoint name in its group (a StatefulSet sets it from the pod's name). */
+  STACKWATCH_PROCESSOR_INSTANCE: ['processor', 'checkpoint', 'instance'],
   // Each notifier's own (STACKWATCH_ALERTMANAGER_URL, STACKWATCH_PAGERDUTY_ROUTING_KEY …), declared by its factory.
   ...notifierEnv(),
   // Each collector's own (STACKWATCH_ZABBIX_URL …), declared by its factory.

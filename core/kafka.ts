@@ -210,6 +210,9 @@ export interface ConsumeOptions {
   commitEachBatch?: boolean;
   /** After each join of the group: the partitions this member was given (topic → partitions). */
   onAssigned?(assigned: Map<string, number[]>): void;
+  /** Appended to the consumer's client id (`<client_id>-<component><clientTag>`), which the group's other members
+   * see (members()): a processor's instance, so that they can tell which checkpoints' owners are still in the group. */
+  clientTag?: string;
   signal?: AbortSignal;
 }
 
@@ -226,10 +229,13 @@ export class GroupConsumer {
   private constructor(
     private readonly consumer: Consumer,
     private readonly topics: string[],
+    private readonly client: Kafka,
+    private readonly groupId: string,
   ) {}
 
   static async start(cfg: KafkaConfig, opts: ConsumeOptions): Promise<GroupConsumer> {
-    const consumer = kafkaClient(cfg, `-${opts.component}`).consumer({
+    const client = kafkaClient(cfg, `-${opts.component}${opts.clientTag ?? ''}`);
+    const consumer = client.consumer({
       groupId: opts.groupId,
       sessionTimeout: cfg.session_timeout_ms,
       heartbeatInterval: Math.max(500, Math.floor(cfg.session_timeout_ms / 5)),
@@ -238,7 +244,7 @@ export class GroupConsumer {
       // larger than this still comes through (the broker returns a first oversized batch whole).
       maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
     });
-    const self = new GroupConsumer(consumer, opts.topics);
+    const self = new GroupConsumer(consumer, opts.topics, client, opts.groupId);
     const log = logger(opts.component);
     // kafkajs restarts its consumer after most errors, but gives up on some and stops consuming for good while the
     // process stays up: a broker restarted at the wrong moment ("Failed to find group coordinator", a commit refused
@@ -320,6 +326,19 @@ export class GroupConsumer {
       await this.consumer.commitOffsets(offsets);
     } catch (err) {
       throw (err as { cause?: unknown }).cause ?? err;
+    }
+  }
+
+  /** The client ids of the group's members now (DescribeGroups): who else is in the group. Throws when Kafka does not
+   * answer. */
+  async members(): Promise<string[]> {
+    const admin = this.client.admin();
+    await admin.connect();
+    try {
+      const { groups } = await admin.describeGroups([this.groupId]);
+      return (groups[0]?.members ?? []).map((m) => m.clientId);
+    } finally {
+      await admin.disconnect();
     }
   }
 

@@ -18,14 +18,25 @@
 // and after a crash the batch is mined again. Its lines then find the templates they made (the same ids); only the
 // templates' counts hold them twice. The miner is the largest part and its counts change with every line, so it is
 // written when its templates changed (one made, generalised, evicted) and otherwise once a minute: a restart may
-// find the counts of the last minute missing, never a template. One checkpoint per processor (`<group>/<instance>`): a partition
-// that moves to another processor arrives without the state of its open alerts (not done yet; issue 15).
+// find the counts of the last minute missing, never a template.
+//
+// One checkpoint per processor (`<group>/<instance>`). A processor that leaves the group (killed, drained, its node
+// gone) leaves its checkpoint behind, claiming its partitions at the offsets committed for them. Whoever is given
+// those partitions adopts it (`adopt`): after each join, a processor lists the group's checkpoints; one whose owner is
+// no longer a member of the group (its instance is in each member's client id) and that claims a partition this
+// processor now holds — the lowest it claims, so that one processor adopts it when its partitions are spread over
+// several — is merged into this processor's state (state/merge.ts): its open alerts and incidents, its windows, its
+// pages not sent yet, and its place in those partitions. The adopter saves, commits those partitions' offsets, and
+// only then empties the departed checkpoint (it restarts empty, and nobody adopts it twice). The batches of those
+// partitions wait for the adoption. A checkpoint whose owner is still in the group is not adopted: when a live
+// processor gives a partition up (another joined), the state of that partition's open alerts stays with it.
 import { Alert } from '../core/events.ts';
 import type { Config } from '../core/config.ts';
 import type { GroupConsumer } from '../core/kafka.ts';
 import { errorText } from '../core/log.ts';
 import type { DetectionEngine } from '../detectors/engine.ts';
 import type { IncidentCorrelator } from '../incidents/correlator.ts';
+import { mergeIncidents, mergeRules } from '../state/merge.ts';
 import { StateStore, type Offsets } from '../state/store.ts';
 
 /** The checkpoint's parts: one per rule (a detector's change rewrites its part only), the incidents, the log
@@ -57,7 +68,25 @@ export interface Restored {
   problems: string[];
 }
 
+/** A departed processor's checkpoint, adopted: whose, its save, and what came with it. */
+export interface Adopted {
+  owner: string;
+  seq: number;
+  /** The partitions it claimed that this processor now holds (`topic/partition`). */
+  partitions: string[];
+  rules: number;
+  incidents: number;
+  outbox: number;
+  /** What did not merge (named), left out. */
+  problems: string[];
+}
+
+/** A snapshot as a checkpoint gives it back: through JSON (an infinite time is null there, as the restore expects). */
+const asSaved = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
 export class ProcessorCheckpoints {
+  /** Departed owners whose checkpoint this one adopted: emptied once this one's next save is in. */
+  private retire: { owner: string; parts: string[] }[] = [];
   /** Per `topic\0partition`, the next offset the state has not seen. */
   private readonly processed = new Map<string, bigint>();
   /** The partitions this processor holds (`topic\0partition`), from the last join; unknown before the first. */
@@ -81,7 +110,13 @@ export class ProcessorCheckpoints {
     private readonly engine: DetectionEngine,
     private readonly incidents: IncidentCorrelator,
     private readonly templates?: Templates,
-  ) {}
+  ) {
+    // The engine and the correlator are new: their state now is the empty one (`adopt` may need to go back to it).
+    this.empty = { rules: asSaved(engine.snapshot()), incidents: asSaved(incidents.snapshot()) };
+  }
+  private readonly empty: { rules: Record<string, unknown>; incidents: unknown };
+  /** The save restored at start, until the first adopt() has checked that nobody adopted it meanwhile. */
+  private restoredSeq: number | undefined;
 
   /** Opens the state topic and restores the last checkpoint of this processor, if any, into `engine` and
    * `incidents` (both just made). Undefined when checkpoints are off. */
@@ -116,6 +151,7 @@ export class ProcessorCheckpoints {
     const out: Restored = { rules: 0, incidents: 0, templates: 0, outbox: 0, problems: [...problems] };
     if (!checkpoint) return out;
     out.seq = checkpoint.seq;
+    this.restoredSeq = checkpoint.seq;
     this.restoredAt = Date.parse(checkpoint.at);
     const rules: Record<string, unknown> = {};
     for (const [name, value] of Object.entries(checkpoint.parts)) if (name.startsWith(RULE)) rules[name.slice(RULE.length)] = value;
@@ -168,6 +204,79 @@ export class ProcessorCheckpoints {
     this.restoredAt = undefined;
     this.assigned = new Set([...assigned].flatMap(([topic, parts]) => parts.map((p) => `${topic}\0${p}`)));
     for (const k of [...this.processed.keys()]) if (!this.assigned.has(k)) this.processed.delete(k);
+  }
+
+  /**
+   * Adopts the checkpoints of processors that left the group and whose partitions this one now holds (see the
+   * header); `members` gives the instances in the group now. Call after onAssigned, before the batches of the new
+   * assignment; the next save (`due` says so) holds what was adopted, then empties the adopted checkpoints.
+   */
+  async adopt(members: () => Promise<Set<string>>): Promise<{ adopted: Adopted[]; dropped?: string }> {
+    const assigned = this.assigned;
+    if (!assigned) return { adopted: [] };
+    const prefix = this.owner.slice(0, this.owner.lastIndexOf('/') + 1);
+    const claims = (offsets: Offsets) => Object.entries(offsets).flatMap(([topic, parts]) => Object.entries(parts).map(([p, o]) => ({ key: `${topic}\0${p}`, offset: BigInt(o) })));
+    const { checkpoints } = await this.store.list();
+    // Restarted while another processor adopted this one's checkpoint (between this restore and this join): the
+    // state restored is the adopter's now, and is dropped here, as the emptied checkpoint would have started.
+    let dropped: string | undefined;
+    const restored = this.restoredSeq;
+    this.restoredSeq = undefined;
+    const own = checkpoints.find((c) => c.owner === this.owner);
+    if (restored !== undefined && own && own.seq !== restored) {
+      this.engine.restore(this.empty.rules);
+      this.incidents.restore(this.empty.incidents);
+      this.outbox = [];
+      this.processed.clear();
+      this.saved.clear();
+      dropped = `the checkpoint restored at start (save ${restored}) was adopted by another processor meanwhile (now save ${own.seq}): its state dropped, started empty`;
+    }
+    const candidates = checkpoints.filter((c) => {
+      if (c.owner === this.owner || !c.owner.startsWith(prefix) || this.retire.some((r) => r.owner === c.owner)) return false;
+      const claimed = claims(c.offsets).sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+      // The one that holds the lowest partition it claims adopts it, if that claim is ahead of what this one has seen.
+      return claimed.length > 0 && assigned.has(claimed[0].key) && claimed.some((c) => assigned.has(c.key) && c.offset > (this.processed.get(c.key) ?? -1n));
+    });
+    if (candidates.length === 0) return { adopted: [], ...(dropped ? { dropped } : {}) };
+    const live = await members();
+    const out: Adopted[] = [];
+    for (const c of candidates) {
+      if (live.has(c.owner.slice(prefix.length))) continue;
+      const { checkpoint, problems } = await this.store.load(c.owner);
+      if (!checkpoint) continue;
+      const got: Adopted = { owner: c.owner, seq: checkpoint.seq, partitions: [], rules: 0, incidents: 0, outbox: 0, problems: [...problems] };
+      const theirs: Record<string, unknown> = {};
+      for (const [name, value] of Object.entries(checkpoint.parts)) if (name.startsWith(RULE)) theirs[name.slice(RULE.length)] = value;
+      // This processor's own as a checkpoint holds it: read back from JSON, as the departed one's was.
+      const r = this.engine.restore(mergeRules(asSaved(this.engine.snapshot()), theirs));
+      got.rules = r.restored.filter((id) => id in theirs).length;
+      got.problems.push(...r.discarded.map((d) => `rule ${d.reason}`));
+      if (INCIDENTS in checkpoint.parts) {
+        const ours = asSaved(this.incidents.snapshot());
+        const before = this.incidents.size;
+        const merged = mergeIncidents(ours, checkpoint.parts[INCIDENTS]);
+        const why = merged === undefined ? "not of the shape of this processor's" : this.incidents.restore(merged);
+        if (why !== undefined) {
+          this.incidents.restore(ours);
+          got.problems.push(`incidents: ${why}; this processor's own kept`);
+        } else got.incidents = this.incidents.size - before;
+      }
+      const pages = checkpoint.parts[OUTBOX];
+      if (Array.isArray(pages)) {
+        for (const page of pages) if (Alert.safeParse(page).success) (this.outbox.push(page as Alert), got.outbox++);
+        if (got.outbox < pages.length) got.problems.push(`outbox: ${pages.length - got.outbox} of ${pages.length} pages not alerts, left out`);
+      }
+      for (const { key, offset } of claims(checkpoint.offsets)) {
+        if (!assigned.has(key)) continue;
+        if (offset > (this.processed.get(key) ?? -1n)) this.processed.set(key, offset);
+        got.partitions.push(key.replace('\0', '/'));
+      }
+      // The templates part is not merged: this processor's miner gives the same lines the same template ids.
+      this.retire.push({ owner: c.owner, parts: Object.keys(checkpoint.parts) });
+      this.dirty = true;
+      out.push(got);
+    }
+    return { adopted: out, ...(dropped ? { dropped } : {}) };
   }
 
   /** The messages of a batch the state has not seen yet. */
@@ -238,6 +347,16 @@ export class ProcessorCheckpoints {
       // Saved but not committed (a rebalance, not joined yet): committed again next time, the pages still wait.
       this.dirty = true;
       throw err;
+    }
+    // The checkpoints adopted are in this one now: emptied, so that their owners restart empty and nobody adopts them
+    // again. (A failure leaves them for the next save; adopting one twice is refused: its claims are behind ours.)
+    for (const r of [...this.retire]) {
+      try {
+        await this.store.save(r.owner, { offsets: {}, parts: {}, changed: r.parts });
+        this.retire = this.retire.filter((x) => x !== r);
+      } catch {
+        this.dirty = true;
+      }
     }
     if (pages.length === 0) return;
     this.outbox = [];

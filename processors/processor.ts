@@ -129,6 +129,14 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   }
 
   async function onBatch(delivered: InBatch): Promise<void> {
+    // The partitions of a processor that left the group are this one's only once its checkpoint is adopted (the
+    // group is told this member is alive meanwhile).
+    const beat = setInterval(() => void delivered.heartbeat().catch(() => {}), 1000);
+    try {
+      await adopting;
+    } finally {
+      clearInterval(beat);
+    }
     // Delivered again (a rebalance, offsets committed behind the checkpoint): what the state has seen is skipped.
     const batch = checkpoints ? { ...delivered, messages: checkpoints.unseen(delivered.topic, delivered.partition, delivered.messages) } : delivered;
     if (batch.messages.length === 0) return;
@@ -252,6 +260,33 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
 
   // The timer's checkpoint may come before it exists (no commit then: nothing was consumed).
   let consumer: GroupConsumer | undefined = undefined;
+  let consumerStarted: (c: GroupConsumer) => void = () => {};
+  const started = new Promise<GroupConsumer>((resolve) => (consumerStarted = resolve));
+  /** The adoption of the checkpoints of processors that left the group (processors/checkpoint.ts), after each join:
+   * the batches wait for it. A failure is logged; the partitions are then processed without that state. */
+  let adopting: Promise<void> = Promise.resolve();
+  let stopping = false;
+  const memberPrefix = `${cfg.kafka.client_id}-${COMPONENT}@`;
+  async function adoptDeparted(): Promise<void> {
+    // Not while stopping: the group's last rebalance before this one leaves is no partition to take over.
+    if (stopping) return;
+    try {
+      const { adopted, dropped } = await checkpoints!.adopt(async () => {
+        const ids = await (await started).members();
+        return new Set(ids.filter((id) => id.startsWith(memberPrefix)).map((id) => id.slice(memberPrefix.length)));
+      });
+      for (const a of adopted) {
+        log.warn(
+          `state checkpoint ${a.owner} adopted (its processor left the group): save ${a.seq}: ${a.rules} rule(s), ${a.incidents} open incident(s), ${a.outbox} page(s) not sent yet; partitions ${a.partitions.join(', ')}`,
+          a.problems.length ? { problems: a.problems.slice(0, 20) } : {},
+        );
+      }
+      if (dropped) log.warn(`state checkpoint ${checkpoints!.owner}: ${dropped}`);
+      if (adopted.length > 0) await checkpoint();
+    } catch (err) {
+      if (!opts.signal?.aborted) log.warn(`the checkpoints of processors that left the group not adopted: ${errorText(err)}`, { hint: 'their partitions go on without their open alerts' });
+    }
+  }
   consumer = await GroupConsumer.start(cfg.kafka, {
     groupId: cfg.kafka.consumer_group,
     topics: consumed,
@@ -260,13 +295,16 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     onAssigned: (a: Map<string, number[]>) => {
       checkpoints?.onAssigned(a);
       joined = true;
+      if (checkpoints && !stopping) adopting = serial(adoptDeparted);
     },
-    ...(checkpoints ? { commitEachBatch: false } : {}),
+    ...(checkpoints ? { commitEachBatch: false, clientTag: `@${cfg.processor.checkpoint.instance}` } : {}),
     signal: opts.signal,
   });
+  consumerStarted(consumer);
 
   return {
     async stop() {
+      stopping = true;
       clearInterval(ticker);
       // The last checkpoint before leaving the group: the next owner of the partitions starts where this one ended.
       await consumer!.stop(async () => serial(async () => (checkpoints?.due(Date.now(), true) ? checkpoint() : undefined)));

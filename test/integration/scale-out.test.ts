@@ -89,7 +89,7 @@ async function startProcessorProcess(t: TestSetup, i: number, bulkMaxDocs?: numb
     },
     60_000,
   );
-  return { cli, clientId: `${clientId}-processor`, port };
+  return { cli, clientId: `${clientId}-processor@p${i}`, port };
 }
 
 function startCollector(t: TestSetup): Cli {

@@ -1,0 +1,229 @@
+// Two processors in one group, one killed (SIGKILL) while an AMQP outage it holds is open: its partition moves to the
+// other, which adopts its checkpoint (processors/checkpoint.ts, state/merge.ts) before it reads the partition, and
+// resolves the outage. The pager gets exactly one firing and one resolved notification of it, with its start; the
+// alerts index holds one firing and one resolved transition of each service's alert. The killed processor, started
+// again, starts empty (its checkpoint was adopted) and pages nothing. Issue 15. With the adoption switched off the
+// test fails: the survivor adopts nothing and makes an outage of its own from the loss lines after the last commit,
+// and the killed processor, started again, restores the open incident from its own checkpoint: two copies of one
+// outage.
+//
+// Real parts: oslo.messaging processes (scripts/amqp-harness/) against the local RabbitMQ (its app stopped for 45 s),
+// the real collector tailing their logs, two `stackwatch run --role processor` child processes (instances p1 and p2),
+// Kafka, Elasticsearch, Alertmanager and the pager webhook. The logs topic has one partition, so that one processor
+// holds the outage's services whole (the incidents of two processors are their own; README, "State that survives
+// restarts").
+import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCollector } from '../../collectors/index.ts';
+import { openstackLogs } from '../../collectors/openstack-logs.ts';
+import { ensureTopics, TopicProducer } from '../../core/kafka.ts';
+import {
+  acquireRabbitLock,
+  deleteQueues,
+  ensureHarnessInstalled,
+  ensureRabbitRunning,
+  listQueues,
+  rabbitOutage,
+  releaseRabbitLock,
+  sleep,
+  startHarness,
+  waitForLine,
+  type Harness,
+} from './amqp-harness.ts';
+import { stackwatchNodeArgs } from '../../bench/measure.ts';
+import { pagedAlerts, REPO, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
+
+const ANSWERED = /INFO amqp_harness\.client \[[^\]]+\] RPC call ping #\d+ to topic \S+ answered by /;
+const LISTENING = /INFO amqp_harness\.server \[-\] RPC server \S+ listening on topic /;
+const OUTAGE_S = 45;
+
+const run = Date.now().toString(36);
+const harnesses: Harness[] = [];
+const processors: Cli[] = [];
+let t: TestSetup;
+let queuesBefore = new Set<string>();
+const ctl = new AbortController();
+let producer: TopicProducer | undefined;
+let collecting: Promise<void> = Promise.resolve();
+
+function startProcessor(instance: string): Cli {
+  const p = stackwatch(['run', '--role', 'processor', '--config', t.configFile], { STACKWATCH_LOG_LEVEL: 'info', STACKWATCH_PROCESSOR_INSTANCE: instance });
+  processors.push(p);
+  return p;
+}
+
+/** `stackwatch state ARGS` on this test's configuration: its standard output. */
+async function stateCli(...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [...stackwatchNodeArgs(), join(REPO, 'bin/stackwatch.mjs'), 'state', '--config', t.configFile, ...args], {
+    env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '' },
+    timeout: 60_000,
+  });
+  return stdout;
+}
+
+async function alertDocs(): Promise<any[]> {
+  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
+  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+  const res = await t.es.search({ index, size: 200, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'rule.id': 'amqp-connection-lost' } } });
+  return res.hits.hits.map((h) => ({ id: h._id, ...(h._source as any) }));
+}
+
+beforeAll(async () => {
+  ensureHarnessInstalled();
+  await acquireRabbitLock();
+  await ensureRabbitRunning();
+  queuesBefore = new Set(await listQueues());
+  t = testSetup('processor-handover', (raw) => {
+    // Checkpoints twice a second; a killed member leaves the group 6 s after its last heartbeat.
+    raw.processor.checkpoint = { ...raw.processor.checkpoint, enabled: true, interval_ms: 500 };
+    raw.kafka.session_timeout_ms = 6000;
+  });
+  mkdirSync(join(t.dir, 'logs'), { recursive: true });
+  // One partition of logs: one processor holds both services' logs.
+  await ensureTopics(t.cfg.kafka, [t.cfg.kafka.topics.logs], undefined, 1);
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(harnesses.map((h) => h.stop()));
+  ctl.abort();
+  await collecting;
+  await producer?.disconnect().catch(() => {});
+  for (const p of processors) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGTERM');
+  await Promise.all(processors.map((p) => p.exited));
+  await ensureRabbitRunning();
+  const ours = (await listQueues()).filter((q) => !queuesBefore.has(q) && (q.startsWith(`swtest-handover-${run}`) || q.startsWith('reply_')));
+  await deleteQueues(ours);
+  releaseRabbitLock();
+  if (t) {
+    await t.cleanup();
+    rmSync(t.dir, { recursive: true, force: true });
+  }
+}, 120_000);
+
+describe('two processors, the one holding an open AMQP outage killed', () => {
+  it(
+    'its partition moves to the other, which adopts its checkpoint and resolves the outage: one firing and one resolved notification; the killed one restarts empty',
+    { timeout: 300_000 },
+    async () => {
+      const byInstance = new Map([
+        ['p1', startProcessor('p1')],
+        ['p2', startProcessor('p2')],
+      ]);
+      producer = await TopicProducer.connect(t.cfg.kafka, 'openstack-logs');
+      collecting = startCollector(openstackLogs, t.cfg.collectors.openstack_logs!, producer, t.cfg.kafka.topics, ctl.signal).catch(() => {});
+      const logs = join(t.dir, 'logs');
+      const topic = `swtest-handover-${run}-compute`;
+      const server = startHarness({ mode: 'server', service: 'nova-compute', logFile: join(logs, 'nova-compute.log'), topic, serverName: 'compute-1', heartbeatTimeout: 10 });
+      harnesses.push(server);
+      await waitForLine(server.logFile, LISTENING, 30_000);
+      const client = startHarness({ mode: 'client', service: 'nova-api', logFile: join(logs, 'nova-api.log'), topic, callInterval: 1, callTimeout: 5, heartbeatTimeout: 10 });
+      harnesses.push(client);
+      await waitForLine(client.logFile, ANSWERED, 30_000);
+      await sleep(2_000);
+      expect(await pagedAlerts(t.host), 'nothing pages before the outage').toEqual([]);
+
+      const outage = rabbitOutage(OUTAGE_S, 'stop_app');
+      const said = () => [...byInstance].map(([name, p]) => `${name}: ${p.stderr().slice(-1500)}`).join('\n');
+      const firing = await waitFor(
+        () => `the outage's firing notification; the processors said: ${said()}`,
+        async () => (await pagedAlerts(t.host)).find((a) => a.status === 'firing'),
+        OUTAGE_S * 1000 - 20_000,
+        250,
+      );
+      // The processor whose checkpoint holds the logs partition (and the open incident) is killed.
+      const group = t.cfg.kafka.consumer_group;
+      const logsTopic = t.cfg.kafka.topics.logs;
+      let listed = '';
+      const holder = await waitFor(
+        () => `a checkpoint holding ${logsTopic}: ${listed}`,
+        async () => {
+          listed = await stateCli();
+          const line = listed.split('\n').find(
+            (l) =>
+              l.startsWith(`${group}/`) &&
+              / offsets: /.test(l) &&
+              l
+                .split(' offsets: ')[1]
+                .split('; ')
+                .some((o) => o.startsWith(`${logsTopic} `)),
+          );
+          return line?.slice(group.length + 1, line.indexOf('  '));
+        },
+        10_000,
+        250,
+      );
+      expect(['p1', 'p2']).toContain(holder);
+      const survivor = holder === 'p1' ? 'p2' : 'p1';
+      expect(await stateCli('--owner', `${group}/${holder}`)).toMatch(/incident \S+ amqp-broker-unreachable firing, paged, since /);
+      const killed = byInstance.get(holder)!;
+      killed.child.kill('SIGKILL');
+      expect((await killed.exited).signal).toBe('SIGKILL');
+      const killedAt = Date.now();
+
+      // The survivor is given the partition once the killed member's session ends, and adopts its checkpoint.
+      const other = byInstance.get(survivor)!;
+      await waitFor(
+        () => `the survivor's adoption; it said: ${other.stderr().slice(-3000)}`,
+        async () =>
+          new RegExp(`state checkpoint ${group}/${holder} adopted \\(its processor left the group\\): save \\d+: [1-9]\\d* rule\\(s\\), 1 open incident\\(s\\)`).test(other.stderr()),
+        30_000,
+        250,
+      );
+      const times = await outage;
+      expect(times.restored, 'the processor was killed while the outage was open').toBeGreaterThan(killedAt);
+
+      const all = await waitFor(
+        () => `the outage's resolved notification; the survivor said: ${other.stderr().slice(-3000)}`,
+        async () => {
+          const a = await pagedAlerts(t.host);
+          return a.some((x) => x.status === 'resolved') && a;
+        },
+        90_000,
+        250,
+      );
+      // The adopted checkpoint is emptied; the survivor's holds the partition.
+      const list = await stateCli();
+      expect(list).toMatch(new RegExp(`^${group}/${survivor}  save \\d+ at \\S+, .* part\\(s\\); offsets: .*${logsTopic.replaceAll('.', '\\.')} `, 'm'));
+      expect(list).toMatch(new RegExp(`^${group}/${holder}  save \\d+ at \\S+, 0 B in 0 part\\(s\\); offsets: \\(none\\)$`, 'm'));
+      // The killed one, started again, restores the emptied checkpoint, and nothing more comes (the group may give it
+      // the partition back: it reads on from the committed offsets).
+      const again = startProcessor(holder!);
+      await waitFor(
+        () => `the restarted processor's restore; it said: ${again.stderr().slice(-2000)}`,
+        async () => /state checkpoint \S+ \(topic [^)]+\): (none yet|save \d+: 0 rule\(s\), 0 open incident\(s\))/.test(again.stderr()),
+        60_000,
+        250,
+      );
+      await sleep(8_000);
+      const pages = await pagedAlerts(t.host);
+      expect(
+        pages.filter((a) => a.status === 'firing'),
+        JSON.stringify(pages, null, 1),
+      ).toHaveLength(1);
+      expect(
+        pages.filter((a) => a.status === 'resolved'),
+        JSON.stringify(pages, null, 1),
+      ).toHaveLength(1);
+      const resolved = all.find((a) => a.status === 'resolved')!;
+      expect(resolved.labels).toEqual(firing.labels);
+      expect(Date.parse(resolved.startsAt), 'the resolution keeps the outage start').toBe(Date.parse(firing.startsAt));
+      expect(Date.parse(firing.startsAt) - times.began).toBeLessThan(10_000);
+
+      // The alerts index: for each service, one firing and one resolved transition of its outage's alert.
+      const docs = await alertDocs();
+      const outageDocs = docs.filter((d) => d.host?.name === t.host && d.alert.group.kind === undefined);
+      const byService = new Map<string, string[]>();
+      for (const d of outageDocs) byService.set(d.service.name, [...(byService.get(d.service.name) ?? []), d.alert.status].sort());
+      expect(Object.fromEntries(byService), JSON.stringify(outageDocs.map((d) => [d.service.name, d.alert.status, d.alert.started_at]))).toEqual({
+        'nova-compute': ['firing', 'resolved'],
+        'nova-api': ['firing', 'resolved'],
+      });
+      console.log(
+        `processor-handover: RabbitMQ down ${new Date(times.began).toISOString()} – ${new Date(times.restored).toISOString()}; killed ${holder} ${((killedAt - times.began) / 1000).toFixed(1)} s into it; ${survivor} adopted its checkpoint; resolved at the pager ${((Date.parse(resolved.endsAt) - times.restored) / 1000).toFixed(1)} s after start_app (endsAt)`,
+      );
+    },
+  );
+});
