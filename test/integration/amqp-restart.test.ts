@@ -7,9 +7,7 @@
 // Real parts: oslo.messaging processes (scripts/amqp-harness/) against the local RabbitMQ (its app stopped for
 // 40 s), the real collector tailing their logs, `stackwatch run --role processor` as a child process (killed and
 // started again), Kafka, Elasticsearch, Alertmanager and the pager webhook.
-import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCollector } from '../../collectors/index.ts';
@@ -28,8 +26,7 @@ import {
   waitForLine,
   type Harness,
 } from './amqp-harness.ts';
-import { stackwatchNodeArgs } from '../../bench/measure.ts';
-import { pagedAlerts, REPO, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
+import { pagedAlerts, ruleAlerts, stackwatch, stateCli, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
 
 const ANSWERED = /INFO amqp_harness\.client \[[^\]]+\] RPC call ping #\d+ to topic \S+ answered by /;
 const LISTENING = /INFO amqp_harness\.server \[-\] RPC server \S+ listening on topic /;
@@ -48,22 +45,6 @@ function startProcessor(): Cli {
   const p = stackwatch(['run', '--role', 'processor', '--config', t.configFile], { STACKWATCH_LOG_LEVEL: 'info' });
   processors.push(p);
   return p;
-}
-
-/** `stackwatch state ARGS` on this test's configuration: its standard output. */
-async function stateCli(...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [...stackwatchNodeArgs(), join(REPO, 'bin/stackwatch.mjs'), 'state', '--config', t.configFile, ...args], {
-    env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '' },
-    timeout: 60_000,
-  });
-  return stdout;
-}
-
-async function alertDocs(): Promise<any[]> {
-  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
-  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
-  const res = await t.es.search({ index, size: 200, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'rule.id': 'amqp-connection-lost' } } });
-  return res.hits.hits.map((h) => ({ id: h._id, ...(h._source as any) }));
 }
 
 beforeAll(async () => {
@@ -127,10 +108,10 @@ describe('a processor killed during an AMQP outage', () => {
     processor = startProcessor();
     // What the killed processor left, read from Kafka without it: the open incident, paged, its alerts firing.
     const owner = `${t.cfg.kafka.consumer_group}/${t.cfg.processor.checkpoint.instance}`;
-    const list = await stateCli();
+    const list = await stateCli(t);
     expect(list).toMatch(new RegExp(`^${owner}  save \\d+ at \\S+, .* part\\(s\\); offsets: ${t.cfg.kafka.topics.logs.replaceAll('.', '\\.')} `, 'm'));
     expect(list).toMatch(/^ {4}rule:amqp-connection-lost +\d/m);
-    const detail = await stateCli('--owner', owner);
+    const detail = await stateCli(t, '--owner', owner);
     expect(detail).toMatch(/incident \S+ amqp-broker-unreachable firing, paged, since /);
     expect(detail).toMatch(/ {4}firing amqp-connection-lost nova-(compute|api) on /);
     const times = await outage;
@@ -165,7 +146,7 @@ describe('a processor killed during an AMQP outage', () => {
     expect(processor.stderr()).toMatch(/state checkpoint \S+ \(topic [^)]+\): save \d+: \d+ rule\(s\), [1-9]\d* open incident\(s\)/);
 
     // The alerts index: for each service, one firing and one resolved transition of its outage's alert.
-    const docs = await alertDocs();
+    const docs = await ruleAlerts(t, 'amqp-connection-lost');
     const outageDocs = docs.filter((d) => d.host?.name === t.host && d.alert.group.kind === undefined);
     const byService = new Map<string, string[]>();
     for (const d of outageDocs) byService.set(d.service.name, [...(byService.get(d.service.name) ?? []), d.alert.status].sort());

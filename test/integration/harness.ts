@@ -1,8 +1,9 @@
 // What the integration tests share: the real stack's addresses, a configuration with names of its own per
 // test (topics, consumer group, indices), polling helpers, and the stackwatch CLI as a child process.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { inject } from 'vitest';
 import { stringify } from 'yaml';
@@ -207,4 +208,21 @@ export function stackwatch(args: string[], env: Record<string, string> = {}, opt
   child.stdout!.resume();
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   return { child, stderr: () => err, exited };
+}
+
+/** `stackwatch state ARGS` on a test's configuration, as an operator runs it with no processor: its standard output. */
+export async function stateCli(t: TestSetup, ...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(process.execPath, [...stackwatchNodeArgs(), join(REPO, 'bin/stackwatch.mjs'), 'state', '--config', t.configFile, ...args], {
+    env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '' },
+    timeout: 60_000,
+  });
+  return stdout;
+}
+
+/** The alert transitions of rule `ruleId` in a test's alerts indices (at most 200), each with its document id. */
+export async function ruleAlerts(t: TestSetup, ruleId: string): Promise<any[]> {
+  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
+  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
+  const res = await t.es.search({ index, size: 200, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'rule.id': ruleId } } });
+  return res.hits.hits.map((h) => ({ id: h._id, ...(h._source as any) }));
 }

@@ -12,9 +12,7 @@
 // Kafka, Elasticsearch, Alertmanager and the pager webhook. The logs topic has one partition, so that one processor
 // holds the outage's services whole (the incidents of two processors are their own; README, "State that survives
 // restarts").
-import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCollector } from '../../collectors/index.ts';
@@ -33,8 +31,7 @@ import {
   waitForLine,
   type Harness,
 } from './amqp-harness.ts';
-import { stackwatchNodeArgs } from '../../bench/measure.ts';
-import { pagedAlerts, REPO, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
+import { pagedAlerts, ruleAlerts, stackwatch, stateCli, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
 
 const ANSWERED = /INFO amqp_harness\.client \[[^\]]+\] RPC call ping #\d+ to topic \S+ answered by /;
 const LISTENING = /INFO amqp_harness\.server \[-\] RPC server \S+ listening on topic /;
@@ -53,22 +50,6 @@ function startProcessor(instance: string): Cli {
   const p = stackwatch(['run', '--role', 'processor', '--config', t.configFile], { STACKWATCH_LOG_LEVEL: 'info', STACKWATCH_PROCESSOR_INSTANCE: instance });
   processors.push(p);
   return p;
-}
-
-/** `stackwatch state ARGS` on this test's configuration: its standard output. */
-async function stateCli(...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(process.execPath, [...stackwatchNodeArgs(), join(REPO, 'bin/stackwatch.mjs'), 'state', '--config', t.configFile, ...args], {
-    env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '' },
-    timeout: 60_000,
-  });
-  return stdout;
-}
-
-async function alertDocs(): Promise<any[]> {
-  const index = `${t.cfg.elasticsearch.indices.alerts}-*`;
-  await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
-  const res = await t.es.search({ index, size: 200, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'rule.id': 'amqp-connection-lost' } } });
-  return res.hits.hits.map((h) => ({ id: h._id, ...(h._source as any) }));
 }
 
 beforeAll(async () => {
@@ -140,7 +121,7 @@ describe('two processors, the one holding an open AMQP outage killed', () => {
       const holder = await waitFor(
         () => `a checkpoint holding ${logsTopic}: ${listed}`,
         async () => {
-          listed = await stateCli();
+          listed = await stateCli(t);
           const line = listed.split('\n').find(
             (l) =>
               l.startsWith(`${group}/`) &&
@@ -157,7 +138,7 @@ describe('two processors, the one holding an open AMQP outage killed', () => {
       );
       expect(['p1', 'p2']).toContain(holder);
       const survivor = holder === 'p1' ? 'p2' : 'p1';
-      expect(await stateCli('--owner', `${group}/${holder}`)).toMatch(/incident \S+ amqp-broker-unreachable firing, paged, since /);
+      expect(await stateCli(t, '--owner', `${group}/${holder}`)).toMatch(/incident \S+ amqp-broker-unreachable firing, paged, since /);
       const killed = byInstance.get(holder)!;
       killed.child.kill('SIGKILL');
       expect((await killed.exited).signal).toBe('SIGKILL');
@@ -185,7 +166,7 @@ describe('two processors, the one holding an open AMQP outage killed', () => {
         250,
       );
       // The adopted checkpoint is emptied; the survivor's holds the partition.
-      const list = await stateCli();
+      const list = await stateCli(t);
       expect(list).toMatch(new RegExp(`^${group}/${survivor}  save \\d+ at \\S+, .* part\\(s\\); offsets: .*${logsTopic.replaceAll('.', '\\.')} `, 'm'));
       expect(list).toMatch(new RegExp(`^${group}/${holder}  save \\d+ at \\S+, 0 B in 0 part\\(s\\); offsets: \\(none\\)$`, 'm'));
       // The killed one, started again, restores the emptied checkpoint, and nothing more comes (the group may give it
@@ -213,7 +194,7 @@ describe('two processors, the one holding an open AMQP outage killed', () => {
       expect(Date.parse(firing.startsAt) - times.began).toBeLessThan(10_000);
 
       // The alerts index: for each service, one firing and one resolved transition of its outage's alert.
-      const docs = await alertDocs();
+      const docs = await ruleAlerts(t, 'amqp-connection-lost');
       const outageDocs = docs.filter((d) => d.host?.name === t.host && d.alert.group.kind === undefined);
       const byService = new Map<string, string[]>();
       for (const d of outageDocs) byService.set(d.service.name, [...(byService.get(d.service.name) ?? []), d.alert.status].sort());

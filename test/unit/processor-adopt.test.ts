@@ -7,27 +7,14 @@
 // restarts empty and nobody adopts it twice. test/integration/processor-handover.test.ts does it with the real parts.
 import { describe, expect, it } from 'vitest';
 import type { Alert } from '../../core/events.ts';
-import type { InMessage, KeyedMessage } from '../../core/kafka.ts';
 import { DetectionEngine } from '../../detectors/engine.ts';
 import { loadRules } from '../../detectors/rules.ts';
 import { IncidentCorrelator } from '../../incidents/correlator.ts';
 import { loadIncidentRules } from '../../incidents/rules.ts';
 import { ProcessorCheckpoints } from '../../processors/checkpoint.ts';
 import { parseLogEvent } from '../../processors/parse-log.ts';
-import { StateStore, type StateLog } from '../../state/store.ts';
-
-class MemoryLog implements StateLog {
-  readonly messages: KeyedMessage[] = [];
-  async send(messages: KeyedMessage[]): Promise<void> {
-    this.messages.push(...messages);
-  }
-  async read<A>(start: () => A, add: (acc: A, m: InMessage) => void): Promise<A> {
-    const acc = start();
-    this.messages.forEach((m, i) => add(acc, { offset: String(i), ...m }));
-    return acc;
-  }
-  async close(): Promise<void> {}
-}
+import { StateStore } from '../../state/store.ts';
+import { MemoryLog } from './memory-log.ts';
 
 const RULES = loadRules().filter((r) => r.id === 'amqp-connection-lost');
 const INCIDENT_RULES = loadIncidentRules();
