@@ -154,13 +154,20 @@ if [ $# -gt 0 ]; then
   fi
   vitest run "$@" || rc=$?
 else
-  # 1. The integration files, one after another on the shared stack, except the AMQP files; the OpenStack tests run
-  #    beside them from the moment the cloud is up.
+  # 1. The integration files, one after another on the shared stack, except the AMQP files: those that stop the
+  #    shared RabbitMQ (they call rabbitOutage; picked by what they do, not by their name: processor-handover's
+  #    45 s outage beside the cloud's tests broke the drift test's nova-compute restart in a CI run). The OpenStack
+  #    tests run beside them from the moment the cloud is up; rabbitOutage refuses to run in this step
+  #    (STACKWATCH_TEST_NO_RABBIT_OUTAGE), so a file that stops RabbitMQ some other way fails at once, not the cloud.
   others=()
+  amqp=()
   for f in test/integration/*.test.ts; do
-    case $f in */amqp-*.test.ts | */openstack-live.test.ts) ;; *) others+=("$f") ;; esac
+    case $f in
+      */openstack-live.test.ts) ;;
+      *) if grep -q 'rabbitOutage(' "$f"; then amqp+=("$f"); else others+=("$f"); fi ;;
+    esac
   done
-  vitest integration --project integration "${others[@]}" || rc=$?
+  STACKWATCH_TEST_NO_RABBIT_OUTAGE=1 vitest integration --project integration "${others[@]}" || rc=$?
   # 2. The unit tests (CPU only), two files at a time (one per core: 2.5 min instead of 6): they share nothing, and
   #    their timing tests compare sizes measured alternately, in the same conditions. While the OpenStack tests are
   #    still going (they mostly wait for the cloud's own timers: min_duration_s, heartbeats), they run beside them;
@@ -178,7 +185,7 @@ else
     echo "test: the OpenStack tests (run beside the integration tests; their output):"
     cat .stack/checks/openstack-tests.log
   fi
-  vitest integration-amqp --project integration /amqp- || rc=$?
+  vitest integration-amqp --project integration "${amqp[@]}" || rc=$?
   [ "$unit_done" = 1 ] || vitest unit --project unit --fileParallelism --maxWorkers=2 --minWorkers=1 || rc=$?
 fi
 

@@ -237,6 +237,13 @@ export async function ensureRabbitRunning(timeoutMs = 90_000): Promise<void> {
  * RabbitMQ is always restored before this returns or throws.
  */
 export async function rabbitOutage(seconds: number, how: OutageMethod = 'stop_app'): Promise<OutageTimes> {
+  // scripts/test.sh runs the files that call this after the live cloud's tests, whose services use the same
+  // RabbitMQ; beside them it says so here, and an outage then would break the cloud's tests, not this file's.
+  if (process.env.STACKWATCH_TEST_NO_RABBIT_OUTAGE === '1') {
+    throw new Error(
+      "a RabbitMQ outage was asked for in a run beside the live cloud (STACKWATCH_TEST_NO_RABBIT_OUTAGE=1), whose services use the same RabbitMQ: scripts/test.sh runs the files that call rabbitOutage( after the cloud's tests; call it from the test file itself",
+    );
+  }
   await ensureRabbitRunning();
   installExitHook();
   const dog = startRestoreWatchdog();

@@ -258,10 +258,34 @@ const named = (alerts: WebhookAlert[], alertname: string, status?: string) => al
 const brief = (alerts: WebhookAlert[]) =>
   alerts.map((a) => `${a.status} ${a.labels.alertname} ${JSON.stringify(a.labels)} ${a.annotations.summary ?? a.annotations.description ?? ''}`).join('\n');
 
+/** For a wait's failure message: stackwatch's last warnings and errors (its structured log on stderr) and the cloud's
+ * own last word on the matter (nova-compute's log lines about AMQP, its compute node, errors), so that a CI tail says
+ * whether the pipeline or the cloud stalled. */
+function said(n = 12): string {
+  const warned = pipeline
+    .stderr()
+    .split('\n')
+    .filter((l) => /"level":"(warn|error)"/.test(l));
+  let compute: string[] = [];
+  try {
+    compute = readFileSync(join(cloud.STACKWATCH_OS_LOG_DIR, 'nova-compute.log'), 'utf8')
+      .split('\n')
+      .filter((l) => /AMQP|record created|hostname|ComputeHostNotFound| ERROR /.test(l));
+  } catch (err) {
+    compute = [`(nova-compute.log not read: ${(err as Error).message})`];
+  }
+  const tail = (lines: string[]) =>
+    lines
+      .slice(-n)
+      .map((l) => `  ${l.slice(0, 400)}`)
+      .join('\n') || '  (none)';
+  return `stackwatch's last warnings (${warned.length} in all):\n${tail(warned)}\nnova-compute's last such lines:\n${tail(compute)}`;
+}
+
 /** Waits until the pager got `status` of `alertname` for `service` (`*`: any) since `from`; returns everything it got. */
 async function pagedFor(alertname: string, service: string, status: 'firing' | 'resolved', from: number): Promise<WebhookAlert[]> {
   await waitFor(
-    () => `${alertname} (${service}) ${status}; paged so far:\n${brief(lastPaged)}`,
+    () => `${alertname} (${service}) ${status}; paged so far:\n${brief(lastPaged)}\n${said()}`,
     async () => named(await paged(from), alertname, status).some((x) => service === '*' || x.labels.service === service),
     WAIT_MS,
     2000,
@@ -573,7 +597,7 @@ describe.sequential('a real OpenStack under watch', () => {
         expect(user.ok, user.out).toBe(false);
         expect(user.out).toMatch(/MessagingTimeout|HTTP 500|504/);
         const pages = await waitFor(
-          () => `amqp-connection-lost (nova-compute) and console-probe-failing firing; paged so far:\n${brief(lastPaged)}`,
+          () => `amqp-connection-lost (nova-compute) and console-probe-failing firing; paged so far:\n${brief(lastPaged)}\n${said()}`,
           async () => {
             const a = await paged(from);
             return named(a, 'amqp-connection-lost', 'firing').some((x) => x.labels.service === 'nova-compute') && named(a, 'console-probe-failing', 'firing').length > 0 && a;
@@ -591,7 +615,7 @@ describe.sequential('a real OpenStack under watch', () => {
         await fault('amqp', 'reset');
         const restoredAt = Date.now();
         const resolved = await waitFor(
-          () => `both resolved; paged so far:\n${brief(lastPaged)}`,
+          () => `both resolved; paged so far:\n${brief(lastPaged)}\n${said()}`,
           async () => {
             const a = await paged(from);
             return named(a, 'amqp-connection-lost', 'resolved').some((x) => x.labels.service === 'nova-compute') && named(a, 'console-probe-failing', 'resolved').length > 0 && a;
@@ -632,13 +656,16 @@ describe.sequential('a real OpenStack under watch', () => {
       // the time it is read), both filed in one incident, and that incident paged.
       const fired: any[] = [];
       let hits: any[] = [];
+      let services: Awaited<ReturnType<typeof computeServices>> = [];
       const doc = await waitFor(
         () =>
           `one compute-host-drift incident with ephemeral-name (${t.host} → ${EPHEMERAL_HOST}) and renamed (${defaultComputeHost} → ${EPHEMERAL_HOST}), paged; ` +
           `compute-host-drift alerts since the restart:\n${fired.map((a) => `${a['@timestamp']} ${a.alert.status} ${JSON.stringify(a.alert.group)} on ${a.host.name}, incident ${a.incident?.id}`).join('\n')}\n` +
-          `its incidents: ${JSON.stringify(hits.map((x) => [x.incident.id, x.incident.status, x.incident.paged, x.incident.started_at, [...kinds(x)]]))}; paged so far:\n${brief(lastPaged)}`,
+          `its incidents: ${JSON.stringify(hits.map((x) => [x.incident.id, x.incident.status, x.incident.paged, x.incident.started_at, [...kinds(x)]]))}; paged so far:\n${brief(lastPaged)}\n` +
+          `nova's compute services: ${JSON.stringify(services)}\n${said()}`,
         async () => {
           await paged(from);
+          services = await computeServices().catch((err) => [{ host: `(not read: ${(err as Error).message})`, state: '', status: '', id: '' }]);
           fired.splice(0, fired.length, ...(await alertSources(from - 5_000)).filter((a) => a.rule.id === 'compute-host-drift' && a.alert.status === 'firing'));
           const finding = (kind: string, host: string) => fired.find((a) => a.alert.group.kind === kind && a.host.name === host && a.alert.group.compute_host === EPHEMERAL_HOST);
           const ephemeral = finding('ephemeral-name', t.host);
@@ -656,7 +683,7 @@ describe.sequential('a real OpenStack under watch', () => {
       // The page follows the incident's document: it goes out after the processor's next state checkpoint (its
       // outbox), then through Alertmanager.
       const pages = await waitFor(
-        () => `the compute-host-drift page of incident ${doc.incident.id}; paged so far:\n${brief(lastPaged)}`,
+        () => `the compute-host-drift page of incident ${doc.incident.id}; paged so far:\n${brief(lastPaged)}\n${said()}`,
         async () => {
           const p = named(await paged(from), 'compute-host-drift', 'firing');
           return p.length > 0 && p;
