@@ -121,6 +121,34 @@ function whileUp<T>(cli: Cli, waiting: Promise<T>): Promise<T> {
 /** Logs documents of `host` in Elasticsearch. */
 const hostDocs = (host: string) => countDocs(t.es, `${t.cfg.elasticsearch.indices.logs}-*`, { term: { 'host.name': host } });
 
+/** Waits, while the processor is up, until `events` logs documents of `host` are indexed. */
+const indexedAll = (cli: Cli, host: string, events: number) =>
+  whileUp(
+    cli,
+    waitFor(
+      () => `${events} events of ${host} indexed; stderr: ${cli.stderr()}`,
+      async () => (await hostDocs(host)) === events,
+      90_000,
+      500,
+    ),
+  );
+
+/** Waits, while the processor is up, for a checkpoint of `owner` in `topic` that `ok` takes (`what` it is, for the
+ * failure message); returns it. */
+const savedAs = (cli: Cli, topic: string, owner: string, what: string, ok: (loaded: Loaded) => boolean) =>
+  whileUp(
+    cli,
+    waitFor(
+      () => `${what}; stderr: ${cli.stderr()}`,
+      async () => {
+        const loaded = await loadCheckpoint(topic, owner);
+        return ok(loaded) && loaded;
+      },
+      60_000,
+      500,
+    ),
+  );
+
 describe('state checkpoints in a compacted Kafka topic', () => {
   it('creates a missing topic: one partition, compacted, taking 8 MiB batches, segments rolled for compaction; an empty one loads nothing', async () => {
     const topic = topicName('state-new');
@@ -289,28 +317,9 @@ describe('state checkpoints in a compacted Kafka topic', () => {
     await produceSampleEvents(host, EVENTS);
     const cli = stackwatch(['run', '--role', 'processor', '--config', file], { STACKWATCH_LOG_LEVEL: 'info' });
     try {
-      await whileUp(
-        cli,
-        waitFor(
-          () => `${EVENTS} events of ${host} indexed; stderr: ${cli.stderr()}`,
-          async () => (await hostDocs(host)) === EVENTS,
-          90_000,
-          500,
-        ),
-      );
+      await indexedAll(cli, host, EVENTS);
       // A new checkpoint, written over the damaged one: every part of it loads.
-      const rebuilt = await whileUp(
-        cli,
-        waitFor(
-          () => `a checkpoint after save 1; stderr: ${cli.stderr()}`,
-          async () => {
-            const loaded = await loadCheckpoint(t.cfg.processor.checkpoint.topic, owner);
-            return (loaded.checkpoint?.seq ?? 0) > 1 && loaded;
-          },
-          60_000,
-          500,
-        ),
-      );
+      const rebuilt = await savedAs(cli, t.cfg.processor.checkpoint.topic, owner, 'a checkpoint after save 1', (l) => (l.checkpoint?.seq ?? 0) > 1);
       expect(cli.child.exitCode).toBeNull(); // still up
       expect(rebuilt.problems).toEqual([]);
       const got = rebuilt.checkpoint!;
@@ -366,29 +375,10 @@ describe('state checkpoints in a compacted Kafka topic', () => {
     await produceSampleEvents(host, EVENTS);
     const cli = stackwatch(['run', '--role', 'processor', '--config', file], { STACKWATCH_LOG_LEVEL: 'info' });
     try {
-      await whileUp(
-        cli,
-        waitFor(
-          () => `${EVENTS} events of ${host} indexed; stderr: ${cli.stderr()}`,
-          async () => (await hostDocs(host)) === EVENTS,
-          90_000,
-          500,
-        ),
-      );
+      await indexedAll(cli, host, EVENTS);
       // Created by the processor (a StateStore of the test's own would create it too: none opened it yet).
       expect(await topicExists()).toBe(true);
-      const saved = await whileUp(
-        cli,
-        waitFor(
-          () => `a checkpoint of ${owner} in ${topic}; stderr: ${cli.stderr()}`,
-          async () => {
-            const loaded = await loadCheckpoint(topic, owner);
-            return loaded.checkpoint !== undefined && loaded;
-          },
-          60_000,
-          500,
-        ),
-      );
+      const saved = await savedAs(cli, topic, owner, `a checkpoint of ${owner} in ${topic}`, (l) => l.checkpoint !== undefined);
       expect(saved.problems).toEqual([]);
       expect(Object.keys(saved.checkpoint!.parts)).toEqual(expect.arrayContaining(['rule:new-error-pattern', 'incidents', 'templates', 'outbox']));
     } finally {

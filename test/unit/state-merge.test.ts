@@ -130,6 +130,14 @@ describe('two processors’ detector state made one', () => {
       miner: { version: 1, templates: [{ group: 'g', tokens: ['a'] }] },
       other: { some: 'shape' },
     };
+    // The miner of theirs holds ours' template and one more: the union.
+    const bothMiners = {
+      version: 1,
+      templates: [
+        { group: 'g', tokens: ['a'] },
+        { group: 'g', tokens: ['b'] },
+      ],
+    };
     const theirs = {
       groups: { keys: ['w', 'y', 'z'], seen: [5, 25, 1], values: ['w2', 'y2', 'z2'], open: 2 },
       firingAt: [
@@ -138,13 +146,7 @@ describe('two processors’ detector state made one', () => {
       ],
       settling: ['s1', 's2'],
       clock: 200,
-      miner: {
-        version: 1,
-        templates: [
-          { group: 'g', tokens: ['a'] },
-          { group: 'g', tokens: ['b'] },
-        ],
-      },
+      miner: bothMiners,
       other: { another: 'one' },
     };
     expect(mergeData(ours, theirs)).toEqual({
@@ -156,13 +158,7 @@ describe('two processors’ detector state made one', () => {
       ],
       settling: ['s1', 's2'],
       clock: 200,
-      miner: {
-        version: 1,
-        templates: [
-          { group: 'g', tokens: ['a'] },
-          { group: 'g', tokens: ['b'] },
-        ],
-      },
+      miner: bothMiners,
       other: { some: 'shape' },
     });
     // Rules: one only they hold is taken; one of another detector or version stays ours.
