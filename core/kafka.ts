@@ -147,7 +147,16 @@ export async function groupProgress(cfg: KafkaConfig, groupId: string, topic: st
   const admin = kafkaClient(cfg, '-admin').admin();
   await admin.connect();
   try {
-    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    // kafkajs does not retry the offset fetch itself: a broker that has just started answers "the coordinator is
+    // loading" (GROUP_LOAD_IN_PROGRESS) for a few seconds, and a CI-like run failed on it. Retriable errors are tried
+    // again, for about 15 s.
+    const [committed] = await retry(() => admin.fetchOffsets({ groupId, topics: [topic] }), {
+      what: `fetch the committed offsets of group ${groupId} on ${topic}`,
+      log: logger('kafka-admin'),
+      hint: brokerHint,
+      maxAttempts: 6,
+      giveUp: (err) => (err as { retriable?: boolean }).retriable !== true,
+    });
     const ends = await admin.fetchTopicOffsets(topic);
     return ends.map((e) => {
       const c = committed.partitions.find((p) => p.partition === e.partition);
