@@ -344,7 +344,14 @@ export class GroupConsumer {
     const admin = this.client.admin();
     await admin.connect();
     try {
-      const { groups } = await admin.describeGroups([this.groupId]);
+      // Retriable errors (a coordinator still loading after a broker start) are tried again, as in groupProgress.
+      const { groups } = await retry(() => admin.describeGroups([this.groupId]), {
+        what: `describe group ${this.groupId}`,
+        log: logger('kafka-admin'),
+        hint: brokerHint,
+        maxAttempts: 6,
+        giveUp: (err) => (err as { retriable?: boolean }).retriable !== true,
+      });
       return (groups[0]?.members ?? []).map((m) => m.clientId);
     } finally {
       await admin.disconnect();
