@@ -142,21 +142,30 @@ export async function deleteTopics(cfg: KafkaConfig, topics: string[]): Promise<
   }
 }
 
+/** The group coordinator's passing states (a broker just started, a coordinator moving), which kafkajs's admin calls
+ * do not wait out themselves. */
+const COORDINATOR_PASSING = new Set(['GROUP_LOAD_IN_PROGRESS', 'GROUP_COORDINATOR_NOT_AVAILABLE', 'NOT_COORDINATOR_FOR_GROUP']);
+
+/** Retries of an admin call while the group coordinator is in a passing state: about 15 s, then its error. */
+export function coordinatorRetry(what: string) {
+  return {
+    what,
+    log: logger('kafka-admin'),
+    hint: brokerHint,
+    maxAttempts: 6,
+    giveUp: (err: unknown) => !COORDINATOR_PASSING.has((err as { type?: string }).type ?? ''),
+  };
+}
+
 /** Per partition: the group's committed offset and the end of the log (lag = end - committed). */
 export async function groupProgress(cfg: KafkaConfig, groupId: string, topic: string): Promise<{ partition: number; committed: number; end: number }[]> {
   const admin = kafkaClient(cfg, '-admin').admin();
   await admin.connect();
   try {
     // kafkajs does not retry the offset fetch itself: a broker that has just started answers "the coordinator is
-    // loading" (GROUP_LOAD_IN_PROGRESS) for a few seconds, and a CI-like run failed on it. Retriable errors are tried
-    // again, for about 15 s.
-    const [committed] = await retry(() => admin.fetchOffsets({ groupId, topics: [topic] }), {
-      what: `fetch the committed offsets of group ${groupId} on ${topic}`,
-      log: logger('kafka-admin'),
-      hint: brokerHint,
-      maxAttempts: 6,
-      giveUp: (err) => (err as { retriable?: boolean }).retriable !== true,
-    });
+    // loading" (GROUP_LOAD_IN_PROGRESS) for a few seconds, and a CI-like run failed on it. The group coordinator's
+    // passing states are tried again, for about 15 s; anything else (a topic not there yet) is thrown at once.
+    const [committed] = await retry(() => admin.fetchOffsets({ groupId, topics: [topic] }), coordinatorRetry(`fetch the committed offsets of group ${groupId} on ${topic}`));
     const ends = await admin.fetchTopicOffsets(topic);
     return ends.map((e) => {
       const c = committed.partitions.find((p) => p.partition === e.partition);
@@ -344,14 +353,8 @@ export class GroupConsumer {
     const admin = this.client.admin();
     await admin.connect();
     try {
-      // Retriable errors (a coordinator still loading after a broker start) are tried again, as in groupProgress.
-      const { groups } = await retry(() => admin.describeGroups([this.groupId]), {
-        what: `describe group ${this.groupId}`,
-        log: logger('kafka-admin'),
-        hint: brokerHint,
-        maxAttempts: 6,
-        giveUp: (err) => (err as { retriable?: boolean }).retriable !== true,
-      });
+      // A coordinator still loading after a broker start is waited for, as in groupProgress.
+      const { groups } = await retry(() => admin.describeGroups([this.groupId]), coordinatorRetry(`describe group ${this.groupId}`));
       return (groups[0]?.members ?? []).map((m) => m.clientId);
     } finally {
       await admin.disconnect();
