@@ -3,11 +3,11 @@
 // adds nothing.
 import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { toRawEvent } from '../collectors/openstack-logs.ts';
+import { RECORD_MAX_BYTES } from '../collectors/openstack-logs.ts';
 import { readLogFile } from '../collectors/logs/read-file.ts';
 import { batches } from '../core/batch.ts';
 import { ConfigError } from '../core/config.ts';
-import { deadLetter } from '../core/events.ts';
+import { deadLetter, encodeLogBatches } from '../core/events.ts';
 import { ensureTopics, groupProgress, TopicProducer } from '../core/kafka.ts';
 import { Progress } from '../core/progress.ts';
 import { sleep } from '../core/retry.ts';
@@ -74,7 +74,9 @@ ${EXIT_STATUS_HELP}`,
                 letters.map((d) => ({ key, value: JSON.stringify(d) })),
               );
             }
-            const messages = batch.events.map((e) => ({ key, value: JSON.stringify(toRawEvent(e, host, path, batch.fileId, readAt)) }));
+            // Batches of events per record, as the collector sends them.
+            const records = encodeLogBatches({ host, path, file_id: batch.fileId, read_at: readAt }, batch.events, 5000, RECORD_MAX_BYTES);
+            const messages = records.map((value) => ({ key, value }));
             for (const part of batches(messages, 5000, 512 * 1024, (m) => m.value.length)) await producer.send(topic, part);
             events += batch.events.length;
             unusable += batch.unusable.length;
@@ -106,7 +108,7 @@ async function waitForGroup(cfg: ReturnType<typeof readConfig>, topic: string, s
     const left = target.reduce((sum, t) => sum + Math.max(0, t.end - (now.find((n) => n.partition === t.partition)?.committed ?? 0)), 0);
     if (left === 0) break;
     if (Date.now() - lastReport > 5000) {
-      process.stderr.write(`replay: ${left} event(s) still on their way to Elasticsearch\n`);
+      process.stderr.write(`replay: ${left} Kafka record(s) still on their way to Elasticsearch\n`);
       lastReport = Date.now();
     }
     await sleep(500, signal);

@@ -3,7 +3,6 @@ import { ConfigError } from '../core/config.ts';
 import { ensureTopics, TopicProducer } from '../core/kafka.ts';
 import { logger } from '../core/log.ts';
 import { collectorFactories, startCollector } from '../collectors/index.ts';
-import { startProcessor } from '../processors/processor.ts';
 import { registerReadiness, startStatusServer } from '../core/status-server.ts';
 import type { Command } from './index.ts';
 import { parseOptions, readConfig, shutdownSignal } from './options.ts';
@@ -47,6 +46,9 @@ Options:
     const status = await startStatusServer(cfg.status_server);
     try {
       if (role !== 'collector') {
+        // Loaded only where a processor runs: a collector on a compute host does not carry the parser, the rules,
+        // the detectors and the Elasticsearch client in its memory (16 MiB of its RSS, 93 → 77 MiB idle).
+        const { startProcessor } = await import('../processors/processor.ts');
         const processor = await startProcessor(cfg, { signal });
         stops.push(() => processor.stop());
       }

@@ -15,11 +15,9 @@ import type { CollectorState } from './state.ts';
 /** The Kafka topics a collector may emit to, by kind: keys of `kafka.topics`. */
 export type { TopicKind };
 
-/** One Kafka message: `value` is encoded as JSON by the emitter; `key` picks the partition. */
-export interface Message {
-  key: string;
-  value: unknown;
-}
+/** One Kafka message: `value` is encoded as JSON by the emitter, or `json` is that encoding already (a batch of
+ * log events written straight as text); `key` picks the partition. */
+export type Message = { key: string; value: unknown; json?: undefined } | { key: string; json: string; value?: undefined };
 
 /** Something read that cannot be used: it goes to the dead-letter topic and counts once as an error of `stage`. */
 export interface Rejected {
@@ -30,8 +28,9 @@ export interface Rejected {
 
 /** What a collector read in one go, handed to the emitter as a whole. */
 export interface Emission {
-  /** Messages per topic kind, sent in this order. */
-  records: { topic: Exclude<TopicKind, 'dead_letter'>; messages: Message[] }[];
+  /** Messages per topic kind, sent in this order; `events`: how many events the messages hold (counted in the
+   * metrics), when a message holds more than one (a batch of log events). */
+  records: { topic: Exclude<TopicKind, 'dead_letter'>; messages: Message[]; events?: number }[];
   rejected?: Rejected[];
   /** Runs only once Kafka has acknowledged every message of the emission: saves the checkpoint or the state.
    * false: there was nothing new to save. */

@@ -41,7 +41,7 @@ export class Emitter {
   /** Sends the emission and runs its commit once Kafka has acknowledged all of it; throws (nothing committed)
    * when a request is not acknowledged. */
   async emit(e: Emission, opts: EmitOptions = {}): Promise<void> {
-    const count = e.records.reduce((n, r) => n + r.messages.length, 0);
+    const count = e.records.reduce((n, r) => n + (r.events ?? r.messages.length), 0);
     if (count > 0) this.metrics.received(count);
     for (const r of e.records) await this.send(r.topic, r.messages, opts);
     const rejected = e.rejected ?? [];
@@ -63,7 +63,7 @@ export class Emitter {
     if (messages.length === 0) return;
     const topic = this.topics[kind];
     if (topic === undefined) throw new Error(`${this.component}: no Kafka topic for ${kind} messages`);
-    const out: OutMessage[] = messages.map((m) => ({ key: m.key, value: JSON.stringify(m.value) }));
+    const out: OutMessage[] = messages.map((m) => ({ key: m.key, value: m.json ?? JSON.stringify(m.value) }));
     for (const batch of batches(out, opts.batchMaxLines ?? BATCH_MAX_LINES, BATCH_MAX_BYTES, (m) => m.value.length)) {
       await retry(() => this.producer.send(topic, batch), {
         what: `send ${batch.length} message(s)${opts.of ? ` of ${opts.of}` : ''} to Kafka topic ${topic}`,

@@ -5,7 +5,7 @@
 import type { z } from 'zod';
 import type { Config } from '../core/config.ts';
 import type { TopicKind } from '../core/kafka.ts';
-import { DeadLetter, HealthEvent, inventoryDocument, metricDocument, MetricEvent, RawLogEvent, stableId, type PipelineEvent } from '../core/events.ts';
+import { DeadLetter, HealthEvent, inventoryDocument, metricDocument, MetricEvent, RawLogBatch, RawLogEvent, stableId, unbatchLogs, type PipelineEvent } from '../core/events.ts';
 import { dottedIssue } from '../core/schema.ts';
 import { parseLogEvent } from './parse-log.ts';
 import { mineDocument, type Miner } from './templates/miner.ts';
@@ -80,6 +80,16 @@ export const DECODE_TABLE = {
     decode: (d, ctx) => ({ document: { index: 'dead_letter', daily: d['@timestamp'], id: stableId(ctx.source.topic, ctx.source.partition, ctx.source.offset), doc: d } }),
   }),
 } satisfies Record<TopicKind, Entry<z.ZodType>>;
+
+/** The events a message of a topic of `kind` holds: the message itself, or the events of a batch (a record of a
+ * file's log events, RawLogBatch), each to be decoded on its own. Throws for a batch that is not one, naming the
+ * field. */
+export function messageEvents(kind: TopicKind, value: unknown): { events: unknown[]; batched: boolean } {
+  if (kind !== 'logs' || (value as { v?: unknown } | null)?.v !== 2) return { events: [value], batched: false };
+  const parsed = RawLogBatch.safeParse(value);
+  if (!parsed.success) throw new Error(`not a batch of raw log events: ${dottedIssue(parsed.error)}`);
+  return { events: unbatchLogs(parsed.data), batched: true };
+}
 
 /** Decodes one message of a topic of `kind`; throws for a message that is not what its topic carries, naming the
  * field (`not a metric event: @timestamp: …`). */

@@ -10,6 +10,7 @@ import type { RawLogEvent } from '../../core/events.ts';
 import type { OutMessage } from '../../core/kafka.ts';
 import { collectorContext } from '../../collectors/emitter.ts';
 import { OpenstackLogCollector } from '../../collectors/openstack-logs.ts';
+import { messageEvents } from '../../processors/decode.ts';
 
 const real = readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log', import.meta.url), 'utf8')
   .split('\n')
@@ -17,6 +18,8 @@ const real = readFileSync(new URL('../fixtures/hotsos-2022/nova-compute-head.log
 
 class RecordingProducer {
   events: RawLogEvent[] = [];
+  /** The number of events in each Kafka record of the logs topic (a record is a batch of a file's events). */
+  records: number[] = [];
   dead: { reason: string; payload: string }[] = [];
   failNext = 0;
   async send(topic: string, messages: OutMessage[]) {
@@ -25,7 +28,14 @@ class RecordingProducer {
       throw new Error('broker unavailable');
     }
     if (topic === 'dlq') this.dead.push(...messages.map((m) => JSON.parse(m.value)));
-    else this.events.push(...messages.map((m) => JSON.parse(m.value) as RawLogEvent));
+    else {
+      // As the processor reads them: a record is a batch of events.
+      for (const m of messages) {
+        const { events } = messageEvents('logs', JSON.parse(m.value));
+        this.events.push(...(events as RawLogEvent[]));
+        this.records.push(events.length);
+      }
+    }
   }
 }
 
@@ -59,6 +69,16 @@ function setup(extra: Record<string, unknown> = {}) {
 }
 
 describe('OpenstackLogCollector', () => {
+  it("packs a file's events into Kafka records of at most batch_max_lines events each", async () => {
+    const s = setup({ batch_max_lines: 4 });
+    writeFileSync(s.file('nova-compute.log'), real.slice(0, 10).join('\n') + '\n');
+    expect(await s.collector().pollOnce()).toBe(10);
+    expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 10));
+    // The first 9 at once; the last one once the file was quiet for the multi-line flush (it might have had
+    // continuation lines).
+    expect(s.producer.records).toEqual([4, 4, 1, 1]);
+  });
+
   it('sends each complete line once, with its offset, and resumes from the checkpoint after a restart', async () => {
     const s = setup();
     writeFileSync(s.file('nova-compute.log'), real.slice(0, 10).join('\n') + '\n' + real[10].slice(0, 30));

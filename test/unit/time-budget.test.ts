@@ -94,6 +94,43 @@ describe("stackwatch detect's per-event time budget", () => {
   });
 });
 
+describe("a run of events timed by the wall clock (the processor's batches)", () => {
+  /** A CPU clock and a wall clock that move only when told: `work` moves both, `wait` only the wall clock. */
+  function twoClocks() {
+    let cpu = 0;
+    let wall = 0;
+    return { cpu: () => cpu, wall: () => wall, work: (ms: number) => void ((cpu += ms), (wall += ms)), wait: (ms: number) => void (wall += ms) };
+  }
+
+  it('gives an event that used the CPU its CPU time, and one that waited for a core next to nothing', () => {
+    const c = twoClocks();
+    const budget = new TimeBudget(1000, c.cpu, 'processor.event_time_budget_ms', c.wall);
+    const run = budget.run();
+    const cpu = [
+      run.time(() => c.work(0.02)).ms, // an ordinary event
+      run.time(() => (c.work(0.03), c.wait(1200))).ms, // preempted for 1.2 s: 0.03 ms of CPU
+      run.time(() => c.work(1500)).ms, // a regex that is not linear
+      ...Array.from({ length: 1000 }, () => run.time(() => c.work(0.05)).ms),
+      run.time(() => (c.work(700), c.wait(600))).ms, // 700 ms of CPU, 1.3 s of wall time
+    ];
+    expect(budget.over(cpu[1])).toBe(false);
+    expect(cpu[1]).toBeCloseTo(0.03, 6);
+    expect(budget.over(cpu[2])).toBe(true);
+    expect(cpu[2]).toBeGreaterThan(1400);
+    expect(cpu[0]).toBeCloseTo(0.02, 6);
+    expect(cpu.at(-1)).toBeCloseTo(700, 6); // the 1000 events before it took 50 ms of CPU, and as much wall time
+  });
+
+  it('dead-letters in runVerdicts what used the CPU, not what waited', () => {
+    const c = twoClocks();
+    const budget = new TimeBudget(250, c.cpu, 'processor.event_time_budget_ms', c.wall);
+    const verdict = (fn: () => void): Verdict => ({ detect: () => (fn(), []), spentMs: 0, payload: 'p', source: { topic: 'logs', partition: 0, offset: '1' } });
+    const { overBudget } = runVerdicts([verdict(() => c.wait(400)), verdict(() => c.work(300)), verdict(() => c.work(1))], budget, { error: () => {} });
+    expect(overBudget).toHaveLength(1);
+    expect(overBudget[0].reason).toMatch(/took 300 ms of CPU/);
+  });
+});
+
 describe("the budget's own clock", () => {
   it('counts the CPU an event costs, not the wall time the process spent waiting for a core', () => {
     const budget = new TimeBudget(20);
