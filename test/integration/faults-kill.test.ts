@@ -320,8 +320,8 @@ describe('kill -9 during a 500k-line ingest', () => {
         `${appended - pieces} after the corpus), ${events} events; ${collectorKills.length} collector kills at ` +
         `${collectorKills.map((k) => `${k.at_s.toFixed(1)}s`).join(' ')} (unread bytes then: ${collectorKills.map((k) => k.size - k.checkpoint).join(' ')}); ` +
         `${processorKills.length} processor kills at ${processorKills.map((k) => `${k.at_s.toFixed(1)}s`).join(' ')} ` +
-        `(uncommitted events then: ${processorKills.map((k) => k.lag).join(' ')}); ${produced} messages in Kafka (${produced - events} sent again ` +
-        `after collector kills), ${docs} documents, ${distinct.size} distinct ids, ${missing.length} missing, ` +
+        `(uncommitted records then: ${processorKills.map((k) => k.lag).join(' ')}); ${produced} records in Kafka (batches of a file's events, ` +
+        `some sent again after collector kills), ${docs} documents, ${distinct.size} distinct ids, ${missing.length} missing, ` +
         `${ids.length - distinct.size} doubled, ${unexpected.length} unexpected, ${dead} dead letters; ingest ${seconds(ingestMs)}, ` +
         `total ${seconds(Date.now() - t0)}`,
     );
@@ -331,6 +331,6 @@ describe('kill -9 during a 500k-line ingest', () => {
     expect(ids.length).toBe(events);
     expect(docs).toBe(events);
     expect(dead).toBe(0);
-    expect(produced).toBeGreaterThanOrEqual(events);
+    expect(produced).toBeGreaterThan(0);
   });
 });
