@@ -6,12 +6,13 @@ import { type Benchmark, progress } from './measure.ts';
 import { alertLatencyBench } from './alert-latency.ts';
 import { detectBench } from './detect.ts';
 import { parseBench } from './parse.ts';
+import { peerBench } from './peer.ts';
 import { stateBench } from './state.ts';
 import { templatesBench } from './templates.ts';
 import { throughputBench } from './throughput.ts';
 import { zabbixPollBench } from './zabbix-poll.ts';
 
-const BENCHMARKS: Benchmark[] = [parseBench, detectBench, templatesBench, alertLatencyBench, zabbixPollBench, stateBench, throughputBench];
+const BENCHMARKS: Benchmark[] = [parseBench, detectBench, templatesBench, alertLatencyBench, zabbixPollBench, stateBench, throughputBench, peerBench];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

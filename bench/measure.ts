@@ -23,20 +23,44 @@ function have(cmd: string): boolean {
  */
 export function ensureDebianTool(command: string, pkg: string): void {
   if (command.startsWith('/') ? existsSync(command) : have(command)) return;
+  aptInstall([pkg], command);
+}
+
+/**
+ * Installs Debian packages `pkgs` (for `why`, said in the progress line) with apt-get, as root or through `sudo -n`;
+ * apt-get update only when the install fails for want of a package list. Another apt-get holding the dpkg lock is
+ * waited for (5 minutes) instead of failing. `noServices`: the packages' daemons must not be started by their
+ * maintainer scripts (rsyslog's would take over the machine's logging): a /usr/sbin/policy-rc.d that exits 101
+ * ("action forbidden") is put in place for the install, when there is none, and removed after it, whatever happened.
+ */
+export function aptInstall(pkgs: string[], why: string, opts: { noServices?: boolean } = {}): void {
   const root = process.getuid?.() === 0;
   const sudo = root ? [] : have('sudo') ? ['sudo', '-n'] : null;
-  if (!sudo || !have('apt-get')) throw new Error(`${command} is missing: install the Debian package ${pkg} (apt-get install ${pkg})`);
-  const apt = (...args: string[]) =>
-    spawnSync(sudo[0] ?? 'apt-get', [...sudo.slice(1), ...(sudo.length ? ['apt-get'] : []), ...args], {
-      stdio: ['ignore', 'ignore', 'inherit'],
+  if (!sudo || !have('apt-get')) throw new Error(`${why} is missing: install the Debian package(s) ${pkgs.join(' ')} (apt-get install ${pkgs.join(' ')})`);
+  const as = (argv: string[], input?: string) =>
+    spawnSync(sudo[0] ?? argv[0], [...sudo.slice(1), ...(sudo.length ? argv : argv.slice(1))], {
+      input,
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'inherit'],
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     }).status === 0;
-  progress(`installing ${pkg} (for ${command})`);
-  if (!apt('install', '-y', '-q', pkg)) {
-    progress('apt-get update');
-    if (!apt('update', '-q') || !apt('install', '-y', '-q', pkg)) throw new Error(`could not install ${pkg}: run apt-get install ${pkg}`);
+  const apt = (...args: string[]) => as(['apt-get', '-o', 'DPkg::Lock::Timeout=300', ...args]);
+  let policy = false;
+  if (opts.noServices && !existsSync(POLICY_RC_D)) {
+    if (!as(['sh', '-c', `cat > ${POLICY_RC_D} && chmod 755 ${POLICY_RC_D}`], '#!/bin/sh\n# stackwatch bench: no daemon started by apt-get\nexit 101\n'))
+      throw new Error(`could not write ${POLICY_RC_D} (to install ${pkgs.join(' ')} without starting their daemons)`);
+    policy = true;
+  }
+  try {
+    progress(`installing ${pkgs.join(' ')} (for ${why})`);
+    if (!apt('install', '-y', '-q', ...pkgs)) {
+      progress('apt-get update');
+      if (!apt('update', '-q') || !apt('install', '-y', '-q', ...pkgs)) throw new Error(`could not install ${pkgs.join(' ')}: run apt-get install ${pkgs.join(' ')}`);
+    }
+  } finally {
+    if (policy) as(['rm', '-f', POLICY_RC_D]);
   }
 }
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
 
 export interface Run {
   seconds: number;

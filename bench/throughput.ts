@@ -46,7 +46,7 @@ const BULK_MAX_BYTES = 8 * 1024 * 1024; // the sink's MAX_BATCH_BYTES
 const POLL_MS = 200;
 const STALL_MS = 120_000;
 const HOST = 'bench-throughput';
-const BIN = join(ROOT, 'bin', 'stackwatch.mjs');
+export const BIN = join(ROOT, 'bin', 'stackwatch.mjs');
 const STACK_SH = join(ROOT, 'scripts', 'stack.sh');
 /** An oslo.log line that starts an event (full header and a [...] context block). */
 const EVENT_START = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3} \d+ [A-Z]+ \S+ \[/;
@@ -58,7 +58,7 @@ const CLK_TCK = (() => {
   }
 })();
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the source files --------------------------------------------------------------------------------------
 
@@ -140,10 +140,24 @@ async function documentsOf(paths: string[], host: string): Promise<{ docs: Doc[]
   return { docs, unusable };
 }
 
+/** The events the collector makes of the files (readLogFile folds as it does), without parsing them: what a
+ * pipeline run must end with in Elasticsearch, one document each, whatever the Kafka records hold. */
+export async function countEvents(paths: string[]): Promise<{ events: number; unusable: number }> {
+  let events = 0;
+  let unusable = 0;
+  for (const path of paths) {
+    for await (const batch of readLogFile(path, { maxEventBytes: DEFAULT_MAX_EVENT_BYTES }, 5000)) {
+      events += batch.events.length;
+      unusable += batch.unusable.length;
+    }
+  }
+  return { events, unusable };
+}
+
 // ---- measuring -------------------------------------------------------------------------------------------
 
 /** Documents indexed into the indices matching `pattern` so far (primaries, every index operation counted). */
-async function indexTotal(es: Client, pattern: string): Promise<number> {
+export async function indexTotal(es: Client, pattern: string): Promise<number> {
   const s = await es.indices.stats({ index: pattern, metric: 'indexing', expand_wildcards: 'open' });
   return s._all?.primaries?.indexing?.index_total ?? 0;
 }
@@ -166,7 +180,7 @@ function machineCpu(): { busy: number; total: number } {
   return { busy: total - v[3] - (v[4] ?? 0), total };
 }
 
-interface Watched {
+export interface Watched {
   label: string;
   pid: number;
   peakRss: number;
@@ -179,16 +193,16 @@ interface Sample {
   cpu: { busy: number; total: number };
 }
 
-/** Polls Elasticsearch's index_total and the watched processes every POLL_MS until `done` says stop. */
-class Sampler {
+/** Polls a progress count (Elasticsearch's index_total of the run's indices; for `peer` also Kafka's end offsets or
+ * checkpointed bytes) and the watched processes every POLL_MS until stopped; a failed poll repeats the last count, so samples and CPU readings stay aligned. */
+export class Sampler {
   readonly samples: Sample[] = [];
   private stopped = false;
   private loop?: Promise<void>;
   private error?: Error;
 
   constructor(
-    private readonly es: Client,
-    private readonly pattern: string,
+    private readonly count: () => Promise<number>,
     readonly watched: Watched[],
   ) {}
 
@@ -201,11 +215,11 @@ class Sampler {
           if (s) w.peakRss = Math.max(w.peakRss, s.rss, s.hwm);
           w.cpu.push(procCpu(w.pid) ?? w.cpu[w.cpu.length - 1] ?? 0);
         }
-        try {
-          this.samples.push({ t: t0, indexed: await indexTotal(this.es, this.pattern), cpu: machineCpu() });
-        } catch (err) {
-          this.error = err as Error;
-        }
+        const indexed = await this.count().catch((err: Error) => {
+          this.error = err;
+          return this.last();
+        });
+        this.samples.push({ t: t0, indexed, cpu: machineCpu() });
         await sleep(Math.max(0, POLL_MS - (performance.now() - t0)));
       }
     })();
@@ -220,8 +234,9 @@ class Sampler {
     await this.loop;
   }
 
-  /** Waits until `expected` documents were indexed; throws when nothing moved for STALL_MS or `failed` says so. */
-  async waitFor(expected: number, failed: () => string | undefined = () => undefined): Promise<void> {
+  /** Waits until the count reaches `expected` (documents indexed); throws when nothing moved for STALL_MS or `failed`
+   * says so; `what` names the count in that error. */
+  async waitFor(expected: number, failed: () => string | undefined = () => undefined, what = 'documents'): Promise<void> {
     let lastMove = Date.now();
     let last = -1;
     for (;;) {
@@ -230,8 +245,7 @@ class Sampler {
       if (now !== last) [last, lastMove] = [now, Date.now()];
       const why = failed();
       if (why) throw new Error(why);
-      if (Date.now() - lastMove > STALL_MS)
-        throw new Error(`stalled at ${now}/${expected} documents for ${STALL_MS / 1000} s${this.error ? ` (last poll error: ${this.error.message})` : ''}`);
+      if (Date.now() - lastMove > STALL_MS) throw new Error(`stalled at ${now}/${expected} ${what} for ${STALL_MS / 1000} s${this.error ? ` (last poll error: ${this.error.message})` : ''}`);
       await sleep(POLL_MS);
     }
   }
@@ -270,7 +284,7 @@ interface Verified {
 }
 
 /** Count, highest `_version`, documents with `_version` ≥ 2, and index operations of the indices. */
-async function verify(es: Client, pattern: string): Promise<Verified> {
+export async function verify(es: Client, pattern: string): Promise<Verified> {
   await es.indices.refresh({ index: pattern, allow_no_indices: true, ignore_unavailable: true });
   const r = await es.search({
     index: pattern,
@@ -283,12 +297,12 @@ async function verify(es: Client, pattern: string): Promise<Verified> {
   return { count: total, maxVersion: aggs.max_version.value ?? 0, overOne: aggs.over_one.buckets[0]?.doc_count ?? 0, indexTotal: await indexTotal(es, pattern) };
 }
 
-async function deleteIndices(es: Client, pattern: string): Promise<void> {
+export async function deleteIndices(es: Client, pattern: string): Promise<void> {
   const names = Object.keys(await es.indices.get({ index: pattern, allow_no_indices: true, ignore_unavailable: true }).catch(() => ({})));
   if (names.length > 0) await es.indices.delete({ index: names }).catch(() => {});
 }
 
-async function deleteTemplates(es: Client, prefixes: string[]): Promise<void> {
+export async function deleteTemplates(es: Client, prefixes: string[]): Promise<void> {
   for (const name of prefixes) {
     await es.indices.deleteIndexTemplate({ name }).catch(() => {});
     for (const part of ['settings', 'mappings']) await es.cluster.deleteComponentTemplate({ name: `${name}@${part}` }).catch(() => {});
@@ -311,7 +325,8 @@ interface ModeResult {
   notes: string[];
 }
 
-function stackPids(): { es?: number; kafka?: number } {
+/** The pids of the local stack's Elasticsearch and Kafka (scripts/stack.sh status). */
+export function stackPids(): { es?: number; kafka?: number } {
   try {
     const out = execFileSync(STACK_SH, ['status', 'elasticsearch', 'kafka'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const pid = (svc: string) => Number(new RegExp(`^${svc}\\s+up\\s+pid=(\\d+)`, 'm').exec(out)?.[1]) || undefined;
@@ -323,7 +338,7 @@ function stackPids(): { es?: number; kafka?: number } {
   }
 }
 
-function stackWatched(pids: { es?: number; kafka?: number }): Watched[] {
+export function stackWatched(pids: { es?: number; kafka?: number }): Watched[] {
   return [...(pids.es ? [{ label: 'elasticsearch', pid: pids.es, peakRss: 0, cpu: [] }] : []), ...(pids.kafka ? [{ label: 'kafka', pid: pids.kafka, peakRss: 0, cpu: [] }] : [])];
 }
 
@@ -336,7 +351,7 @@ async function ceiling(es: Client, cfg: Config, docs: Doc[], senders: number, pi
   for (const b of batches(docs, BULK_MAX_DOCS, BULK_MAX_BYTES, (d) => d.body.length)) {
     requests.push(b.flatMap((d) => [JSON.stringify({ index: { _index: `${prefix}-${d.index}`, _id: d.id } }), d.body]));
   }
-  const sampler = new Sampler(es, pattern, stackWatched(pids));
+  const sampler = new Sampler(() => indexTotal(es, pattern), stackWatched(pids));
   sampler.start();
   let next = 0;
   let retried = 0;
@@ -385,7 +400,8 @@ async function ceiling(es: Client, cfg: Config, docs: Doc[], senders: number, pi
 
 // ---- the pipeline: stackwatch processes ----------------------------------------------------------------
 
-interface Child {
+/** A process the benchmark started: its exit once it exited, the last 64 KiB of its stderr. */
+export interface Child {
   label: string;
   child: ChildProcess;
   stderr(): string;
@@ -394,15 +410,21 @@ interface Child {
   port?: number;
 }
 
-function spawnStackwatch(label: string, args: string[], nodeArgs: string[] = []): Child {
+export function spawnStackwatch(label: string, args: string[], nodeArgs: string[] = [], bin = BIN): Child {
   const extra = (process.env.STACKWATCH_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   // As `stackwatch` runs (with its first line's node options); the experiment's options come after, and win.
-  const child = spawn(process.execPath, [...stackwatchNodeArgs(), ...extra, ...nodeArgs, BIN, ...args], {
-    cwd: ROOT,
-    // The config file says where Kafka and Elasticsearch are; no override from the caller's environment.
-    env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '', STACKWATCH_FAILPOINTS: '', KAFKAJS_NO_PARTITIONER_WARNING: '1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+  // The config file says where Kafka and Elasticsearch are; no override from the caller's environment.
+  return spawnChild(label, process.execPath, [...stackwatchNodeArgs(), ...extra, ...nodeArgs, bin, ...args], {
+    STACKWATCH_KAFKA_BROKERS: '',
+    STACKWATCH_ES_URL: '',
+    STACKWATCH_FAILPOINTS: '',
+    KAFKAJS_NO_PARTITIONER_WARNING: '1',
   });
+}
+
+/** Starts `command` in the repository (stdout ignored, stderr kept), with `env` over ours. */
+export function spawnChild(label: string, command: string, args: string[], env: Record<string, string> = {}): Child {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (d: string) => {
@@ -416,6 +438,21 @@ function spawnStackwatch(label: string, args: string[], nodeArgs: string[] = [])
     }),
   );
   return c;
+}
+
+/** Why the run cannot go on: the first of `children` that exited, with the end of its stderr. */
+export function deadChild(children: Child[]): string | undefined {
+  const dead = children.find((c) => c.exit);
+  return dead ? `${dead.label} exited (${dead.exit!.code ?? dead.exit!.signal}): ${dead.stderr().trim().split('\n').slice(-5).join(' | ')}` : undefined;
+}
+
+/** SIGTERM to the children still running, SIGKILL to those still there after `graceMs`. */
+export async function stopChildren(children: Child[], graceMs = 60_000): Promise<void> {
+  for (const c of children) if (!c.exit) c.child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(children.map((c) => c.exited)), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+  clearTimeout(timer);
+  for (const c of children) if (!c.exit) c.child.kill('SIGKILL');
 }
 
 interface ProcessorFigures {
@@ -471,9 +508,10 @@ async function waitForAssignment(cfg: Config, members: number, timeoutMs = 90_00
   }
 }
 
-async function pipeline(env: Record<string, string>, run: string, dir: string, expected: number, processors: number, pids: { es?: number; kafka?: number }): Promise<ModeResult> {
-  const tag = `${run}-p${processors}`;
-  const raw = {
+/** The configuration (as written to the YAML files) of a pipeline run `tag`: topics, consumer group, indices and
+ * checkpoints of its own, the collector on `dir`/logs/*.log as `host`. */
+export function pipelineConfig(env: Record<string, string>, tag: string, dir: string, host = HOST) {
+  return {
     kafka: {
       brokers: [env.STACKWATCH_KAFKA_BROKERS],
       client_id: `swbench-${tag}`,
@@ -485,9 +523,14 @@ async function pipeline(env: Record<string, string>, run: string, dir: string, e
       indices: { logs: `swbench-${tag}-logs`, alerts: `swbench-${tag}-alerts`, metrics: `swbench-${tag}-metrics`, dead_letter: `swbench-${tag}-dead-letter` },
     },
     // No alertmanager and no notifiers: the corpus' alerts are indexed, not paged (the stack is shared).
-    collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, `checkpoints-${tag}`), host_name: HOST } },
+    collectors: { openstack_logs: { paths: [join(dir, 'logs', '*.log')], checkpoint_dir: join(dir, `checkpoints-${tag}`), host_name: host } },
     status_server: { enabled: false },
   };
+}
+
+async function pipeline(env: Record<string, string>, run: string, dir: string, expected: number, processors: number, pids: { es?: number; kafka?: number }): Promise<ModeResult> {
+  const tag = `${run}-p${processors}`;
+  const raw = pipelineConfig(env, tag, dir);
   const cfg = validateConfig(structuredClone(raw), 'throughput benchmark', {});
   const es = esClient(cfg.elasticsearch);
   const pattern = `${cfg.elasticsearch.indices.logs}-*`;
@@ -505,10 +548,7 @@ async function pipeline(env: Record<string, string>, run: string, dir: string, e
       c.port = port;
       children.push(c);
     }
-    const failed = () => {
-      const dead = children.find((c) => c.exit);
-      return dead ? `${dead.label} exited (${dead.exit!.code ?? dead.exit!.signal}): ${dead.stderr().trim().split('\n').slice(-5).join(' | ')}` : undefined;
-    };
+    const failed = () => deadChild(children);
     const assignment = await Promise.race([
       waitForAssignment(cfg, processors),
       (async () => {
@@ -529,7 +569,7 @@ async function pipeline(env: Record<string, string>, run: string, dir: string, e
     children.unshift(collector);
 
     const watched: Watched[] = children.map((c) => ({ label: c.label, pid: c.child.pid!, peakRss: 0, cpu: [] }));
-    const sampler = new Sampler(es, pattern, [...watched, ...stackWatched(pids)]);
+    const sampler = new Sampler(() => indexTotal(es, pattern), [...watched, ...stackWatched(pids)]);
     sampler.start();
     const producedAt: { t: number } = { t: NaN };
     const admin = kafkaClient(cfg.kafka, '-bench-admin').admin();
@@ -552,11 +592,7 @@ async function pipeline(env: Record<string, string>, run: string, dir: string, e
       producedAt.t = Number.isNaN(producedAt.t) ? -1 : producedAt.t;
       await kafkaWatch;
       await admin.disconnect();
-      for (const c of children) if (!c.exit) c.child.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all(children.map((c) => c.exited)), new Promise((r) => (timer = setTimeout(r, 60_000)))]);
-      clearTimeout(timer);
-      for (const c of children) if (!c.exit) c.child.kill('SIGKILL');
+      await stopChildren(children);
     }
     const exits = children.filter((c) => c.exit?.code !== 0).map((c) => `${c.label} exited with ${c.exit?.code ?? c.exit?.signal}`);
     const w = sampler.window(expected);
@@ -626,7 +662,7 @@ function cpuBudget(results: ModeResult[], ceil: number, cpus: number): string {
   );
 }
 
-async function deleteGroups(cfg: Config, groups: string[]): Promise<void> {
+export async function deleteGroups(cfg: Config, groups: string[]): Promise<void> {
   const admin = kafkaClient(cfg.kafka, '-bench-admin').admin();
   try {
     await admin.connect();
