@@ -26,14 +26,13 @@
 // STACKWATCH_BENCH_BUSY=1: a CPU burner (node spinning, nice 0) on the last CPU during the measurements, for the
 // figures on a busy machine; by default the machine is left quiet.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { loadavg, setPriority, tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { validateConfig, type Config } from '../core/config.ts';
-import { esClient, type Client } from '../core/elastic.ts';
+import type { Client } from '../core/elastic.ts';
 import { deleteTopics, ensureTopics, kafkaClient } from '../core/kafka.ts';
-import { startLocalStack } from '../core/local-stack.ts';
 import { buildCorpus, ROOT } from './corpus.ts';
 import { aptInstall, debianVersion, ensureDebianTool, fmt, machine, MiB, progress, stackwatchNodeArgs, table, type Benchmark } from './measure.ts';
 import {
@@ -50,7 +49,7 @@ import {
   spawnChild,
   spawnStackwatch,
   splitIntoFiles,
-  stackPids,
+  pipelineBenchSetup,
   stackWatched,
   stopChildren,
   verify,
@@ -497,15 +496,7 @@ export const peerBench: Benchmark = {
     const setupNotes = ensureRsyslog();
     const busy = process.env.STACKWATCH_BENCH_BUSY === '1';
     if (busy) ensureDebianTool('taskset', 'util-linux');
-    const env = startLocalStack('ignore');
-    const run = `peer-${Date.now().toString(36)}`;
-    const dir = realpathSync(mkdtempSync(join(tmpdir(), 'stackwatch-peer-')));
-    mkdirSync(join(dir, 'logs'));
-    // The bundle is rebuilt by the first `stackwatch` when a source changed: here, not inside a measurement.
-    spawnSync(process.execPath, [BIN, '--help'], { stdio: 'ignore', cwd: ROOT });
-    const pids = stackPids();
-    const admin = validateConfig({ kafka: { brokers: [env.STACKWATCH_KAFKA_BROKERS] }, elasticsearch: { url: env.STACKWATCH_ES_URL } }, 'peer benchmark', {});
-    const es = esClient(admin.elasticsearch);
+    const { env, run, dir, pids, admin, es } = pipelineBenchSetup('peer', 'peer');
     const kafka = kafkaClient(admin.kafka, '-bench-admin').admin();
     await kafka.connect();
     const records = async (topic: string) => (await kafka.fetchTopicOffsets(topic)).reduce((s, e) => s + Number(e.high), 0);

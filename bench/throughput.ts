@@ -674,20 +674,25 @@ export async function deleteGroups(cfg: Config, groups: string[]): Promise<void>
 
 // ---- the benchmark -------------------------------------------------------------------------------------
 
+/** What a pipeline benchmark starts with: the local stack, the run's name (`<id>-<time>`), a temporary directory
+ * with `logs/`, the bundle built (by the first `stackwatch` when a source changed: here, not inside a measurement
+ * or by two processes at once), the stack's pids, a configuration for its admin calls and an Elasticsearch client. */
+export function pipelineBenchSetup(id: string, name: string) {
+  const env = startLocalStack('ignore');
+  const run = `${id}-${Date.now().toString(36)}`;
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), `stackwatch-${name}-`)));
+  mkdirSync(join(dir, 'logs'));
+  spawnSync(process.execPath, [BIN, '--help'], { stdio: 'ignore', cwd: ROOT });
+  const admin = validateConfig({ kafka: { brokers: [env.STACKWATCH_KAFKA_BROKERS] }, elasticsearch: { url: env.STACKWATCH_ES_URL } }, `${name} benchmark`, {});
+  return { env, run, dir, pids: stackPids(), admin, es: esClient(admin.elasticsearch) };
+}
+
 export const throughputBench: Benchmark = {
   name: 'throughput',
   summary: `file → Kafka → 1 and 2 processor processes → Elasticsearch, events/s against the direct _bulk ceiling (target ≥ ${TARGET_SHARE * 100} %, RSS ≤ ${TARGET_RSS_MIB} MiB)`,
   async run({ minLines }) {
-    const env = startLocalStack('ignore');
+    const { env, run, dir, pids, es } = pipelineBenchSetup('tp', 'throughput');
     const started = Date.now();
-    const run = `tp-${Date.now().toString(36)}`;
-    const dir = realpathSync(mkdtempSync(join(tmpdir(), 'stackwatch-throughput-')));
-    mkdirSync(join(dir, 'logs'));
-    // The bundle is rebuilt by the first `stackwatch` when a source changed: once here, not by two processes at once.
-    spawnSync(process.execPath, [BIN, '--help'], { stdio: 'ignore', cwd: ROOT });
-    const pids = stackPids();
-    const admin = validateConfig({ kafka: { brokers: [env.STACKWATCH_KAFKA_BROKERS] }, elasticsearch: { url: env.STACKWATCH_ES_URL } }, 'throughput benchmark', {});
-    const es = esClient(admin.elasticsearch);
     const results: ModeResult[] = [];
     let corpusLine = '';
     let expected = 0;
