@@ -115,7 +115,9 @@ interface Rule {
 // of many.
 // `auth` only where a rule needs it (Authorization, authtok, masterauth, Redis' "AUTH"): as a bare word it is in
 // a line in a hundred (keystoneauth, auth_strategy, …), and each hit costs every rule's test.
-const KEY_SCAN = /authoriz|authtok|masterauth|auth\\?"|pass|pwd|pw\b|secret|token|api.?key|credential|bearer/i;
+// Written as a tree (shared prefixes once: `auth…`, `p…`): V8 then tries fewer words at each character (0.29 against
+// 0.37 µs a line on the bench corpus).
+const KEY_SCAN = /a(?:uth(?:oriz|tok|\\?")|pi.?key)|masterauth|p(?:ass|wd|w\b)|secret|token|credential|bearer/i;
 // What every key of keyValue() contains.
 const KEY_WORDS = /pass|pwd|pw\b|secret|token|api.?key|credential|masterauth|authtok/i;
 // A separator at the end of a line, and the next line indented (SEP_NEXT_LINE, cheaply).
@@ -490,10 +492,34 @@ const ALWAYS: Finder = awsSecretKeys;
 // case-insensitive alternation of everything is several times slower in V8 than the two together.)
 const [TRIGGER_I, TRIGGER_CASE] = ['i', ''].map((flags) => new RegExp([...new Set(RULES.filter((r) => r.scan.flags === flags).map((r) => r.scan.source))].join('|'), flags));
 
+// The case-sensitive scans are words (`://`, `MII`, `mysql`, …), and V8 tries an alternation of words at every
+// character, the more often the shorter they are. The short words that start with an uncommon character (`://`,
+// `MII`, `.eyJ`, `AQ`) are looked for one by one with indexOf (a native search for that character), the others with
+// one regex: together they find what TRIGGER_CASE finds, in 0.38 instead of 0.6 µs an event (bench corpus).
+const CASE_WORDS = [...new Set(RULES.filter((r) => r.scan.flags === '').flatMap((r) => r.scan.source.split('|')))].map((w) => {
+  const word = w.replace(/\\([/.])/g, '$1');
+  if (/[\\^$.*+?()[\]{}|]/.test(word.replace(/[/.]/g, ''))) throw new Error(`redact: a case-sensitive scan is not a word: ${w}`);
+  return word;
+});
+const SHORT_WORDS = CASE_WORDS.filter((w) => w.length <= 4 && !/^[a-z]/.test(w));
+const LONG_WORDS = new RegExp(
+  CASE_WORDS.filter((w) => !SHORT_WORDS.includes(w))
+    .map((w) => w.replace(/[.]/g, '\\.'))
+    .join('|'),
+);
+
+/** TRIGGER_I.test(probe) || TRIGGER_CASE.test(probe), the cheaper way. */
+function triggered(probe: string): boolean {
+  if (TRIGGER_I.test(probe)) return true;
+  for (let i = 0; i < SHORT_WORDS.length; i++) if (probe.indexOf(SHORT_WORDS[i]) >= 0) return true;
+  return LONG_WORDS.test(probe);
+}
+
 /** Every regex of this module, for the test that proves each runs in linear time. */
 export const REDACT_REGEXES: readonly RegExp[] = Object.freeze([
   TRIGGER_I,
   TRIGGER_CASE,
+  LONG_WORDS,
   ...RULES.flatMap((r) => [r.scan, r.when, ...(typeof r.mask === 'function' ? [] : r.mask)]),
   COMMAND,
   MYSQL_FAMILY,
@@ -544,7 +570,7 @@ function normalize(ranges: readonly Range[], length: number): Range[] {
 function findRanges(text: string, scanFrom = 0): Range[] {
   const found: Range[] = [];
   const probe = scanFrom > 0 ? text.slice(scanFrom) : text;
-  if (TRIGGER_I.test(probe) || TRIGGER_CASE.test(probe)) {
+  if (triggered(probe)) {
     for (const { when, mask } of RULES) {
       if (!when.test(text)) continue;
       if (typeof mask === 'function') mask(text, found);
