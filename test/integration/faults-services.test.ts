@@ -36,7 +36,7 @@ import { buildCorpus, type Corpus } from '../../bench/corpus.ts';
 import { readLogFile } from '../../collectors/logs/read-file.ts';
 import { logEventId } from '../../core/events.ts';
 import { groupProgress } from '../../core/kafka.ts';
-import { allIds, countDocs, REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
+import { allIds, countDocs, logEventsInKafka, REPO, stack, stackwatch, testSetup, waitFor, type Cli, type TestSetup } from './harness.ts';
 import { freePort, procStatus } from '../../bench/measure.ts';
 
 const STACK = join(REPO, 'scripts/stack.sh');
@@ -787,16 +787,21 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const exitMs = Date.now() - termAt;
     const docs = await countDocs(t.es, index);
     const { committed, end } = await progress(t);
+    // The events of the records committed (a record holds a batch of a file's events).
+    const committedEvents = await logEventsInKafka(
+      t,
+      new Map((await groupProgress(t.cfg.kafka, t.cfg.kafka.consumer_group, t.cfg.kafka.topics.logs)).map((p) => [p.partition, p.committed])),
+    );
     console.log(
       `faults-sigterm: SIGTERM at bulk request #${bulksAtTerm} of the first batch (${inFlightAtTerm} unanswered); exited ${exit.code} ` +
         `after ${secs(exitMs)} (deadline ${DEADLINE_S} s), ${proxy.stats.bulks - bulksAtTerm} more bulk requests after SIGTERM; ${docs} documents, ` +
-        `${committed} offsets committed of ${end}`,
+        `${committed} offsets committed of ${end} (records), holding ${committedEvents} events`,
     );
     expect(exit.code, processor.stderr().slice(-2000)).toBe(0);
     expect(exitMs).toBeLessThan(DEADLINE_S * 1000);
     expect(inFlightAtTerm).toBeGreaterThan(0); // a request of the batch was on its way at SIGTERM ...
     expect(committed).toBeGreaterThan(0); // ... the batch was finished and committed before exit,
-    expect(committed).toBe(docs); // all of it: nothing indexed was left uncommitted
+    expect(committedEvents).toBe(docs); // all of it: nothing indexed was left uncommitted
     expect(committed).toBeLessThan(end); // and it fetched no more: the rest waits in Kafka
 
     slow = false;
@@ -831,7 +836,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     const exit = await stop(collector, 'SIGTERM');
     const exitMs = Date.now() - termAt;
     const at = checkpoint(t, r.fileId);
-    const inKafka = (await progress(t)).end;
+    const inKafka = await logEventsInKafka(t);
     console.log(
       `faults-sigterm-collector: SIGTERM mid-file: exited ${exit.code} after ${secs(exitMs)} (deadline ${DEADLINE_S} s); checkpoint ` +
         `${at} of ${bytes} bytes, ${eventsBefore(at)} events before it, ${inKafka} in Kafka`,
@@ -844,7 +849,7 @@ async function behindProxy(t: TestSetup, policy: BulkPolicy): Promise<{ url: str
     collector = run(t, 'collector');
     await waitFor('the rest of the file', async () => checkpoint(t, r.fileId) === bytes, WAIT_MS, 500);
     expect((await stop(collector)).code).toBe(0);
-    const total = (await progress(t)).end;
+    const total = await logEventsInKafka(t);
     console.log(`faults-sigterm-collector: restarted, ${total} events in Kafka of ${r.offsets.length * ROUNDS}; test ${secs(Date.now() - t0)}`);
     expect(total).toBe(r.offsets.length * ROUNDS); // none sent twice, none missing
   });

@@ -10,7 +10,8 @@ import { stringify } from 'yaml';
 import { validateConfig, type Config } from '../../core/config.ts';
 import { esClient, type Client } from '../../core/elastic.ts';
 import { removeIndexTemplates } from '../../sinks/index-setup.ts';
-import { deleteTopics } from '../../core/kafka.ts';
+import { deleteTopics, GroupConsumer, groupProgress } from '../../core/kafka.ts';
+import { messageEvents } from '../../processors/decode.ts';
 import { loadIncidentRules } from '../../incidents/rules.ts';
 import { stackwatchNodeArgs } from '../../bench/measure.ts';
 
@@ -225,4 +226,30 @@ export async function ruleAlerts(t: TestSetup, ruleId: string): Promise<any[]> {
   await t.es.indices.refresh({ index, ignore_unavailable: true, allow_no_indices: true });
   const res = await t.es.search({ index, size: 200, ignore_unavailable: true, allow_no_indices: true, query: { term: { 'rule.id': ruleId } } });
   return res.hits.hits.map((h) => ({ id: h._id, ...(h._source as any) }));
+}
+
+/** The log events in the test's logs topic (a record holds a batch of a file's events), counted as the processor
+ * takes them out; with `upTo` (partition → offset), only those of the records before it (a group's committed
+ * offsets). Read by a consumer group of its own from the beginning. */
+export async function logEventsInKafka(t: TestSetup, upTo?: Map<number, number>): Promise<number> {
+  const topic = t.cfg.kafka.topics.logs;
+  const groupId = `${t.cfg.kafka.consumer_group}-event-counter-${Date.now().toString(36)}`;
+  let events = 0;
+  const reader = await GroupConsumer.start(t.cfg.kafka, {
+    groupId,
+    topics: [topic],
+    component: 'event-counter',
+    onBatch: async (b) => {
+      for (const m of b.messages) {
+        if (upTo && Number(m.offset) >= (upTo.get(b.partition) ?? 0)) continue;
+        events += messageEvents('logs', JSON.parse(m.value ?? 'null')).events.length;
+      }
+    },
+  });
+  try {
+    await waitFor(`every record of ${topic} counted`, async () => (await groupProgress(t.cfg.kafka, groupId, topic)).every((p) => p.committed === p.end), 60_000);
+  } finally {
+    await reader.stop();
+  }
+  return events;
 }
