@@ -5,9 +5,12 @@
 //     token issue, and the console URL of a canary server (the broken-VNC-console story seen as a user sees it);
 //   - metric samples (topic metrics): services up/down per binary, each probe's latency and success, and the
 //     hypervisors' capacity as `compute.<resource>.used` / `.total` pairs (what `stackwatch trends` reads).
-// A poll whose authentication fails is a failed poll (a dead letter and the hint): nothing else can be asked. A
-// service or hypervisor list that fails is a dead letter and is absent from the event, never an empty list. A
-// console probe that fails is data: its result, with nova's fault (`HTTP 500: MessagingTimeout`) and its time.
+// A poll whose authentication fails is a failed poll (logged with the hint and counted): nothing else can be asked.
+// A service or hypervisor list that fails is absent from the event, never an empty list, and counted
+// (errors{stage="services"}). Only an answer that is not what the service sends (not JSON, a field missing) is a
+// dead letter, with the answer as it came: a timeout or an HTTP error has no data to keep, and the dead-letter
+// topic is where an SRE looks for what the pipeline could not use. A console probe that fails is data: its
+// result, with nova's fault (`HTTP 500: MessagingTimeout`) and its time.
 //
 // The console probe can take minutes when it fails (nova-api waits rpc_response_timeout for a reply that never
 // comes, 64 s in the seed's story), so it runs beside the polls: a poll starts one when none is in flight, waits
@@ -17,6 +20,7 @@ import { z } from 'zod';
 import { durationMs, filePath, httpUrl, nonEmpty, readFor, secretOf } from '../core/config-fields.ts';
 import { deadLetter, type DeadLetter, type MetricEvent, type OpenstackHealthEvent } from '../core/events.ts';
 import { errorText, type Logger } from '../core/log.ts';
+import type { ComponentMetrics } from '../core/metrics.ts';
 import { readPemFile } from '../core/secrets.ts';
 import { defineCollector, type CollectorContext, type Emission, type PollingCollector, type Rejected } from './collector.ts';
 import { HypervisorsBody, OpenstackApi, OpenstackApiError, RemoteConsoleBody, ServersBody, ServicesBody, type NovaHypervisor, type NovaService } from './openstack/api.ts';
@@ -215,6 +219,13 @@ const HINTS = {
 
 const secondsSince = (startMs: number, nowMs: number) => Math.max(0, nowMs - startMs) / 1000;
 
+/** An answer that is not what the service sends (not JSON, a field missing or of another type): the failures
+ * whose data goes to the dead-letter topic. A timeout, an unreachable service or an HTTP error is not: it has no
+ * data of the source's to keep. */
+export function malformedAnswer(err: unknown): err is OpenstackApiError & { payload: string } {
+  return err instanceof OpenstackApiError && err.payload !== undefined && err.status === undefined;
+}
+
 /** The error of a failed probe, short enough for a page: `HTTP 500: MessagingTimeout`. */
 export function probeError(err: unknown): { error: string; http_status?: number } {
   if (err instanceof OpenstackApiError) {
@@ -231,6 +242,7 @@ export class OpenstackApiCollector implements PollingCollector<PollResult> {
   readonly schedule: string;
   readonly hint = HINTS.auth;
   private readonly log: Logger;
+  private readonly metrics: ComponentMetrics;
   private readonly api: OpenstackApi;
   /** The console probe in flight, and the results not yet reported. */
   private consoleInFlight?: Promise<void>;
@@ -247,6 +259,7 @@ export class OpenstackApiCollector implements PollingCollector<PollResult> {
     private readonly now: () => number = Date.now,
   ) {
     this.log = ctx.log;
+    this.metrics = ctx.metrics;
     this.schedule = cfg.schedule;
     this.api = new OpenstackApi(cfg, now);
   }
@@ -280,8 +293,11 @@ export class OpenstackApiCollector implements PollingCollector<PollResult> {
     for (const r of [services, hypervisors]) {
       if (!('failure' in r)) continue;
       const { what, err } = r.failure;
-      const payload = err instanceof OpenstackApiError ? (err.payload ?? '') : '';
-      const letter = deadLetter(COMPONENT, errorText(err), payload);
+      if (!malformedAnswer(err)) {
+        this.metrics.error(what);
+        continue;
+      }
+      const letter = deadLetter(COMPONENT, errorText(err), err.payload);
       result.deadLetters.push(letter);
       result.rejected!.push({ key: cloud, stage: what, letter });
     }
@@ -378,10 +394,11 @@ export class OpenstackApiCollector implements PollingCollector<PollResult> {
     this.api.close();
   }
 
-  /** A failed poll (authentication): its dead letter. */
+  /** A failed poll (authentication): a dead letter when keystone's answer was malformed; otherwise nothing here (the
+   * schedule logs the failed poll with the hint and counts it). */
   failed(err: unknown): Rejected[] {
-    const payload = err instanceof OpenstackApiError ? (err.payload ?? '') : '';
-    return [{ key: this.cfg.cloud_name, stage: 'auth', letter: deadLetter(COMPONENT, errorText(err), payload) }];
+    if (!malformedAnswer(err)) return [];
+    return [{ key: this.cfg.cloud_name, stage: 'auth', letter: deadLetter(COMPONENT, errorText(err), err.payload) }];
   }
 }
 

@@ -175,14 +175,14 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
       for (let i = 0; i < events.length; i++) {
         const event = events[i];
         // An event of a batch is dead-lettered as the record of its own it would have been.
-        const payload = batched ? () => JSON.stringify(event) : text;
+        const payload = batched ? () => JSON.stringify(event) : () => text;
         try {
           const { value, ms } = run.time(() => decode(batch.topic, event, ingested, at));
           if (value.request) requests.push(value.request);
           // A dead letter over the budget is not sent back into the topic it came from.
           verdicts.push({ detect: value.detect, spentMs: ms, ...(batch.topic === deadTopic ? {} : { payload, source: source(m.offset) }) });
         } catch (err) {
-          undecodable(err, typeof payload === 'string' ? payload : payload(), m.offset, batched ? `${i + 1} of ${events.length} in a batch` : undefined);
+          undecodable(err, payload(), m.offset, batched ? `${i + 1} of ${events.length} in a batch` : undefined);
         }
       }
     }
@@ -347,7 +347,7 @@ export interface Verdict {
   spentMs: number;
   /** The message as it came (an event of a batch: as its own record, made when needed); absent: not
    * dead-lettered when over the budget (only counted). */
-  payload?: string | (() => string);
+  payload?: () => string;
   source?: DeadLetter['source'];
 }
 
@@ -363,7 +363,7 @@ export function runVerdicts(verdicts: Verdict[], budget: TimeBudget, metrics: Pi
     alerts.push(...value);
     if (!budget.over(v.spentMs + ms)) continue;
     over++;
-    if (v.payload !== undefined) overBudget.push(deadLetter(COMPONENT, budget.reason(v.spentMs + ms), typeof v.payload === 'string' ? v.payload : v.payload(), v.source));
+    if (v.payload !== undefined) overBudget.push(deadLetter(COMPONENT, budget.reason(v.spentMs + ms), v.payload(), v.source));
   }
   if (over > 0) metrics.error('time_budget', over);
   return { alerts, overBudget };

@@ -1,7 +1,8 @@
 // The OpenStack API collector against a local keystone + nova made of nova's and keystone's own API samples
 // (test/fixtures/openstack-api/): the schemas take the real shapes and name the field of a bad one; a poll turns
 // the answers into one health event and the metric samples; a failed console probe is data, a failed
-// authentication a failed poll, a failed service list a dead letter and never an empty list; a 401 renews the token.
+// authentication a failed poll, a malformed service list a dead letter and never an empty list, a list that times out
+// or gets an HTTP error counted and absent, not a dead letter (no data to keep); a 401 renews the token.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { collectorContext } from '../../collectors/emitter.ts';
 import { validateConfig } from '../../core/config.ts';
 import { OpenstackHealthEvent } from '../../core/events.ts';
 import { setLogSink } from '../../core/log.ts';
+import { counterValue } from '../../core/metrics.ts';
 import { dottedIssue } from '../../core/schema.ts';
 
 const FIX = new URL('../fixtures/openstack-api/', import.meta.url).pathname;
@@ -188,15 +190,45 @@ describe('a poll', () => {
     expect(third.health.probes.filter(early)).toEqual([]);
   });
 
-  it('a failed authentication is a failed poll, with its dead letter', async () => {
+  it('a failed authentication is a failed poll; only a malformed answer of keystone is a dead letter', async () => {
     const c = collector(config({ password: 'wrong' }));
     const err = await c.poll().catch((e: Error) => e);
     expect(String(err)).toMatch(/POST \/v3\/auth\/tokens: HTTP 401 .*requires authentication/);
-    expect(c.failed(err)[0]).toMatchObject({ stage: 'auth', letter: { component: 'openstack-api-collector' } });
+    expect(c.failed(err)).toEqual([]); // the schedule logs and counts a failed poll; a 401 has no data to keep
     await c.close();
+    cloud.override.set('/v3/auth/tokens', (res) => {
+      res.writeHead(201, { 'content-type': 'application/json', 'x-subject-token': 'tok-x' });
+      res.end('{"token": {"catalog": "not a list"}}');
+    });
+    const c2 = collector(config());
+    const err2 = await c2.poll().catch((e: Error) => e);
+    expect(c2.failed(err2)).toEqual([
+      expect.objectContaining({ stage: 'auth', letter: expect.objectContaining({ component: 'openstack-api-collector', payload: '{"token": {"catalog": "not a list"}}' }) }),
+    ]);
+    await c2.close();
   });
 
-  it('a failed service list is a dead letter and no list at all, never an empty one', async () => {
+  it('a list that times out or gets an HTTP error is counted and absent, and no dead letter', async () => {
+    cloud.override.set('/compute/v2.1/os-services', (res) => {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(MESSAGING_TIMEOUT));
+    });
+    cloud.override.set('/compute/v2.1/os-hypervisors', () => {}); // never answers
+    const stage = (what: string) => counterValue('errors', { component: 'openstack-api-collector', stage: what });
+    const before = [await stage('services'), await stage('hypervisors')];
+    const restore = setLogSink(() => {});
+    const c = collector(config({ timeout_ms: 300 }));
+    const r = await c.poll();
+    await c.close();
+    restore();
+    expect(r.health.services).toBeUndefined();
+    expect(r.health.hypervisors).toBeUndefined();
+    expect(r.rejected).toEqual([]);
+    expect(r.deadLetters).toEqual([]);
+    expect([await stage('services'), await stage('hypervisors')]).toEqual([before[0] + 1, before[1] + 1]);
+  });
+
+  it('a malformed service list is a dead letter and no list at all, never an empty one', async () => {
     cloud.override.set('/compute/v2.1/os-services', (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"services": [{"host": "h"}]}');

@@ -41,7 +41,7 @@ describe("the processor's per-event time budget", () => {
     // As the processor does: decoding (parse) timed, detection run after indexing.
     const verdict = (text: string, parseMs: number): Verdict => {
       const { value: doc, ms } = budget.time(() => (advance(parseMs), parseLogEvent(raw(text), { timezone: 'UTC' })));
-      return { detect: () => engine.on({ kind: 'log', doc }), spentMs: ms, payload: JSON.stringify(raw(text)), source: { topic: 'logs', partition: 0, offset: '7' } };
+      return { detect: () => engine.on({ kind: 'log', doc }), spentMs: ms, payload: () => JSON.stringify(raw(text)), source: { topic: 'logs', partition: 0, offset: '7' } };
     };
     const { alerts, overBudget } = runVerdicts(
       [
@@ -124,7 +124,7 @@ describe("a run of events timed by the wall clock (the processor's batches)", ()
   it('dead-letters in runVerdicts what used the CPU, not what waited', () => {
     const c = twoClocks();
     const budget = new TimeBudget(250, c.cpu, 'processor.event_time_budget_ms', c.wall);
-    const verdict = (fn: () => void): Verdict => ({ detect: () => (fn(), []), spentMs: 0, payload: 'p', source: { topic: 'logs', partition: 0, offset: '1' } });
+    const verdict = (fn: () => void): Verdict => ({ detect: () => (fn(), []), spentMs: 0, payload: () => 'p', source: { topic: 'logs', partition: 0, offset: '1' } });
     const { overBudget } = runVerdicts([verdict(() => c.wait(400)), verdict(() => c.work(300)), verdict(() => c.work(1))], budget, { error: () => {} });
     expect(overBudget).toHaveLength(1);
     expect(overBudget[0].reason).toMatch(/took 300 ms of CPU/);
