@@ -9,8 +9,11 @@
 // A service or hypervisor list that fails is absent from the event, never an empty list, and counted
 // (errors{stage="services"}). Only an answer that is not what the service sends (not JSON, a field missing) is a
 // dead letter, with the answer as it came: a timeout or an HTTP error has no data to keep, and the dead-letter
-// topic is where an SRE looks for what the pipeline could not use. A console probe that fails is data: its
-// result, with nova's fault (`HTTP 500: MessagingTimeout`) and its time.
+// topic is where an SRE looks for what the pipeline could not use. A list that got no answer in time is not asked
+// for at the next poll, then the next two, four, up to LIST_BACKOFF_MAX_POLLS (reset by an answer): a slow nova-api
+// goes on working on a request its client gave up on, so asking again at every tick piles work onto it faster than
+// it finishes (a queue that only grows). A console probe that fails is data: its result, with nova's fault
+// (`HTTP 500: MessagingTimeout`) and its time.
 //
 // The console probe can take minutes when it fails (nova-api waits rpc_response_timeout for a reply that never
 // comes, 64 s in the seed's story), so it runs beside the polls: a poll starts one when none is in flight, waits
@@ -217,6 +220,9 @@ const HINTS = {
   list: 'the compute API refused or did not answer: check nova-api, the catalog endpoint (interface, region_name) and that the user has the admin role (os-services and os-hypervisors are admin-only by default)',
 };
 
+/** The most polls a list that timed out is left out of (doubling from one at each timeout in a row). */
+export const LIST_BACKOFF_MAX_POLLS = 8;
+
 const secondsSince = (startMs: number, nowMs: number) => Math.max(0, nowMs - startMs) / 1000;
 
 /** An answer that is not what the service sends (not JSON, a field missing or of another type): the failures
@@ -252,6 +258,8 @@ export class OpenstackApiCollector implements PollingCollector<PollResult> {
   /** Stops the console probe in flight when the collector closes. */
   private readonly closing = new AbortController();
   private readonly failing = new Set<string>();
+  /** Per list that timed out: the polls it is left out of now, and how many are left. */
+  private readonly backoff = new Map<string, { polls: number; left: number }>();
 
   constructor(
     private readonly cfg: OpenstackApiConfig,
@@ -333,14 +341,28 @@ export class OpenstackApiCollector implements PollingCollector<PollResult> {
     return out;
   }
 
-  /** A list read, its failure returned (logged once until it answers again), never thrown. */
-  private async list<T>(what: string, read: () => Promise<T>, signal?: AbortSignal): Promise<{ value: T } | { failure: { what: string; err: unknown } }> {
+  /** A list read, its failure returned (logged once until it answers again), never thrown; `skipped` while it backs
+   * off after a timeout. */
+  private async list<T>(what: string, read: () => Promise<T>, signal?: AbortSignal): Promise<{ value: T } | { failure: { what: string; err: unknown } } | { skipped: true }> {
+    const b = this.backoff.get(what);
+    if (b && b.left > 0) {
+      b.left--;
+      this.metrics.discarded(`${what}_backoff`);
+      return { skipped: true };
+    }
     try {
       const value = await read();
+      this.backoff.delete(what);
       if (this.failing.delete(what)) this.log.info(`${what}: answering again`, { cloud: this.cfg.cloud_name });
       return { value };
     } catch (err) {
-      if (!signal?.aborted && !this.failing.has(what)) this.log.warn(`${what}: ${errorText(err)}`, { cloud: this.cfg.cloud_name, hint: HINTS.list });
+      let backingOff = '';
+      if (err instanceof OpenstackApiError && err.timedOut && !signal?.aborted) {
+        const polls = Math.min(b ? b.polls * 2 : 1, LIST_BACKOFF_MAX_POLLS);
+        this.backoff.set(what, { polls, left: polls });
+        backingOff = `; not asked for the next ${polls} poll(s), so as not to queue more work on a slow service`;
+      }
+      if (!signal?.aborted && !this.failing.has(what)) this.log.warn(`${what}: ${errorText(err)}${backingOff}`, { cloud: this.cfg.cloud_name, hint: HINTS.list });
       this.failing.add(what);
       return { failure: { what, err } };
     }

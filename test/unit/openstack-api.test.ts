@@ -228,6 +228,45 @@ describe('a poll', () => {
     expect([await stage('services'), await stage('hypervisors')]).toEqual([before[0] + 1, before[1] + 1]);
   });
 
+  it('a list that timed out is left out of the next poll, then two, four…; an HTTP error is asked again at once', async () => {
+    cloud.override.set('/compute/v2.1/os-services', (res) => {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(MESSAGING_TIMEOUT));
+    });
+    cloud.override.set('/compute/v2.1/os-hypervisors', () => {}); // never answers
+    const skipped = () => counterValue('discarded', { component: 'openstack-api-collector', reason: 'hypervisors_backoff' });
+    const before = await skipped();
+    const restore = setLogSink(() => {});
+    const c = collector(config({ timeout_ms: 200, probes: { token: false } }));
+    const asked: boolean[][] = [];
+    for (let i = 0; i < 12; i++) {
+      if (i === 6) cloud.override.delete('/compute/v2.1/os-hypervisors'); // it would answer from the 7th poll on
+      cloud.calls = [];
+      const r = await c.poll();
+      asked.push([cloud.calls.includes('GET /compute/v2.1/os-services'), cloud.calls.some((x) => x.startsWith('GET /compute/v2.1/os-hypervisors')), r.health.hypervisors !== undefined]);
+    }
+    await c.close();
+    restore();
+    // [services asked, hypervisors asked, hypervisors in the event] per poll: timeout, 1 skipped, timeout, 2
+    // skipped, timeout, 4 skipped (nova-api would have answered from the 7th), then an answer, which ends the
+    // back-off: the next poll asks as usual. The services' HTTP 500 is asked at every poll.
+    expect(asked).toEqual([
+      [true, true, false],
+      [true, false, false],
+      [true, true, false],
+      [true, false, false],
+      [true, false, false],
+      [true, true, false],
+      [true, false, false],
+      [true, false, false],
+      [true, false, false],
+      [true, false, false],
+      [true, true, true],
+      [true, true, true],
+    ]);
+    expect((await skipped()) - before).toBe(7);
+  });
+
   it('a malformed service list is a dead letter and no list at all, never an empty one', async () => {
     cloud.override.set('/compute/v2.1/os-services', (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
