@@ -65,7 +65,8 @@ function setup(extra: Record<string, unknown> = {}) {
     };
     return { pollOnce: poll };
   };
-  return { dir, file: (n: string) => join(dir, 'logs', n), producer, collector };
+  const raw = () => new OpenstackLogCollector(cfg, collectorContext('openstack-logs', producer, { logs: 't', dead_letter: 'dlq' }));
+  return { dir, file: (n: string) => join(dir, 'logs', n), producer, collector, raw };
 }
 
 describe('OpenstackLogCollector', () => {
@@ -157,6 +158,32 @@ describe('OpenstackLogCollector', () => {
     writeFileSync(s.file('nova-compute.log'), real.slice(6, 8).join('\n') + '\n');
     await c.pollOnce();
     expect(s.producer.events.map((e) => e.text)).toEqual(real.slice(0, 8));
+  });
+
+  it('run(): the followed files are read on at every poll, the paths matched again only every scan_interval_ms', async () => {
+    const s = setup({ poll_interval_ms: 20, scan_interval_ms: 2000 });
+    writeFileSync(s.file('nova-compute.log'), real.slice(0, 2).join('\n') + '\n');
+    const ctl = new AbortController();
+    const started = Date.now();
+    const running = s.raw().run(ctl.signal);
+    const until = async (what: string, ok: () => boolean) => {
+      for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 10))) if (Date.now() - t0 > 10_000) throw new Error(`timed out waiting for ${what}`);
+    };
+    try {
+      await until('the first lines', () => s.producer.events.length === 2);
+      appendFileSync(s.file('nova-compute.log'), real[2] + '\n' + real[3] + '\n');
+      writeFileSync(s.file('nova-api.log'), real.slice(4, 6).join('\n') + '\n');
+      await until('the lines appended to the followed file', () => s.producer.events.length >= 3);
+      // Read on at the next poll, while the new file waits for the next scan (the first one was at the start).
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(s.producer.events.map((e) => e.path.endsWith('nova-api.log'))).not.toContain(true);
+      await until('the new file, at the next scan', () => s.producer.events.length === 6);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+      expect(s.producer.events.map((e) => e.text).sort()).toEqual(real.slice(0, 6).sort());
+    } finally {
+      ctl.abort();
+      await running;
+    }
   });
 
   it('sends lines that are not text to the dead-letter topic with the reason, and goes on', async () => {
