@@ -469,7 +469,10 @@ describe('kill -9 during a replay of the bundled sosreport (issue 15)', () => {
     expect(endA.transitions.filter((x) => x.status === 'firing' && ['amqp-connection-lost', 'compute-host-drift'].includes(x.rule))).toHaveLength(18);
     // Every transition is dated by the events (February 2022), none by the wall clock: all are compared whole.
     for (const x of [...endA.transitions, ...endB.transitions]) expect(x.at.slice(0, 8), JSON.stringify(x)).toBe('2022-02-');
-    expect({ onlyA, onlyB }).toEqual({ onlyA: [], onlyB: [] });
+    expect(
+      { onlyA, onlyB },
+      `transitions that differ (id, alert, rule, status, @timestamp, started_at, ended_at, message, evidence):\n  only in A: ${onlyA.join('\n  only in A: ')}\n  only in B: ${onlyB.join('\n  only in B: ')}`,
+    ).toEqual({ onlyA: [], onlyB: [] });
     expect(idsB).toEqual(idsA);
     // The pager heard what each run's incidents say, no page lost; a page twice only right before a kill.
     expect(pagerA).toEqual([]);
