@@ -42,19 +42,22 @@ export class Output {
     this.buf = [];
     this.size = 0;
     if (this.closed || text === '') return;
-    if (!this.out.write(text)) {
-      // 'drain' never comes to a stream that failed: wait for either.
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.out.off('drain', done);
-          this.out.off('error', done);
-          resolve();
-        };
-        this.out.on('drain', done);
-        this.out.on('error', done);
-      });
-    }
+    if (!this.out.write(text)) await drained(this.out);
   }
+}
+
+/** Resolves when a stream whose write() returned false may be written again: at 'drain', or at 'error' ('drain'
+ * never comes to a stream that failed). */
+export function drained(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('error', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('error', done);
+  });
 }
 
 /** Reads each file with `read`, in order. A file that cannot be read (FileReadError: missing, a directory, no

@@ -7,7 +7,7 @@ import { logDocumentJson, parseLogEvent } from '../processors/parse-log.ts';
 import { Miner, mineDocument } from '../processors/templates/miner.ts';
 import type { Command } from './index.ts';
 import { parseOptions, timeZoneOption } from './options.ts';
-import { eachEvent, EXIT_STATUS_HELP, Output } from './output.ts';
+import { drained, eachEvent, EXIT_STATUS_HELP, Output } from './output.ts';
 
 const CHUNK_BYTES = 4 << 20;
 /** Bytes held when the output asks to be flushed (as Output: about 1 MiB). */
@@ -74,18 +74,7 @@ export class BytesOutput extends Output {
     let ok = true;
     // Once written (or failed), a buffer can be filled again.
     for (const [bytes, chunk] of pieces) ok = this.stream.write(bytes, chunk && (() => this.free.push(chunk)));
-    if (!ok) {
-      // 'drain' never comes to a stream that failed: wait for either.
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.stream.off('drain', done);
-          this.stream.off('error', done);
-          resolve();
-        };
-        this.stream.on('drain', done);
-        this.stream.on('error', done);
-      });
-    }
+    if (!ok) await drained(this.stream);
   }
 }
 
@@ -123,8 +112,7 @@ ${EXIT_STATUS_HELP}`,
     if (!Number.isInteger(maxEventBytes) || maxEventBytes <= 0 || maxEventBytes > MAX_EVENT_BYTES_LIMIT) {
       throw new ConfigError(`--max-event-bytes: expected a whole number from 1 to ${MAX_EVENT_BYTES_LIMIT} (16 MiB)`);
     }
-    // UTC, the default, needs no check (which loads the time zone data: 30 ms of a start).
-    const timezone = values.timezone === 'UTC' ? 'UTC' : timeZoneOption(values.timezone, '--timezone');
+    const timezone = timeZoneOption(values.timezone, '--timezone');
     const out = new BytesOutput();
     const readAt = new Date().toISOString();
     const templates = new Miner();

@@ -28,6 +28,7 @@ export const nonEmpty = z.string().min(1, { error: 'expected a non-empty string'
 /** Whether timestamps can be read in `zone`: an IANA name (or link) the runtime's time-zone data knows. */
 export function isTimeZone(zone: string): boolean {
   if (zone === '') return false;
+  if (zone === 'UTC') return true; // the default: no need to load the time zone data (30 ms of a start)
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: zone });
     return true;

@@ -199,21 +199,13 @@ const flat = (s: string): string => (s.length < 13 ? s : [s.slice(0, 1), s.slice
 
 const num2 = (s: string, at: number) => (s.charCodeAt(at) - 48) * 10 + s.charCodeAt(at + 1) - 48;
 
-/** Converts a wall-clock time in `timezone` to ISO 8601 UTC with milliseconds (UTC, the usual case, by hand);
- * undefined for a date or time that cannot exist (month 13, 2023-02-29, 25:61). */
+/** Converts a wall-clock time in `timezone` (date YYYY-MM-DD, time hh:mm:ss, the fraction's digits) to ISO 8601
+ * UTC with milliseconds; undefined for a date or time that cannot exist (month 13, 2023-02-29, 25:61). */
 export function toUtcIso(date: string, time: string, frac: string, timezone: string): string | undefined {
-  const y = num2(date, 0) * 100 + num2(date, 2);
-  const mo = num2(date, 5);
-  const d = num2(date, 8);
-  const h = num2(time, 0);
-  const mi = num2(time, 3);
-  const sec = num2(time, 6);
-  if (!validWallClock(y, mo, d, h, mi, sec)) return undefined;
-  if (sec < 60 && (timezone === 'UTC' || timezone === 'Etc/UTC')) return `${date}T${time}.${(frac + '00').slice(0, 3)}Z`;
-  return partsToUtc(y, mo, d, h, mi, sec, frac, undefined, timezone);
+  return utcIsoAt(`${date} ${time}.${frac}`, 20, 20 + frac.length, timezone);
 }
 
-/** toUtcIso(date, time, frac) of an oslo line, s = "YYYY-MM-DD hh:mm:ss…", the fraction's digits at
+/** The same of an oslo line as it is (UTC, the usual case, by hand), s = "YYYY-MM-DD hh:mm:ss…", the fraction's digits at
  * s[fracStart, fracEnd) (none when fracEnd is 0: frac "0"). */
 function utcIsoAt(s: string, fracStart: number, fracEnd: number, timezone: string): string | undefined {
   const y = num2(s, 0) * 100 + num2(s, 2);
