@@ -48,8 +48,14 @@ describe('a 1 MiB line built against each shipped rule', () => {
         if (c.fires) expect(r.alerts.map((a) => a.alert.group)).toContainEqual(c.fires);
         return r.ms;
       };
-      const small = Math.min(await time(MiB / 8), await time(MiB / 8), await time(MiB / 8));
-      const large = Math.min(await time(MiB), await time(MiB));
+      // Alternately, the best of three each: a burst of load on a shared machine (the unit tests run beside the AMQP
+      // files) then weighs on both sizes alike, not on the large line alone (26.7 against 24 in one full run).
+      let small = Infinity;
+      let large = Infinity;
+      for (let i = 0; i < 3; i++) {
+        small = Math.min(small, await time(MiB / 8));
+        large = Math.min(large, await time(MiB));
+      }
       // The bound is 1 s on an idle machine (the benchmark reports it); 10 s only catches a regression here.
       expect(large).toBeLessThan(10_000);
       // 8 times the line: linear is ~8 times the time, quadratic 64. Small timings are noisy: a floor of 5 ms.
