@@ -211,7 +211,7 @@ export class ProcessorCheckpoints {
    * header); `members` gives the instances in the group now. Call after onAssigned, before the batches of the new
    * assignment; the next save (`due` says so) holds what was adopted, then empties the adopted checkpoints.
    */
-  async adopt(members: () => Promise<Set<string>>): Promise<{ adopted: Adopted[]; dropped?: string }> {
+  async adopt(members: () => Promise<Set<string>>): Promise<{ adopted: Adopted[]; dropped?: string; live?: string[] }> {
     const assigned = this.assigned;
     if (!assigned) return { adopted: [] };
     const prefix = this.owner.slice(0, this.owner.lastIndexOf('/') + 1);
@@ -240,8 +240,12 @@ export class ProcessorCheckpoints {
     if (candidates.length === 0) return { adopted: [], ...(dropped ? { dropped } : {}) };
     const live = await members();
     const out: Adopted[] = [];
+    const stayed: string[] = [];
     for (const c of candidates) {
-      if (live.has(c.owner.slice(prefix.length))) continue;
+      if (live.has(c.owner.slice(prefix.length))) {
+        stayed.push(c.owner);
+        continue;
+      }
       const { checkpoint, problems } = await this.store.load(c.owner);
       if (!checkpoint) continue;
       const got: Adopted = { owner: c.owner, seq: checkpoint.seq, partitions: [], rules: 0, incidents: 0, outbox: 0, problems: [...problems] };
@@ -276,7 +280,7 @@ export class ProcessorCheckpoints {
       this.dirty = true;
       out.push(got);
     }
-    return { adopted: out, ...(dropped ? { dropped } : {}) };
+    return { adopted: out, ...(dropped ? { dropped } : {}), ...(stayed.length ? { live: stayed } : {}) };
   }
 
   /** The messages of a batch the state has not seen yet. */

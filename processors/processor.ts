@@ -294,7 +294,7 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     // Not while stopping: the group's last rebalance before this one leaves is no partition to take over.
     if (stopping) return;
     try {
-      const { adopted, dropped } = await checkpoints!.adopt(async () => {
+      const { adopted, dropped, live } = await checkpoints!.adopt(async () => {
         const ids = await (await started).members();
         return new Set(ids.filter((id) => id.startsWith(memberPrefix)).map((id) => id.slice(memberPrefix.length)));
       });
@@ -305,6 +305,9 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
         );
       }
       if (dropped) log.warn(`state checkpoint ${checkpoints!.owner}: ${dropped}`);
+      // A partition moved from a processor still in the group (a scale-out rebalance): its state stays there
+      // (README, "State that survives restarts").
+      for (const owner of live ?? []) log.info(`state checkpoint ${owner} not adopted: its processor is still in the group (it keeps its state of the partitions it gave up)`);
       if (adopted.length > 0) await checkpoint();
     } catch (err) {
       if (!opts.signal?.aborted) log.warn(`the checkpoints of processors that left the group not adopted: ${errorText(err)}`, { hint: 'their partitions go on without their open alerts' });
@@ -316,6 +319,9 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     component: COMPONENT,
     onBatch,
     onAssigned: (a: Map<string, number[]>) => {
+      // Each assignment, in words: which processor holds which partitions is what an SRE asks first of a group.
+      const held = [...a].filter(([, parts]) => parts.length > 0).map(([topic, parts]) => `${topic}/${[...parts].sort((x, y) => x - y).join(',')}`);
+      log.info(`joined group ${cfg.kafka.consumer_group}: ${held.length ? `partitions ${held.join(' ')}` : 'no partition'}`);
       checkpoints?.onAssigned(a);
       joined = true;
       if (checkpoints && !stopping) adopting = serial(adoptDeparted);

@@ -39,6 +39,35 @@ describe('two processors, the one holding an open AMQP outage killed', () => {
         ['p2', startProcessor('p2')],
       ]);
       await scene.startServices();
+      // Both in the group before the outage, its partitions shared between them: a processor that joins late takes
+      // partitions from one still alive, whose state of them stays behind (README, "State that survives restarts");
+      // this test is of a processor that dies. Each says what it holds after each join; once the two hold no
+      // partition in common, the group's rebalance is over.
+      const holds = (p: Cli) => {
+        const last = p
+          .stderr()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"joined group '))
+          .at(-1);
+        const parts = last ? /: partitions ([^"]+)"/.exec(last) : null;
+        return parts
+          ? parts[1].split(' ').flatMap((tp) =>
+              tp
+                .slice(tp.lastIndexOf('/') + 1)
+                .split(',')
+                .map((n) => `${tp.slice(0, tp.lastIndexOf('/'))}/${n}`),
+            )
+          : undefined;
+      };
+      await waitFor(
+        () => `both processors in the group, its partitions shared: ${[...byInstance].map(([name, p]) => `${name} holds ${holds(p)?.join(' ') ?? 'nothing yet'}`).join('; ')}`,
+        async () => {
+          const [a, b] = [...byInstance.values()].map(holds);
+          return a !== undefined && b !== undefined && !a.some((x) => b.includes(x)) && [...a, ...b].includes(`${t.cfg.kafka.topics.logs}/0`);
+        },
+        60_000,
+        250,
+      );
       expect(await pagedAlerts(t.host), 'nothing pages before the outage').toEqual([]);
 
       const outage = rabbitOutage(OUTAGE_S, 'stop_app');
@@ -81,13 +110,23 @@ describe('two processors, the one holding an open AMQP outage killed', () => {
 
       // The survivor is given the partition once the killed member's session ends, and adopts its checkpoint.
       const other = byInstance.get(survivor)!;
+      // What the survivor said of the group and of checkpoints comes first, on one line (a CI summary keeps only the
+      // first line of a failure); the tail of all it said after it.
+      const aboutGroup = (text: string) =>
+        text
+          .split('\n')
+          .filter((l) => /adopt|checkpoint|group|rebalanc|consumer|join|assign|kafka/i.test(l))
+          .map((l) => l.replace(/^\{"ts":"[^"]*T([^"]*)"/, '$1'))
+          .join(' | ');
       await waitFor(
-        () => `the survivor's adoption; it said: ${other.stderr().slice(-3000)}`,
+        () =>
+          `the survivor's adoption (${Date.now() - killedAt} ms after the kill); what it said of the group: ${aboutGroup(other.stderr())}; what the killed one had said: ${aboutGroup(killed.stderr())}\nthe end of all it said: ${other.stderr().slice(-3000)}`,
         async () =>
           new RegExp(`state checkpoint ${group}/${holder} adopted \\(its processor left the group\\): save \\d+: [1-9]\\d* rule\\(s\\), 1 open incident\\(s\\)`).test(other.stderr()),
         30_000,
         250,
       );
+      const adoptedAfter = Date.now() - killedAt;
       const times = await outage;
       expect(times.restored, 'the processor was killed while the outage was open').toBeGreaterThan(killedAt);
 
@@ -116,7 +155,7 @@ describe('two processors, the one holding an open AMQP outage killed', () => {
       await sleep(8_000);
       const resolved = await scene.expectOneOutage(firing, times.began);
       console.log(
-        `processor-handover: RabbitMQ down ${new Date(times.began).toISOString()} – ${new Date(times.restored).toISOString()}; killed ${holder} ${((killedAt - times.began) / 1000).toFixed(1)} s into it; ${survivor} adopted its checkpoint; resolved at the pager ${((Date.parse(resolved.endsAt) - times.restored) / 1000).toFixed(1)} s after start_app (endsAt)`,
+        `processor-handover: RabbitMQ down ${new Date(times.began).toISOString()} – ${new Date(times.restored).toISOString()}; killed ${holder} ${((killedAt - times.began) / 1000).toFixed(1)} s into it; ${survivor} adopted its checkpoint ${(adoptedAfter / 1000).toFixed(1)} s after the kill; resolved at the pager ${((Date.parse(resolved.endsAt) - times.restored) / 1000).toFixed(1)} s after start_app (endsAt)`,
       );
     },
   );

@@ -132,6 +132,9 @@ describe('a partition that moves to another processor', () => {
     // a is gone, but its lowest partition (logs/0) went to c: c adopts it, not b.
     expect(await b.checkpoints.adopt(b.members('b', 'c'))).toEqual({ adopted: [] });
     const c = await processor(log, 'c', [0]);
+    // While a is still in the group, c holds its lowest partition but adopts nothing, and says whose it left.
+    expect(await c.checkpoints.adopt(c.members('a', 'c'))).toEqual({ adopted: [], live: ['group/a'] });
+    expect(c.incidents.size).toBe(0);
     expect((await c.checkpoints.adopt(c.members('b', 'c'))).adopted.map((x) => [x.owner, x.partitions])).toEqual([['group/a', ['logs/0']]]);
     expect(c.incidents.size).toBe(1);
   });
