@@ -227,20 +227,23 @@ export function procStatus(pid: number): { rss: number; hwm: number } | undefine
   }
 }
 
-/** The node options on the first line of bin/stackwatch.mjs (`#!/usr/bin/env -S node --max-old-space-size=…`):
- * what `stackwatch` runs with, for whoever starts it as `node [options] bin/stackwatch.mjs` (benchmarks, tests). */
-export function stackwatchNodeArgs(): string[] {
-  if (!nodeArgs) {
-    const first = readFileSync(new URL('../bin/stackwatch.mjs', import.meta.url), 'utf8').split('\n', 1)[0];
+/** The node options on the first line of bin/stackwatch.mjs (`#!/usr/bin/env -S node --max-old-space-size=…`), or
+ * of another entry point (`bin`, a path): what `stackwatch` runs with, for whoever starts it as `node [options]
+ * bin/stackwatch.mjs` (benchmarks, tests). */
+export function stackwatchNodeArgs(bin = new URL('../bin/stackwatch.mjs', import.meta.url).pathname): string[] {
+  let args = nodeArgs.get(bin);
+  if (!args) {
+    const first = readFileSync(bin, 'utf8').split('\n', 1)[0];
     const words = first
       .replace(/^#!\S*\s*/, '')
       .split(/\s+/)
       .filter(Boolean);
-    nodeArgs = words.slice(words.indexOf('node') + 1);
+    args = words.slice(words.indexOf('node') + 1);
+    nodeArgs.set(bin, args);
   }
-  return nodeArgs;
+  return args;
 }
-let nodeArgs: string[] | undefined; // read once: every spawned process asks
+const nodeArgs = new Map<string, string[]>(); // read once per entry point: every spawned process asks
 
 /** A TCP port free on loopback now (for a status server or a proxy a benchmark or test starts), chosen below
  * Linux's ephemeral range (32768-60999): a port from that range, what listen(0) gives, can be taken before the

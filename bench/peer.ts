@@ -28,7 +28,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, setPriority } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { validateConfig, type Config } from '../core/config.ts';
 import type { Client } from '../core/elastic.ts';
@@ -317,7 +317,13 @@ function stackwatchSetup(env: Record<string, string>, tag: string, dir: string) 
   return { cfg, collector, processor, checkpoints: raw.collectors.openstack_logs.checkpoint_dir };
 }
 
-const swCollector = (files: string, bin = BIN) => spawnStackwatch('stackwatch collector', ['run', '--role', 'collector', '--config', files], [], bin);
+/** The collector as a compute host runs it: `stackwatch-collector` (bin/stackwatch-collector.mjs, with its node
+ * options), or `stackwatch run --role collector` in a baseline checkout older than it. */
+const collectorBin = (bin: string) => join(dirname(bin), 'stackwatch-collector.mjs');
+const swCollector = (files: string, bin = BIN) =>
+  existsSync(collectorBin(bin))
+    ? spawnStackwatch('stackwatch collector', ['--config', files], [], collectorBin(bin))
+    : spawnStackwatch('stackwatch collector', ['run', '--role', 'collector', '--config', files], [], bin);
 const swProcessor = (files: string, bin = BIN) => spawnStackwatch('stackwatch processor', ['run', '--role', 'processor', '--config', files], [], bin);
 
 /** STACKWATCH_BENCH_BASELINE=DIR: another checkout of stackwatch (a git worktree of an older commit, with its
@@ -705,7 +711,7 @@ export const peerBench: Benchmark = {
       `machine: ${m.cpus} CPUs, ${m.cpuModel}, ${m.kernel}; Node ${m.node}; ${busy ? 'BUSY: a CPU burner spinning on one CPU throughout' : 'quiet (nothing else started by the benchmark)'}; load average (1 min) ${fmt(loadBefore, 2)} at the start, ${fmt(loadAfter, 2)} at the end`,
       `rsyslog ${debianVersion('rsyslog')} (Debian; omkafka/imkafka on librdkafka ${debianVersion('librdkafka1')}, mmnormalize on liblognorm ${debianVersion('liblognorm5')}); stack: scripts/stack.sh's Kafka (1 broker, 3 partitions per topic) and Elasticsearch (1 node), shared with other users`,
       `rsyslog: imfile (an input per file, startmsg.regex "${START_MSG}", readTimeout 1 s) → omkafka (JSON host/file/msg, no key); imkafka → mmjsonparse (the raw record) → mmnormalize (bench/oslo.rulebase on $!msg) → omelasticsearch (bulkmode, 1 worker, Elasticsearch's dynamic mapping); LinkedList queues of ${QUEUE.toLocaleString('en')} messages, batches of ${BATCH.toLocaleString('en')}; maxMessageSize ${MAX_MESSAGE}`,
-      `stackwatch: stackwatch run --role collector / --role processor (node ${stackwatchNodeArgs().join(' ')}), configured as the throughput benchmark's (processor state checkpoints ${process.env.STACKWATCH_BENCH_CHECKPOINT === 'off' ? 'off' : 'on'})`,
+      `stackwatch: stackwatch-collector (node ${stackwatchNodeArgs(collectorBin(BIN)).join(' ')}) / stackwatch run --role processor (node ${stackwatchNodeArgs().join(' ')}), configured as the throughput benchmark's (processor state checkpoints ${process.env.STACKWATCH_BENCH_CHECKPOINT === 'off' ? 'off' : 'on'})`,
       corpusLine,
       "wall s: first output (a Kafka record or a checkpoint; a document) → done; start→done: from the first process started. CPU: of the tool's own process(es), from their start (utime + stime, every thread); Kafka and ES: their JVMs over the stage. Per line: per input line; per event: per message (rsyslog) or event (stackwatch). Others' CPU: the machine's busy time over the stage less that of the processes above, in % of one CPU",
       ...setupNotes,

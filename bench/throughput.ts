@@ -414,7 +414,7 @@ export function spawnStackwatch(label: string, args: string[], nodeArgs: string[
   const extra = (process.env.STACKWATCH_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   // As `stackwatch` runs (with its first line's node options); the experiment's options come after, and win.
   // The config file says where Kafka and Elasticsearch are; no override from the caller's environment.
-  return spawnChild(label, process.execPath, [...stackwatchNodeArgs(), ...extra, ...nodeArgs, bin, ...args], {
+  return spawnChild(label, process.execPath, [...stackwatchNodeArgs(bin), ...extra, ...nodeArgs, bin, ...args], {
     STACKWATCH_KAFKA_BROKERS: '',
     STACKWATCH_ES_URL: '',
     STACKWATCH_FAILPOINTS: '',

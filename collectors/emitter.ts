@@ -3,10 +3,12 @@
 // request retried with backoff until acknowledged (or `attempts` times, for a poll that is read again at its next
 // tick), never past the abort signal; then what could not be used goes to the dead-letter topic; and only then is
 // the emission's commit run (the checkpoint or state saved), so a crash re-reads and never skips. The received,
-// sent and error counts are kept here, the same way for every collector.
+// sent and error counts are kept here, the same way for every collector. After each request, the buffers kafkajs
+// left behind are released early where node allows it (core/memory.ts).
 import { batches } from '../core/batch.ts';
 import type { OutMessage, TopicProducer } from '../core/kafka.ts';
 import { logger, type Logger } from '../core/log.ts';
+import { releaseDeadBuffers } from '../core/memory.ts';
 import { checkpointSaved, componentMetrics, type ComponentMetrics } from '../core/metrics.ts';
 import { retry } from '../core/retry.ts';
 import type { CollectorContext, Emission, Message, TopicKind } from './collector.ts';
@@ -72,6 +74,7 @@ export class Emitter {
         ...(opts.attempts !== undefined ? { maxAttempts: opts.attempts } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
+      releaseDeadBuffers();
     }
   }
 }

@@ -29,6 +29,22 @@ describe('stackwatch CLI', () => {
     expect(limit).toBeLessThan(1024); // not the default (a quarter of the machine's memory)
   });
 
+  it('stackwatch-collector is `run --role collector` with its memory options (the first line), and refuses --role', () => {
+    const collector = new URL('../../bin/stackwatch-collector.mjs', import.meta.url).pathname;
+    const probe = join(mkdtempSync(join(tmpdir(), 'stackwatch-cli-')), 'options.cjs');
+    writeFileSync(probe, 'process.stderr.write(`options ${JSON.stringify({ execArgv: process.execArgv, gc: typeof globalThis.gc })}\\n`);\n');
+    const r = spawnSync(collector, ['--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^stackwatch-collector \[--config FILE\]: stackwatch run --role collector/);
+    expect(r.stdout).toMatch(/^Usage: stackwatch run /m);
+    const seen = JSON.parse(/options (.*)/.exec(r.stderr)![1]) as { execArgv: string[]; gc: string };
+    expect(seen.execArgv).toEqual(expect.arrayContaining(['--max-old-space-size=512', '--max-semi-space-size=1', '--expose-gc']));
+    expect(seen.gc).toBe('function');
+    const refused = spawnSync(collector, ['--role', 'processor'], { encoding: 'utf8' });
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/^stackwatch-collector: --role is not an option here/);
+  });
+
   it.each(['run', 'parse', 'replay', 'detect', 'rules', 'demo'])('has --help for %s', (command) => {
     const r = cli(command, '--help');
     expect(r.status).toBe(0);
@@ -146,7 +162,7 @@ describe('bin/stackwatch.mjs where esbuild is not installed (npm ci --omit=dev, 
   // A copy of the launcher and the build script beside a one-module bundle, out of reach of this checkout's
   // node_modules: nothing can build there.
   const root = mkdtempSync(join(tmpdir(), 'stackwatch-no-build-'));
-  for (const f of ['bin/stackwatch.mjs', 'scripts/build.mjs']) {
+  for (const f of ['bin/stackwatch.mjs', 'bin/launch.mjs', 'scripts/build.mjs']) {
     mkdirSync(join(root, f, '..'), { recursive: true });
     copyFileSync(new URL(`../../${f}`, import.meta.url), join(root, f));
   }
