@@ -54,8 +54,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const random = (min: number, max: number) => min + Math.random() * (max - min);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
+/** The collector as a compute host runs it (stackwatch-collector: its node options and early scavenges); the
+ * processor as `stackwatch run --role processor`. */
 function run(role: 'collector' | 'processor'): Cli {
-  const cli = stackwatch(['run', '--role', role, '--config', t.configFile]);
+  const cli = role === 'collector' ? stackwatch(['--config', t.configFile], {}, { bin: 'stackwatch-collector' }) : stackwatch(['run', '--role', role, '--config', t.configFile]);
   children.add(cli);
   return cli;
 }
