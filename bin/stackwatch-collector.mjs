@@ -8,8 +8,8 @@
 // young generation costs more scavenges, not more promotion. --expose-gc lets it ask for a scavenge after a
 // Kafka send while more than a few MiB of ArrayBuffers are held (core/memory.ts): kafkajs copies every request
 // into new buffers three times, and V8 counts those as external memory, which it collects only when their sum
-// crosses its own limit (64 MiB). Together: peak RSS 145 → 101-104 MiB reading the peer benchmark's corpus, CPU
-// per line 8.4 → 9.1-9.8 µs (rsyslog's imfile → omkafka: 9.0; README, Speed).
+// crosses its own limit (64 MiB). Together: peak RSS 145 → 99-106 MiB reading the peer benchmark's corpus, CPU
+// per line 8.4 → 9.1-10.8 µs (rsyslog's imfile → omkafka: 7.8-9.5; README, Speed).
 // @ts-check
 import { launch } from './launch.mjs';
 

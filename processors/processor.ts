@@ -319,9 +319,10 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
     component: COMPONENT,
     onBatch,
     onAssigned: (a: Map<string, number[]>) => {
-      // Each assignment, in words: which processor holds which partitions is what an SRE asks first of a group.
-      const held = [...a].filter(([, parts]) => parts.length > 0).map(([topic, parts]) => `${topic}/${[...parts].sort((x, y) => x - y).join(',')}`);
-      log.info(`joined group ${cfg.kafka.consumer_group}: ${held.length ? `partitions ${held.join(' ')}` : 'no partition'}`);
+      // Each assignment, in words and as a field (`topic/partition` each): which processor holds which partitions is
+      // what an SRE asks first of a group.
+      const partitions = [...a].flatMap(([topic, parts]) => [...parts].sort((x, y) => x - y).map((p) => `${topic}/${p}`));
+      log.info(`joined group ${cfg.kafka.consumer_group}: ${partitions.length ? `partitions ${partitions.join(' ')}` : 'no partition'}`, { partitions });
       checkpoints?.onAssigned(a);
       joined = true;
       if (checkpoints && !stopping) adopting = serial(adoptDeparted);
