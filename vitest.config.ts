@@ -8,7 +8,8 @@ export default defineConfig({
     sequence: { sequencer: Sequencer },
     projects: [
       // 60 s, not vitest's 5: tests that spawn the CLI took over 5 s on a loaded machine (load average 5.5).
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'rules/**/*.test.ts'], testTimeout: 60_000 } },
+      // The event-loop watch: test/event-loop-watch.ts.
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'rules/**/*.test.ts'], testTimeout: 60_000, setupFiles: ['test/event-loop-watch.ts'] } },
       {
         test: {
           name: 'integration',

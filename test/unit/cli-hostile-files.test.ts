@@ -2,7 +2,7 @@
 // file never costs another file's events, a closed pipe ends the command quietly, `detect` reports unusable lines
 // as `parse` does, and a config file that YAML cannot expand or that is too big is a one-line config error.
 // Inputs: test/fixtures/hostile/files/ (README.md there), and files made here from the real bundled logs.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,19 @@ const FILES = new URL('../fixtures/hostile/files/', import.meta.url).pathname;
 const SAMPLES = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
 const env = { ...process.env, STACKWATCH_CONFIG: '' };
 // Bounded: a config that is wrongly accepted makes `run` connect and run on; it must fail, not hang the suite.
-const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, maxBuffer: 1 << 28, timeout: 60_000 });
+// Not spawnSync: a worker blocked for the whole of a command (several seconds each, many more on a loaded machine)
+// does not answer vitest, which ends the run once that lasts a minute ("Timeout calling onTaskUpdate").
+const cli = (...args: string[]) => run(process.execPath, [BIN, ...args]);
+
+/** A command's exit status and output, as spawnSync gives them (status null when a signal ended it). */
+function run(file: string, args: string[], opts: { uid?: number; gid?: number } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) =>
+    execFile(file, args, { encoding: 'utf8', env, maxBuffer: 1 << 28, timeout: 60_000, ...opts }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number' && !err.signal) reject(err);
+      else resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+    }),
+  );
+}
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-hostile-'));
 chmodSync(dir, 0o755); // read by an unprivileged user below
 
@@ -42,7 +54,7 @@ async function firstLineThenClose(args: string[]): Promise<{ status: number | st
 }
 
 describe('stackwatch parse and detect: one bad file never costs another file its events', () => {
-  it("parse prints every readable file's documents, names each bad file (missing, a directory, damaged .gz) and exits 1", () => {
+  it("parse prints every readable file's documents, names each bad file (missing, a directory, damaged .gz) and exits 1", async () => {
     const ok = `${FILES}ok.log`;
     const missing = join(dir, 'missing.log');
     const directory = join(dir, 'a-directory');
@@ -50,9 +62,9 @@ describe('stackwatch parse and detect: one bad file never costs another file its
     const gz = readFileSync(`${SAMPLES}nova-compute.log.1.gz`);
     const truncated = join(dir, 'truncated.log.gz');
     writeFileSync(truncated, gz.subarray(0, gz.length >> 1));
-    const alone = cli('parse', '--host', 'h', ok);
+    const alone = await cli('parse', '--host', 'h', ok);
     expect(alone.status).toBe(0);
-    const r = cli('parse', '--host', 'h', missing, ok, directory, truncated, ok);
+    const r = await cli('parse', '--host', 'h', missing, ok, directory, truncated, ok);
     expect(r.status).toBe(1);
     const docs = lines(r.stdout);
     // ok.log's documents, twice, around the truncated file's complete lines.
@@ -67,7 +79,7 @@ describe('stackwatch parse and detect: one bad file never costs another file its
     expect(err.at(-1)).toMatch(/3 of 5 file\(s\) not read to the end/);
   });
 
-  it('a file it has no permission to read is named (EACCES), and the next file is read', () => {
+  it('a file it has no permission to read is named (EACCES), and the next file is read', async () => {
     const secret = join(dir, 'no-permission.log');
     writeFileSync(secret, readFileSync(`${FILES}ok.log`));
     chmodSync(secret, 0o000);
@@ -75,21 +87,21 @@ describe('stackwatch parse and detect: one bad file never costs another file its
     if (process.getuid?.() === 0) {
       // root reads any file: run as nobody. The bundle is built first (as root; nobody may not write dist/) and run
       // directly, so a source edited meanwhile cannot make nobody try to rebuild it.
-      expect(cli('--help').status).toBe(0);
-      const run = `const { main } = await import(${JSON.stringify(DIST)}); process.exitCode = await main(${JSON.stringify(['parse', secret, `${FILES}ok.log`])});`;
-      r = spawnSync(process.execPath, ['--input-type=module', '-e', run], { encoding: 'utf8', uid: 65534, gid: 65534, env });
-    } else r = cli('parse', secret, `${FILES}ok.log`);
+      expect((await cli('--help')).status).toBe(0);
+      const script = `const { main } = await import(${JSON.stringify(DIST)}); process.exitCode = await main(${JSON.stringify(['parse', secret, `${FILES}ok.log`])});`;
+      r = await run(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534 });
+    } else r = await cli('parse', secret, `${FILES}ok.log`);
     expect(r.stderr).toContain(`stackwatch parse: ${secret}: cannot read: permission denied`);
-    expect(lines(r.stdout).length).toBe(lines(cli('parse', `${FILES}ok.log`).stdout).length);
+    expect(lines(r.stdout).length).toBe(lines((await cli('parse', `${FILES}ok.log`)).stdout).length);
     expect(r.status).toBe(1);
   });
 
-  it('detect runs the rules over the readable files, names the bad one and exits 1', () => {
+  it('detect runs the rules over the readable files, names the bad one and exits 1', async () => {
     const agent = `${SAMPLES}neutron-dhcp-agent.log.1`;
-    const alone = cli('detect', '--host', 'h', agent);
+    const alone = await cli('detect', '--host', 'h', agent);
     expect(alone.status).toBe(0);
     const missing = join(dir, 'gone.log');
-    const r = cli('detect', '--host', 'h', missing, agent);
+    const r = await cli('detect', '--host', 'h', missing, agent);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe(alone.stdout);
     expect(r.stdout).toContain('amqp-connection-lost');
@@ -99,10 +111,10 @@ describe('stackwatch parse and detect: one bad file never costs another file its
 });
 
 describe('stackwatch detect reports unusable lines as parse does', () => {
-  it('names the file, the byte offset and the reason of each, and counts them', () => {
+  it('names the file, the byte offset and the reason of each, and counts them', async () => {
     const file = `${FILES}not-text.log`;
-    const p = cli('parse', file);
-    const d = cli('detect', file);
+    const p = await cli('parse', file);
+    const d = await cli('detect', file);
     expect(d.status).toBe(0);
     const reports = (stderr: string) => lines(stderr).filter((l) => l.startsWith('{'));
     expect(reports(p.stderr)).toHaveLength(2);
@@ -116,14 +128,14 @@ describe('stackwatch detect reports unusable lines as parse does', () => {
     expect(d.stderr).toMatch(/, 2 unusable line\(s\) \(reported above\)/);
   });
 
-  it('parse refuses an event cap that caps nothing, naming the option', () => {
-    const r = cli('parse', '--max-event-bytes', String(2 ** 40), `${FILES}ok.log`);
+  it('parse refuses an event cap that caps nothing, naming the option', async () => {
+    const r = await cli('parse', '--max-event-bytes', String(2 ** 40), `${FILES}ok.log`);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('stackwatch: --max-event-bytes: expected a whole number from 1 to 16777216 (16 MiB)\n');
   });
 
-  it('detect refuses a time zone that does not exist, naming the option', () => {
-    const r = cli('detect', '--timezone', 'Mars/Olympus', `${FILES}ok.log`);
+  it('detect refuses a time zone that does not exist, naming the option', async () => {
+    const r = await cli('detect', '--timezone', 'Mars/Olympus', `${FILES}ok.log`);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('stackwatch: --timezone: unknown time zone "Mars/Olympus" (expected an IANA name like UTC or Europe/Berlin)\n');
   });
@@ -157,35 +169,35 @@ describe('a closed output pipe (| head -1) ends the command quietly', () => {
 });
 
 describe('config files that YAML cannot expand, or that are too big, are config errors (exit 2, one line naming the file)', { timeout: 90_000 }, () => {
-  it('billion laughs ("Excessive alias count")', () => {
+  it('billion laughs ("Excessive alias count")', async () => {
     const file = `${FILES}config-billion-laughs.yaml`;
-    const r = cli('run', '--config', file);
+    const r = await cli('run', '--config', file);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`stackwatch: ${file}: invalid YAML: too many aliases (over 100 expansions: a "billion laughs" document?)\n`);
   });
 
-  it('an alias whose anchor is never set, with its line', () => {
+  it('an alias whose anchor is never set, with its line', async () => {
     const file = `${FILES}config-unknown-alias.yaml`;
     const line =
       readFileSync(file, 'utf8')
         .split('\n')
         .findIndex((l) => l.trim() === 'brokers: *broker') + 1;
-    const r = cli('run', '--config', file);
+    const r = await cli('run', '--config', file);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`stackwatch: ${file}:${line}: invalid YAML: Unresolved alias (the anchor must be set before the alias): broker\n`);
   });
 
-  it('a time zone that does not exist, naming the field', () => {
+  it('a time zone that does not exist, naming the field', async () => {
     const file = `${FILES}config-mars-timezone.yaml`;
-    const r = cli('run', '--config', file);
+    const r = await cli('run', '--config', file);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`stackwatch: ${file}: processor.timezone: expected an IANA time zone like UTC or Europe/Berlin\n`);
   });
 
-  it('a config file over 1 MiB is refused by its size', () => {
+  it('a config file over 1 MiB is refused by its size', async () => {
     const file = join(dir, 'huge.yaml');
     writeFileSync(file, `kafka:\n  brokers: [${Array.from({ length: 100_000 }, () => '"127.0.0.1:9092"').join(', ')}]\nelasticsearch:\n  url: http://127.0.0.1:9200\n`);
-    const r = cli('run', '--config', file);
+    const r = await cli('run', '--config', file);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(new RegExp(`^stackwatch: ${file}: the config file is \\d+ bytes; the limit is 1048576 bytes \\(1 MiB\\)\\n$`));
   });

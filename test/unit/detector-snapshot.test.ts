@@ -223,6 +223,7 @@ async function checkCuts(rules: Rule[], list: Op[], cuts: Iterable<number>, make
   expect(seen).toEqual(expected);
   for (const a of expected.flat()) coverage.alerts.add(detectorOf.get(a.rule.id) ?? a.rule.id);
   for (const [k, json] of snapshots) {
+    await breathe();
     const restored = await make(rules);
     const result = restored.restore(JSON.parse(json));
     expect(result.discarded, `cut ${k}`).toEqual([]);
@@ -232,6 +233,12 @@ async function checkCuts(rules: Rule[], list: Op[], cuts: Iterable<number>, make
     expect(JSON.stringify(restored.snapshot()), `the state at the end, after cut ${k}`).toBe(end);
   }
 }
+
+/** A turn of the event loop for vitest's messages. A cut replays up to 20,000 ops and nothing in it waits on I/O
+ * (an engine made with `await` resolves at once), so without this a test is one synchronous block of tens of seconds;
+ * on a loaded machine it passed a minute, and vitest ended the run ("Timeout calling onTaskUpdate") though every
+ * test passed. */
+const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Cuts of a long stream: evenly spaced, and just before and after each op that gave transitions (up to `max` of them). */
 function cutsOf(rules: Rule[], list: Op[], even: number, max: number): number[] {
