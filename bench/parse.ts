@@ -1,7 +1,7 @@
 // Benchmark `parse`: stackwatch's parse stage (multi-line folding + redaction + ECS JSON, `stackwatch parse`) against
 // rsyslog's normaliser engine liblognorm (`lognormalizer`, the engine behind mmnormalize) extracting the same
 // oslo.log header fields (bench/oslo.rulebase) from the same corpus of ≥ 1M real lines, each pinned to one core.
-// Targets (issue 3): ≥ 40 MiB/s per core, at least as fast as liblognorm, peak RSS ≤ 200 MiB.
+// Targets: ≥ 40 MiB/s per core, peak RSS ≤ 200 MiB (issue 3); ≥ 0.7× liblognorm's speed (issue 16, which relaxed issue 3's 1×).
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -9,6 +9,8 @@ import { buildCorpus, corpusHead, ROOT, type Corpus } from './corpus.ts';
 import { countOutputLines, debianVersion, ensureDebianTool, fmt, machine, median, MiB, progress, table, timed, type Benchmark, type Run } from './measure.ts';
 
 export const TARGET_MIB_S = 40;
+/** stackwatch parse against liblognorm on the same corpus (issue 16). */
+export const LIBLOGNORM_RATIO = 0.7;
 export const TARGET_RSS_MIB = 200;
 const RULEBASE = join(ROOT, 'bench', 'oslo.rulebase');
 const STACKWATCH = ['node', join(ROOT, 'bin', 'stackwatch.mjs'), 'parse', '--host', 'bench'];
@@ -168,7 +170,7 @@ export const parseBench: Benchmark = {
       lines.push(`  ${verdict(swMiBs >= TARGET_MIB_S)} ≥ ${TARGET_MIB_S} MiB/s per core: stackwatch ${fmt(swMiBs)} MiB/s`);
       if (ln.runs.length > 0) {
         const lnMiBs = inMiB / median(ln.runs.map((r) => r.seconds));
-        lines.push(`  ${verdict(swMiBs >= lnMiBs)} at least as fast as rsyslog's liblognorm: ${fmt(swMiBs)} vs ${fmt(lnMiBs)} MiB/s (× ${fmt(swMiBs / lnMiBs, 2)})`);
+        lines.push(`  ${verdict(swMiBs >= LIBLOGNORM_RATIO * lnMiBs)} ≥ ${LIBLOGNORM_RATIO}× rsyslog's liblognorm: ${fmt(swMiBs)} vs ${fmt(lnMiBs)} MiB/s (× ${fmt(swMiBs / lnMiBs, 2)})`);
       }
       lines.push(`  ${verdict(swRss <= TARGET_RSS_MIB)} peak RSS ≤ ${TARGET_RSS_MIB} MiB: stackwatch ${fmt(swRss)} MiB`);
       if (swMiBs < TARGET_MIB_S || swRss > TARGET_RSS_MIB) lines.push('  where the time goes: npx tsx bench/profile.ts (CPU profile of stackwatch parse on 200k lines, top functions)');
