@@ -10,9 +10,9 @@
 //   mine        + the template (processors/templates)
 //   json        + the document's JSON, written to /dev/null: all of `stackwatch parse`
 //
-// Run as a child with STAGE=<name> FILE (through tsx, as the other benchmarks' helpers are): the same modules as
-// the bundle, compiled by esbuild either way.
-import { execFileSync, spawnSync } from 'node:child_process';
+// A stage runs as a child, `--stage NAME FILE` (through tsx, as bench/templates.ts runs its own), timed by measure.ts's
+// `timed` (GNU time, pinned to CPU 0); it writes how many events or lines it made on stderr. The same modules as the
+// bundle, compiled by esbuild either way.
 import { closeSync, createWriteStream, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,7 @@ import { toRawEvent } from '../collectors/openstack-logs.ts';
 import { logDocumentJson, parseLogEvent } from '../processors/parse-log.ts';
 import { Miner, mineDocument } from '../processors/templates/miner.ts';
 import { BENCH_DIR, buildCorpus, ROOT } from './corpus.ts';
-import { ensureDebianTool, fmt, progress, table } from './measure.ts';
+import { ensureDebianTool, fmt, progress, table, timed, type Run } from './measure.ts';
 
 const STAGES = ['read', 'parse', 'mine', 'json'] as const;
 type Stage = (typeof STAGES)[number];
@@ -87,20 +87,17 @@ function runFloor(path: string): number {
   return lines;
 }
 
-/** CPU seconds (user + system) of a child, from `time`'s report on its stderr. */
-function cpuOf(argv: string[]): { cpu: number; out: string } {
-  const r = spawnSync('/usr/bin/time', ['-f', 'CPU %U %S', 'taskset', '-c', '0', ...argv], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 24 });
-  const m = /CPU ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
-  if (r.status !== 0 || !m) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr.slice(-2000)}`);
-  return { cpu: Number(m[1]) + Number(m[2]), out: r.stdout.trim() };
-}
+/** CPU seconds (user + system) of a run. */
+const cpu = (r: Run) => r.userSeconds + r.sysSeconds;
+
+/** What a stage's child wrote last on stderr: its count. */
+const count = (r: Run) => Number(r.stderr.trim().split('\n').at(-1));
 
 async function main(): Promise<void> {
-  const stage = process.env.STAGE;
-  if (stage) {
-    const path = process.argv[2];
+  if (process.argv[2] === '--stage') {
+    const [stage, path] = process.argv.slice(3);
     const n = stage === 'floor' ? runFloor(path) : await runStage(stage as Stage, path);
-    process.stdout.write(`${n}\n`);
+    process.stderr.write(`${n}\n`);
     return;
   }
   const runs = Math.max(1, Number(process.argv[2] ?? 2));
@@ -108,14 +105,15 @@ async function main(): Promise<void> {
   ensureDebianTool('lognormalizer', 'liblognorm-utils');
   const corpus = await buildCorpus(1_000_000, progress);
   const self = fileURLToPath(import.meta.url);
-  const tsx = execFileSync('node', ['-e', "process.stdout.write(require.resolve('tsx/cli'))"], { cwd: ROOT, encoding: 'utf8' });
   const rows: (string | number)[][] = [['stage', 'what it adds', 'items', 'CPU s (best)', 'step s', 'µs per line']];
-  const best = (argv: string[], env: string): { cpu: number; out: string } => {
-    let b: { cpu: number; out: string } | undefined;
+  /** The run of least CPU of a stage's child over `path`. */
+  const best = async (stage: string, path: string): Promise<Run> => {
+    let b: Run | undefined;
     for (let i = 0; i < runs; i++) {
-      progress(`stages: ${env} run ${i + 1}/${runs} …`);
-      const r = cpuOf(['env', `STAGE=${env}`, ...argv]);
-      if (!b || r.cpu < b.cpu) b = r;
+      progress(`stages: ${stage} run ${i + 1}/${runs} …`);
+      const r = await timed({ argv: [process.execPath, '--import', 'tsx', self, '--stage', stage, path], cwd: ROOT });
+      if (r.exitCode !== 0) throw new Error(`stage ${stage}: exit ${r.exitCode}: ${r.stderr.slice(-2000)}`);
+      if (!b || cpu(r) < cpu(b)) b = r;
     }
     return b!;
   };
@@ -128,29 +126,31 @@ async function main(): Promise<void> {
   };
   const empty = join(BENCH_DIR, 'empty.log');
   writeFileSync(empty, '');
-  const start = best(['node', tsx, self, empty], 'read').cpu;
+  const start = cpu(await best('read', empty));
   let before = start;
   rows.push(['start', what.start, 0, fmt(start, 2), '', '']);
   for (const s of STAGES) {
-    const r = best(['node', tsx, self, corpus.path], s);
-    rows.push([s, what[s], Number(r.out).toLocaleString('en-US'), fmt(r.cpu, 2), fmt(r.cpu - before, 2), fmt(((r.cpu - before) / corpus.lines) * 1e6, 2)]);
-    before = r.cpu;
+    const r = await best(s, corpus.path);
+    const used = cpu(r);
+    rows.push([s, what[s], count(r).toLocaleString('en-US'), fmt(used, 2), fmt(used - before, 2), fmt(((used - before) / corpus.lines) * 1e6, 2)]);
+    before = used;
   }
-  const floor = best(['node', tsx, self, corpus.path], 'floor');
+  const floorRun = await best('floor', corpus.path);
+  const floor = cpu(floorRun);
   rows.push([
     'floor',
     'read, cut, header, JSON: nothing else',
-    Number(floor.out).toLocaleString('en-US'),
-    fmt(floor.cpu, 2),
-    fmt(floor.cpu - start, 2),
-    fmt(((floor.cpu - start) / corpus.lines) * 1e6, 2),
+    count(floorRun).toLocaleString('en-US'),
+    fmt(floor, 2),
+    fmt(floor - start, 2),
+    fmt(((floor - start) / corpus.lines) * 1e6, 2),
   ]);
   let ln = Infinity;
-  for (let i = 0; i < runs; i++) ln = Math.min(ln, cpuOf(['sh', '-c', `lognormalizer -r bench/oslo.rulebase -e json -H < '${corpus.path}' > /dev/null`]).cpu);
+  for (let i = 0; i < runs; i++) ln = Math.min(ln, cpu(await timed({ argv: ['lognormalizer', '-r', 'bench/oslo.rulebase', '-e', 'json', '-H'], stdinFile: corpus.path, cwd: ROOT })));
   rows.push(['lognormalizer', 'liblognorm with oslo.rulebase', corpus.lines.toLocaleString('en-US'), fmt(ln, 2), '', fmt((ln / corpus.lines) * 1e6, 2)]);
   process.stdout.write(
     `step s: a stage's CPU less the one before it (the floor's: less the start)\n` +
-      `stackwatch's steps after the start: ${fmt(before - start, 2)} s; the floor's: ${fmt(floor.cpu - start, 2)} s; lognormalizer's: ${fmt(ln, 2)} s\n`,
+      `stackwatch's steps after the start: ${fmt(before - start, 2)} s; the floor's: ${fmt(floor - start, 2)} s; lognormalizer's: ${fmt(ln, 2)} s\n`,
   );
   process.stdout.write(`stackwatch parse by stage: ${corpus.path} (${corpus.lines.toLocaleString('en-US')} lines), pinned to CPU 0, best of ${runs}\n${table(rows)}\n`);
 }

@@ -7,6 +7,7 @@
 // both runs, and the wall clock (service-silent's) is vi's fake one, set to each event's time.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -238,7 +239,7 @@ async function checkCuts(rules: Rule[], list: Op[], cuts: Iterable<number>, make
  * (an engine made with `await` resolves at once), so without this a test is one synchronous block of tens of seconds;
  * on a loaded machine it passed a minute, and vitest ended the run ("Timeout calling onTaskUpdate") though every
  * test passed. */
-const breathe = () => new Promise<void>((resolve) => setImmediate(resolve));
+const breathe = () => setImmediate();
 
 /** Cuts of a long stream: evenly spaced, and just before and after each op that gave transitions (up to `max` of them). */
 function cutsOf(rules: Rule[], list: Op[], even: number, max: number): number[] {
