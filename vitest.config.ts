@@ -20,8 +20,8 @@ export default defineConfig({
           globalSetup: ['test/integration/global-setup.ts'],
         },
       },
-      // The live OpenStack (scripts/openstack.sh): scripts/test.sh runs it beside the integration tests (before the
-      // AMQP files, whose outages of RabbitMQ the cloud would feel), once the cloud it starts in the background is up.
+      // The live OpenStack (scripts/openstack.sh): scripts/test.sh runs it beside the integration tests once the cloud
+      // it starts in the background is up (the AMQP files fault a RabbitMQ node of their own, not the cloud's).
       {
         test: {
           name: 'openstack',

@@ -245,6 +245,21 @@ export function stackwatchNodeArgs(bin = new URL('../bin/stackwatch.mjs', import
 }
 const nodeArgs = new Map<string, string[]>(); // read once per entry point: every spawned process asks
 
+/** The environment the first line of an entry point sets before node (`#!/usr/bin/env -S NAME=VALUE node …`:
+ * stackwatch-collector's MALLOC_ARENA_MAX), for whoever starts it as `node [options] bin/…`. */
+export function stackwatchNodeEnv(bin = new URL('../bin/stackwatch.mjs', import.meta.url).pathname): Record<string, string> {
+  const words = readFileSync(bin, 'utf8')
+    .split('\n', 1)[0]
+    .replace(/^#!\S*\s*/, '')
+    .split(/\s+/);
+  const env: Record<string, string> = {};
+  for (const w of words.slice(0, Math.max(0, words.indexOf('node')))) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(w);
+    if (m) env[m[1]] = m[2];
+  }
+  return env;
+}
+
 /** A TCP port free on loopback now (for a status server or a proxy a benchmark or test starts), chosen below
  * Linux's ephemeral range (32768-60999): a port from that range, what listen(0) gives, can be taken before the
  * process told to listen there starts, by the local end of any outgoing connection (a Kafka client's, say). */

@@ -35,7 +35,7 @@ import { deleteTopics, ensureTopics, kafkaClient } from '../core/kafka.ts';
 import { startLocalStack } from '../core/local-stack.ts';
 import { parseLogEvent } from '../processors/parse-log.ts';
 import { buildCorpus, ROOT } from './corpus.ts';
-import { fmt, freePort, machine, MiB, procStatus, progress, stackwatchNodeArgs, table, type Benchmark } from './measure.ts';
+import { fmt, freePort, machine, MiB, procStatus, progress, stackwatchNodeArgs, stackwatchNodeEnv, table, type Benchmark } from './measure.ts';
 
 const TARGET_SHARE = 0.8;
 const TARGET_RSS_MIB = 200;
@@ -412,9 +412,10 @@ export interface Child {
 
 export function spawnStackwatch(label: string, args: string[], nodeArgs: string[] = [], bin = BIN): Child {
   const extra = (process.env.STACKWATCH_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  // As `stackwatch` runs (with its first line's node options); the experiment's options come after, and win.
-  // The config file says where Kafka and Elasticsearch are; no override from the caller's environment.
+  // As `stackwatch` runs (with its first line's node options and environment); the experiment's options come after,
+  // and win. The config file says where Kafka and Elasticsearch are; no override from the caller's environment.
   return spawnChild(label, process.execPath, [...stackwatchNodeArgs(bin), ...extra, ...nodeArgs, bin, ...args], {
+    ...stackwatchNodeEnv(bin),
     STACKWATCH_KAFKA_BROKERS: '',
     STACKWATCH_ES_URL: '',
     STACKWATCH_FAILPOINTS: '',

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local "real" stack for stackwatch: Kafka (KRaft), Elasticsearch, Alertmanager and a
-# webhook receiver standing in for the pager. Everything is installed by this script,
+# webhook receiver standing in for the pager; and, when named, the secure Kafka and
+# Elasticsearch and a RabbitMQ node of the tests' own. Everything is installed by this script,
 # cached under $STACKWATCH_HOME (default <repo>/.stack, git-ignored). Run with --help.
 set -euo pipefail
 
@@ -27,6 +28,8 @@ ES_SECURE_PORT=${SW_ES_SECURE_PORT:-29201}
 ES_SECURE_TRANSPORT_PORT=${SW_ES_SECURE_TRANSPORT_PORT:-29301}
 AM_PORT=${SW_ALERTMANAGER_PORT:-29094}
 WEBHOOK_PORT=${SW_WEBHOOK_PORT:-29095}
+RABBITMQ_PORT=${SW_RABBITMQ_PORT:-29672}           # rabbitmq: AMQP
+RABBITMQ_DIST_PORT=${SW_RABBITMQ_DIST_PORT:-29673} # rabbitmq: Erlang distribution (rabbitmqctl)
 
 ES_USER=${SW_ES_USER:-stackwatch}
 AM_BIN=${SW_ALERTMANAGER_BIN:-/usr/bin/prometheus-alertmanager}
@@ -48,11 +51,17 @@ KS_USER=stackwatch
 TLS_DIR=$STACKWATCH_HOME/tls
 AM_DIR=$STACKWATCH_HOME/alertmanager
 WEBHOOK_SCRIPT=$REPO_DIR/scripts/webhook-receiver.mjs
+# rabbitmq: a node of Debian's rabbitmq-server with everything under $RABBITMQ_DIR (its Erlang cookie in home/),
+# never the host's node on 5672 (which the live OpenStack uses): the AMQP tests stop and start this one.
+RABBITMQ_DIR=$STACKWATCH_HOME/rabbitmq
+RABBITMQ_NODE=stackwatch@localhost
+RABBITMQ_BIN=/usr/lib/rabbitmq/bin # not /usr/sbin's wrappers, which run them as the rabbitmq user
 
 # The lifecycle's settings (scripts/lib/service.sh).
 SERVICES=(webhook alertmanager kafka elasticsearch) # start order; stop is the reverse
-# Started only when named: JVMs of their own (512 MiB heap each) that only the security tests need.
-SERVICES_OPTIONAL=(kafka-secure elasticsearch-secure)
+# Started only when named: JVMs of their own (512 MiB heap each) that only the security tests need, and the RabbitMQ
+# node that the AMQP tests stop and start.
+SERVICES_OPTIONAL=(kafka-secure elasticsearch-secure rabbitmq)
 SERVICE_ALIASES=([es]=elasticsearch [es-secure]=elasticsearch-secure)
 SERVICE_LOCK=.lock
 # A Kafka or an Elasticsearch already answering on its port (a developer's own) serves the tests just as well.
@@ -68,7 +77,10 @@ integration tests and benchmarks. SERVICE: kafka, elasticsearch, alertmanager,
 webhook (default: all four); and, only when named, for the security tests:
 elasticsearch-secure (a second Elasticsearch with security on: HTTPS with a CA of its
 own, user elastic) and kafka-secure (a second Kafka: SASL PLAIN/SCRAM over TLS and
-over TCP, user stackwatch). Their CA and passwords: scripts/stack.sh env.
+over TCP, user stackwatch). Their CA and passwords: scripts/stack.sh env. And, when
+named, rabbitmq: a node of Debian's RabbitMQ of the tests' own (node $RABBITMQ_NODE,
+guest/guest, data and cookie in \$STACKWATCH_HOME/rabbitmq), which the AMQP tests stop
+and start; the host's own RabbitMQ is never touched.
 
 commands:
   install [SERVICE...]  download/install only (idempotent; cached in \$STACKWATCH_HOME)
@@ -88,8 +100,9 @@ environment (defaults):
   SW_ES_SECURE_PORT=29201 SW_ES_SECURE_TRANSPORT_PORT=29301 (elasticsearch-secure)
   SW_KAFKA_SECURE_PORT=29096 (SASL_SSL) SW_KAFKA_SASL_PLAINTEXT_PORT=29098
   SW_KAFKA_SECURE_CONTROLLER_PORT=29097 (kafka-secure)
+  SW_RABBITMQ_PORT=29672 (AMQP) SW_RABBITMQ_DIST_PORT=29673 (rabbitmqctl) (rabbitmq)
   SW_START_TIMEOUT  readiness timeout in seconds (kafka 120, elasticsearch 180,
-                    alertmanager 30, webhook 15)
+                    alertmanager 30, webhook 15, rabbitmq 60)
   SW_STOP_TIMEOUT=30  SW_ES_USER=stackwatch (Elasticsearch refuses to run as root)
   SW_ES_JAVA_HOME   JDK for Elasticsearch (default: the system java, 17+)
   SW_KAFKA_VERSION=$KAFKA_VERSION SW_ES_VERSION=$ES_VERSION
@@ -108,6 +121,7 @@ svc_port() {
     elasticsearch-secure) echo "$ES_SECURE_PORT" ;;
     alertmanager) echo "$AM_PORT" ;;
     webhook) echo "$WEBHOOK_PORT" ;;
+    rabbitmq) echo "$RABBITMQ_PORT" ;;
   esac
 }
 svc_url() {
@@ -115,6 +129,7 @@ svc_url() {
     kafka) echo "127.0.0.1:$KAFKA_PORT" ;;
     kafka-secure) echo "127.0.0.1:$KAFKA_SECURE_PORT (SASL_SSL), 127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT (SASL_PLAINTEXT)" ;;
     elasticsearch-secure) echo "https://127.0.0.1:$ES_SECURE_PORT" ;;
+    rabbitmq) echo "amqp://127.0.0.1:$RABBITMQ_PORT (node $RABBITMQ_NODE)" ;;
     *) echo "http://127.0.0.1:$(svc_port "$1")" ;;
   esac
 }
@@ -124,6 +139,7 @@ svc_ports() { # every port the service binds
     kafka-secure) echo "$KAFKA_SECURE_PORT $KAFKA_SECURE_CONTROLLER_PORT $KAFKA_SASL_PLAINTEXT_PORT" ;;
     elasticsearch) echo "$ES_PORT $ES_TRANSPORT_PORT" ;;
     elasticsearch-secure) echo "$ES_SECURE_PORT $ES_SECURE_TRANSPORT_PORT" ;;
+    rabbitmq) echo "$RABBITMQ_PORT $RABBITMQ_DIST_PORT" ;;
     *) svc_port "$1" ;;
   esac
 }
@@ -131,6 +147,7 @@ svc_timeout() {
   if [[ -n ${SW_START_TIMEOUT:-} ]]; then echo "$SW_START_TIMEOUT"; return; fi
   case $1 in
     kafka|kafka-secure) echo 120 ;; elasticsearch|elasticsearch-secure) echo 180 ;; alertmanager) echo 30 ;; webhook) echo 15 ;;
+    rabbitmq) echo 60 ;;
   esac
 }
 # A string that must appear in the command line of a process we started; guards
@@ -143,6 +160,7 @@ svc_marker() {
     elasticsearch-secure) echo "$ESS_BASE/tmp" ;; # ES_TMPDIR: in the launcher's and the server's command line
     alertmanager) echo "$AM_DIR/alertmanager.yml" ;;
     webhook) echo "$WEBHOOK_SCRIPT" ;;
+    rabbitmq) echo "-stackwatch_home $RABBITMQ_DIR" ;; # an argument of our own, in the script's and erl's
   esac
 }
 
@@ -189,6 +207,8 @@ svc_ready() {
     elasticsearch-secure) https_es_ok "/_cluster/health?wait_for_status=yellow&timeout=1s" ;;
     alertmanager) http_ok "http://127.0.0.1:$AM_PORT/-/ready" ;;
     webhook) http_ok "http://127.0.0.1:$WEBHOOK_PORT/healthz" ;;
+    # RabbitMQ opens its AMQP listener once it has booted (and closes it on stop_app).
+    rabbitmq) port_open "$RABBITMQ_PORT" ;;
   esac
 }
 svc_alive() {
@@ -442,6 +462,14 @@ install_webhook() {
   [[ -f $WEBHOOK_SCRIPT ]] || die "$WEBHOOK_SCRIPT missing"
 }
 
+install_rabbitmq() {
+  [[ -x $RABBITMQ_BIN/rabbitmq-server ]] && return 0
+  local t0; t0=$(now_ms)
+  apt_install apt.log rabbitmq-server
+  [[ -x $RABBITMQ_BIN/rabbitmq-server ]] || die "rabbitmq-server installed but $RABBITMQ_BIN/rabbitmq-server is missing"
+  log "rabbitmq installed in $(since "$t0")"
+}
+
 install_kafka_secure() {
   install_kafka
   tls_secrets
@@ -656,6 +684,29 @@ launch_alertmanager() {
     --cluster.listen-address=
 }
 
+# The environment of our RabbitMQ node, for rabbitmq-server and for rabbitmqctl (scripts/stack.sh env gives the tests
+# its node, home and address): its own files only; an empty rabbitmq-env.conf instead of /etc/rabbitmq's.
+rabbitmq_env() {
+  printf '%s\n' "HOME=$RABBITMQ_DIR/home" "RABBITMQ_CONF_ENV_FILE=$RABBITMQ_DIR/rabbitmq-env.conf" \
+    "RABBITMQ_NODENAME=$RABBITMQ_NODE" "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1" "RABBITMQ_NODE_PORT=$RABBITMQ_PORT" \
+    "RABBITMQ_DIST_PORT=$RABBITMQ_DIST_PORT" "RABBITMQ_CONFIG_FILE=$RABBITMQ_DIR/rabbitmq.conf" \
+    "RABBITMQ_ENABLED_PLUGINS_FILE=$RABBITMQ_DIR/enabled_plugins" "RABBITMQ_MNESIA_BASE=$RABBITMQ_DIR/mnesia" \
+    "RABBITMQ_LOG_BASE=$RABBITMQ_DIR/log" "RABBITMQ_LOGS=-" "ERL_EPMD_ADDRESS=127.0.0.1" \
+    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+# In the foreground (its log is our log file): rabbitmq-server is a shell script that starts erl and stops it
+# gracefully on SIGTERM. No plugins; AMQP on loopback only; guest/guest, which RabbitMQ allows from loopback.
+launch_rabbitmq() {
+  local env
+  mkdir -p "$RABBITMQ_DIR/home" "$RABBITMQ_DIR/mnesia" "$RABBITMQ_DIR/log"
+  echo '[].' >"$RABBITMQ_DIR/enabled_plugins"
+  echo "listeners.tcp.local = 127.0.0.1:$RABBITMQ_PORT" >"$RABBITMQ_DIR/rabbitmq.conf"
+  : >"$RABBITMQ_DIR/rabbitmq-env.conf"
+  mapfile -t env < <(rabbitmq_env)
+  launch "$LOG_DIR/rabbitmq.log" env "${env[@]}" "$RABBITMQ_BIN/rabbitmq-server" -stackwatch_home "$RABBITMQ_DIR"
+}
+
 launch_webhook() {
   launch "$LOG_DIR/webhook.log" node "$WEBHOOK_SCRIPT" --port "$WEBHOOK_PORT"
 }
@@ -683,6 +734,10 @@ STACKWATCH_KAFKA_SECURE_BROKERS=127.0.0.1:$KAFKA_SECURE_PORT
 STACKWATCH_KAFKA_SASL_PLAINTEXT_BROKERS=127.0.0.1:$KAFKA_SASL_PLAINTEXT_PORT
 STACKWATCH_KAFKA_SECURE_CA=$TLS_DIR/ca.crt
 STACKWATCH_KAFKA_SECURE_USER=$KS_USER
+STACKWATCH_RABBITMQ_URL=rabbit://guest:guest@127.0.0.1:$RABBITMQ_PORT/
+STACKWATCH_RABBITMQ_NODE=$RABBITMQ_NODE
+STACKWATCH_RABBITMQ_CTL=$RABBITMQ_BIN/rabbitmqctl
+STACKWATCH_RABBITMQ_HOME=$RABBITMQ_DIR/home
 EOF
   # Made on the first install or start of elasticsearch-secure or kafka-secure.
   if [[ -s $TLS_DIR/elastic.password ]]; then

@@ -43,7 +43,8 @@ else
 fi
 
 started=()
-for svc in webhook alertmanager kafka elasticsearch kafka-secure elasticsearch-secure; do
+# rabbitmq: a node of the tests' own, which the AMQP files stop and start (never the host's, which the cloud uses).
+for svc in webhook alertmanager kafka elasticsearch kafka-secure elasticsearch-secure rabbitmq; do
   scripts/stack.sh status "$svc" >/dev/null 2>&1 || started+=("$svc")
 done
 # The collectors' real servers, each with its own script: Zabbix 6.0 with a MariaDB primary/replica pair, a
@@ -54,11 +55,11 @@ for svc in zabbix ceph; do
 done
 # shellcheck disable=SC2317 # (run by the EXIT trap)
 stop_started() {
-  # The background jobs first (the unit tests beside the AMQP files; the cloud's start or its tests), if the run
-  # ends before them.
-  if [ -n "${unit_job-}" ]; then
-    pkill -TERM -P "$unit_job" 2>/dev/null || true
-    kill "$unit_job" 2>/dev/null || true
+  # The background jobs first (the AMQP files and the unit tests; the cloud's start or its tests), if the run ends
+  # before them.
+  if [ -n "${side_job-}" ]; then
+    pkill -TERM -P "$side_job" 2>/dev/null || true
+    kill "$side_job" 2>/dev/null || true
   fi
   if [ -n "${os_job-}" ]; then
     pkill -TERM -P "$os_job" 2>/dev/null || true
@@ -159,11 +160,18 @@ if [ $# -gt 0 ]; then
   fi
   vitest run "$@" || rc=$?
 else
-  # 1. The integration files, one after another on the shared stack, except the AMQP files: those that stop the
-  #    shared RabbitMQ (they call rabbitOutage; picked by what they do, not by their name: processor-handover's
-  #    45 s outage beside the cloud's tests broke the drift test's nova-compute restart in a CI run). The OpenStack
-  #    tests run beside them from the moment the cloud is up; rabbitOutage refuses to run in this step
-  #    (STACKWATCH_TEST_NO_RABBIT_OUTAGE), so a file that stops RabbitMQ some other way fails at once, not the cloud.
+  # The integration files run as two jobs side by side on the shared stack, the OpenStack tests beside them from the
+  # moment the cloud is up (three vitest runs; their files share no topic, index or pager host: harness.ts):
+  # 1. in the foreground, one after another, every file but the AMQP files (about 21 min: the run's critical path);
+  # 2. in the background, from the start: the AMQP files, those that stop and start RabbitMQ (they call
+  #    rabbitOutage(: picked by what they do, not by their name). Their outages are of the tests' own node
+  #    (scripts/stack.sh's rabbitmq), not the host's that the cloud's services use, so they need not wait for the
+  #    cloud's tests (they did, when they faulted the host's node: processor-handover's 45 s outage broke the drift
+  #    test's nova-compute restart in a CI run; 6.7 min more at the end of every run). Then the unit tests (CPU
+  #    only), two files at a time (one per core; they share nothing), at nice 10: they take the CPU the integration
+  #    tests leave idle while waiting on services and timers. (Run in the foreground while the cloud's tests were
+  #    finishing, they added 4.8 min to a CI-like run; their long synchronous blocks: test/event-loop-watch.ts.)
+  # The background job's output and the cloud's are printed after the foreground's, each in one piece.
   others=()
   amqp=()
   for f in test/integration/*.test.ts; do
@@ -172,29 +180,25 @@ else
       *) if grep -q 'rabbitOutage(' "$f"; then amqp+=("$f"); else others+=("$f"); fi ;;
     esac
   done
-  STACKWATCH_TEST_NO_RABBIT_OUTAGE=1 vitest integration --project integration "${others[@]}" || rc=$?
-  # 2. The unit tests (CPU only), two files at a time (one per core: 2.5 min instead of 6; they share nothing), in the
-  #    background at nice 10 from now on: beside the OpenStack tests while those still go (they mostly wait for the
-  #    cloud's own timers: min_duration_s, heartbeats), then beside the AMQP files (which mostly wait out RabbitMQ's
-  #    outages and their own processors' timers). Run in the foreground while the cloud's tests were finishing,
-  #    they added 4.8 min to a CI-like run. Their output is printed after the AMQP files', in one piece.
   (
+    side_rc=0
+    vitest integration-amqp --project integration "${amqp[@]}" >.stack/checks/amqp-tests.log 2>&1 || side_rc=1
     renice -n 10 "$BASHPID" >/dev/null
-    vitest unit --project unit --fileParallelism --maxWorkers=2 --minWorkers=1
-  ) >.stack/checks/unit-tests.log 2>&1 &
-  unit_job=$!
-  # 3. The AMQP files once the cloud and its tests are done: they stop RabbitMQ's app (real outages), which the
-  #    cloud's services use too (a cloud starting during one failed its start: its canary's console request got
-  #    HTTP 500).
+    vitest unit --project unit --fileParallelism --maxWorkers=2 --minWorkers=1 >.stack/checks/unit-tests.log 2>&1 || side_rc=1
+    exit "$side_rc"
+  ) &
+  side_job=$!
+  vitest integration --project integration "${others[@]}" || rc=$?
   if [ "$with_openstack" = 1 ]; then
     os_job_done || rc=1
     echo "test: the OpenStack tests (run beside the integration tests; their output):"
     cat .stack/checks/openstack-tests.log
   fi
-  vitest integration-amqp --project integration "${amqp[@]}" || rc=$?
-  wait "$unit_job" || rc=1
-  unit_job=""
-  echo "test: the unit tests (run beside the OpenStack tests and the AMQP files; their output):"
+  wait "$side_job" || rc=1
+  side_job=""
+  echo "test: the AMQP files (run beside the other integration files; their output):"
+  cat .stack/checks/amqp-tests.log
+  echo "test: the unit tests (run after the AMQP files, at nice 10; their output):"
   cat .stack/checks/unit-tests.log
 fi
 

@@ -1,5 +1,5 @@
 // The AMQP alerts end to end on the real stack, from real failures: real oslo.messaging processes
-// (scripts/amqp-harness/harness.py) against the real local RabbitMQ log into a directory the real collector tails;
+// (scripts/amqp-harness/harness.py) against the tests' own real RabbitMQ node log into a directory the real collector tails;
 // the real processor runs the rules and sends the alerts through the real Alertmanager to the pager webhook.
 //
 // 1. RabbitMQ's app stopped for 8 s (`rabbitmqctl stop_app` / `start_app`): nova-compute (RPC server) and

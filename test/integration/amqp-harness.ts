@@ -1,16 +1,18 @@
 // The real AMQP failure generator for integration tests: real oslo.messaging RPC servers and clients
-// (scripts/amqp-harness/harness.py on Debian's python3) against the real local RabbitMQ, and real outages of it.
+// (scripts/amqp-harness/harness.py on Debian's python3) against a real RabbitMQ node of the tests' own
+// (`scripts/stack.sh start rabbitmq`: 127.0.0.1:29672, node stackwatch@localhost, never the host's node on 5672, which
+// the live OpenStack uses), and real outages of it.
 //
 //   ensureHarnessInstalled()                 apt-installs python3-oslo.messaging + python3-oslo.log once
 //   startHarness({ mode, service, logFile, topic, ... })   one harness process; stop() ends it (SIGTERM)
-//   rabbitOutage(seconds, 'stop_app' | 'close_connections')  RabbitMQ down for a while, ALWAYS restored
-//   ensureRabbitRunning()                    start_app, or start the node, and wait for port 5672
+//   rabbitOutage(seconds, 'stop_app' | 'close_connections')  the node down for a while, ALWAYS restored
+//   ensureRabbitRunning()                    start_app, or start the node (scripts/stack.sh), and wait for its port
 //   blackholeProxy()                         a TCP proxy whose existing connections can be made silently dead
 //   waitForLine(file, regex, timeoutMs)      poll a log file for a line
-//   acquireRabbitLock() / releaseRabbitLock() one test run at a time faults this host's RabbitMQ
+//   acquireRabbitLock() / releaseRabbitLock() one test run at a time faults the node
 //
-// RabbitMQ is restored after rabbitOutage() by a `finally`, by a process 'exit' hook, and by a detached watchdog
-// that runs `rabbitmqctl start_app` if this process dies (even by SIGKILL) while RabbitMQ is down. Harness
+// The node is restored after rabbitOutage() by a `finally`, by a process 'exit' hook, and by a detached watchdog
+// that runs `rabbitmqctl start_app` if this process dies (even by SIGKILL) while it is down. Harness
 // processes are killed by stop(), by the 'exit' hook, and stop by themselves when their parent dies.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
@@ -18,18 +20,43 @@ import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { inject } from 'vitest';
 
 const execFileAsync = promisify(execFile);
 
 export const HARNESS_DIR = new URL('../../scripts/amqp-harness/', import.meta.url).pathname;
+const STACK_SH = new URL('../../scripts/stack.sh', import.meta.url).pathname;
 /** Debian's python: the only one that sees Debian's python3-oslo.* packages (a pyenv python3 may come first on PATH). */
 export const PYTHON = '/usr/bin/python3';
-export const RABBIT_HOST = '127.0.0.1';
-export const RABBIT_PORT = 5672;
-export const RABBIT_URL = `rabbit://guest:guest@${RABBIT_HOST}:${RABBIT_PORT}/`;
-// rabbitmqctl and rabbitmq-server live in /usr/sbin, which a non-login PATH may lack.
-const SBIN_PATH = `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`;
-const RABBIT_ENV = { ...process.env, PATH: SBIN_PATH };
+
+/** The tests' RabbitMQ node, as `scripts/stack.sh env` gives it (the integration projects' global setup). */
+export interface RabbitNode {
+  url: string;
+  host: string;
+  port: number;
+  /** rabbitmqctl and its environment: the node's name and the home that holds its Erlang cookie. */
+  ctl: string;
+  ctlArgs: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+let node: RabbitNode | undefined;
+export function rabbitNode(): RabbitNode {
+  if (node) return node;
+  const s = inject('stack');
+  const url = s.STACKWATCH_RABBITMQ_URL;
+  if (!url) throw new Error('STACKWATCH_RABBITMQ_URL is not set: scripts/stack.sh env gives it (an older .stack?)');
+  const u = new URL(url);
+  node = {
+    url,
+    host: u.hostname,
+    port: Number(u.port),
+    ctl: s.STACKWATCH_RABBITMQ_CTL,
+    ctlArgs: ['-n', s.STACKWATCH_RABBITMQ_NODE],
+    env: { ...process.env, HOME: s.STACKWATCH_RABBITMQ_HOME },
+  };
+  return node;
+}
 
 // ---------------------------------------------------------------------------------------------------- install
 
@@ -99,7 +126,7 @@ function installExitHook(): void {
 
 export function harnessArgs(o: HarnessOptions): string[] {
   const args = [`${HARNESS_DIR}harness.py`, o.mode, '--service', o.service, '--log-file', o.logFile, '--topic', o.topic];
-  args.push('--transport-url', o.transportUrl ?? RABBIT_URL);
+  args.push('--transport-url', o.transportUrl ?? rabbitNode().url);
   if (o.heartbeatTimeout !== undefined) args.push('--heartbeat-timeout', String(o.heartbeatTimeout));
   if (o.callInterval !== undefined) args.push('--call-interval', String(o.callInterval));
   if (o.callTimeout !== undefined) args.push('--call-timeout', String(o.callTimeout));
@@ -154,27 +181,30 @@ export interface OutageTimes {
   down: number;
   /** Epoch ms: start_app invoked (stop_app) / last close_all_connections returned. */
   restoring: number;
-  /** Epoch ms: start_app returned and port 5672 accepts connections again. */
+  /** Epoch ms: start_app returned and the node's AMQP port accepts connections again. */
   restored: number;
 }
 
 let outageInProgress = false;
 
 function rabbitmqctl(args: string[], timeoutMs = 60_000): Promise<string> {
-  return execFileAsync('rabbitmqctl', args, { env: RABBIT_ENV, timeout: timeoutMs }).then((r) => r.stdout);
+  const n = rabbitNode();
+  return execFileAsync(n.ctl, [...n.ctlArgs, ...args], { env: n.env, timeout: timeoutMs }).then((r) => r.stdout);
+}
+
+/** Starts the node (not just its app) with scripts/stack.sh, which waits until it accepts connections. */
+function startNodeSync(timeoutMs = 90_000): void {
+  execFileSync(STACK_SH, ['start', 'rabbitmq'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: timeoutMs });
 }
 
 function restoreRabbitSync(): void {
+  const n = rabbitNode();
   try {
-    execFileSync('rabbitmqctl', ['start_app'], { env: RABBIT_ENV, stdio: 'ignore', timeout: 60_000 });
+    execFileSync(n.ctl, [...n.ctlArgs, 'start_app'], { env: n.env, stdio: 'ignore', timeout: 60_000 });
   } catch {
     // the node itself is down: start it
     try {
-      execFileSync('rabbitmq-server', ['-detached'], {
-        env: { ...RABBIT_ENV, RABBITMQ_NODE_IP_ADDRESS: RABBIT_HOST },
-        stdio: 'ignore',
-        timeout: 60_000,
-      });
+      startNodeSync();
     } catch {
       // nothing more can be done from an exit hook
     }
@@ -183,16 +213,18 @@ function restoreRabbitSync(): void {
 
 /**
  * A detached shell that outlives this process: if this process dies (even SIGKILL) before the outage is over, it
- * runs `rabbitmqctl start_app`. It is killed (by its pid) once RabbitMQ has been restored normally.
+ * runs `rabbitmqctl start_app`. It is killed (by its pid) once the node has been restored normally.
  */
 function startRestoreWatchdog(): ChildProcess {
-  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; rabbitmqctl start_app >/dev/null 2>&1`;
-  const dog = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore', env: RABBIT_ENV });
+  const n = rabbitNode();
+  const ctl = [n.ctl, ...n.ctlArgs].map((a) => `'${a}'`).join(' ');
+  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ${ctl} start_app >/dev/null 2>&1`;
+  const dog = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore', env: n.env });
   dog.unref();
   return dog;
 }
 
-export function tcpReachable(host = RABBIT_HOST, port = RABBIT_PORT, timeoutMs = 1000): Promise<boolean> {
+export function tcpReachable(host = rabbitNode().host, port = rabbitNode().port, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host, port });
     const done = (ok: boolean) => {
@@ -208,42 +240,32 @@ export function tcpReachable(host = RABBIT_HOST, port = RABBIT_PORT, timeoutMs =
 async function waitForPort(timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await tcpReachable())) {
-    if (Date.now() > deadline) throw new Error(`RabbitMQ: nothing listens on ${RABBIT_HOST}:${RABBIT_PORT} after ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`RabbitMQ: nothing listens on ${rabbitNode().host}:${rabbitNode().port} after ${timeoutMs} ms`);
     await sleep(100);
   }
 }
 
-/** Makes sure RabbitMQ runs and accepts AMQP connections: start_app, or starts the node if it is down. */
+/** Makes sure the node runs and accepts AMQP connections: start_app, or starts the node if it is down. */
 export async function ensureRabbitRunning(timeoutMs = 90_000): Promise<void> {
   if (await tcpReachable()) return;
   try {
     await rabbitmqctl(['start_app'], timeoutMs);
   } catch {
     // "unable to perform an operation on node": the node is down, not just its app
-    const env = { ...RABBIT_ENV, RABBITMQ_NODE_IP_ADDRESS: RABBIT_HOST };
-    await execFileAsync('rabbitmq-server', ['-detached'], { env, timeout: timeoutMs });
-    await rabbitmqctl(['await_startup', '--timeout', String(Math.ceil(timeoutMs / 1000))], timeoutMs + 5_000).catch(() => {});
-    await rabbitmqctl(['start_app'], timeoutMs).catch(() => {});
+    startNodeSync(timeoutMs);
   }
   await waitForPort(timeoutMs);
 }
 
 /**
- * A real RabbitMQ outage of about `seconds`:
+ * A real outage of the tests' RabbitMQ node of about `seconds`:
  * - 'stop_app': `rabbitmqctl stop_app`, wait, `rabbitmqctl start_app` (connections refused meanwhile; non-durable
  *   queues, such as the reply queues, are gone afterwards);
  * - 'close_connections': `rabbitmqctl close_all_connections` every 0.5 s for `seconds` (clients are kicked off
  *   and reconnect at once; queues survive).
- * RabbitMQ is always restored before this returns or throws.
+ * The node is always restored before this returns or throws.
  */
 export async function rabbitOutage(seconds: number, how: OutageMethod = 'stop_app'): Promise<OutageTimes> {
-  // scripts/test.sh runs the files that call this after the live cloud's tests, whose services use the same
-  // RabbitMQ; beside them it says so here, and an outage then would break the cloud's tests, not this file's.
-  if (process.env.STACKWATCH_TEST_NO_RABBIT_OUTAGE === '1') {
-    throw new Error(
-      "a RabbitMQ outage was asked for in a run beside the live cloud (STACKWATCH_TEST_NO_RABBIT_OUTAGE=1), whose services use the same RabbitMQ: scripts/test.sh runs the files that call rabbitOutage( after the cloud's tests; call it from the test file itself",
-    );
-  }
   await ensureRabbitRunning();
   installExitHook();
   const dog = startRestoreWatchdog();
@@ -277,7 +299,7 @@ export async function rabbitOutage(seconds: number, how: OutageMethod = 'stop_ap
   return t as OutageTimes;
 }
 
-/** Names of the queues in RabbitMQ's default vhost. */
+/** Names of the queues in the node's default vhost. */
 export async function listQueues(): Promise<string[]> {
   const out = await rabbitmqctl(['list_queues', '-q', '--no-table-headers', 'name']);
   return out
@@ -294,8 +316,8 @@ export async function deleteQueues(names: string[]): Promise<void> {
 // ---------------------------------------------------------------------------------------------------- host lock
 
 /**
- * RabbitMQ is one per host: two test runs faulting it at once (another checkout, `npm test` while a single file
- * runs) see each other's outages. Tests that fault it hold this lock: a file created exclusively, holding the
+ * The tests' node has a fixed port, so it is one per host: two test runs faulting it at once (another checkout,
+ * `npm test` while a single file runs) see each other's outages. Tests that fault it hold this lock: a file created exclusively, holding the
  * owner's pid; a lock whose owner is dead is taken over.
  */
 export const RABBIT_LOCK = join(tmpdir(), 'stackwatch-amqp-harness.lock');
@@ -379,8 +401,8 @@ export interface BlackholeProxy {
   close(): Promise<void>;
 }
 
-/** A TCP proxy to RabbitMQ on 127.0.0.1 whose existing connections can be made silently dead. */
-export async function blackholeProxy(target = { host: RABBIT_HOST, port: RABBIT_PORT }): Promise<BlackholeProxy> {
+/** A TCP proxy to the tests' RabbitMQ node whose existing connections can be made silently dead. */
+export async function blackholeProxy(target = { host: rabbitNode().host, port: rabbitNode().port }): Promise<BlackholeProxy> {
   const pairs = new Set<[Socket, Socket]>();
   const dead: Socket[] = [];
   const server = createServer((down) => {

@@ -1,5 +1,5 @@
 // Real AMQP connection loss: real oslo.messaging (Debian's python3-oslo.messaging, run by
-// scripts/amqp-harness/harness.py) against the real local RabbitMQ on 127.0.0.1:5672, and real faults:
+// scripts/amqp-harness/harness.py) against a real RabbitMQ node of the tests' own (scripts/stack.sh's rabbitmq), and real faults:
 //
 // 1. RabbitMQ's app stopped for 8 s (`rabbitmqctl stop_app` / `start_app`): every connection of an RPC server
 //    (nova-compute) and an RPC client (nova-api) logs its loss, its retries and its reconnect; calls in flight

@@ -4,8 +4,8 @@
 // it reflects (processors/checkpoint.ts, state/store.ts) and restored at start. Without it the new processor learns
 // of the outage only from what it replays: the reconnect lines find no open outage, and the page never resolves.
 //
-// Real parts: oslo.messaging processes (scripts/amqp-harness/) against the local RabbitMQ (its app stopped for
-// 40 s), the real collector tailing their logs, `stackwatch run --role processor` as a child process (killed and
+// Real parts: oslo.messaging processes (scripts/amqp-harness/) against the tests' RabbitMQ node (its app stopped
+// for 40 s), the real collector tailing their logs, `stackwatch run --role processor` as a child process (killed and
 // started again), Kafka, Elasticsearch, Alertmanager and the pager webhook.
 import { describe, expect, it } from 'vitest';
 import { ensureTopics } from '../../core/kafka.ts';

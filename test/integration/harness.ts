@@ -13,7 +13,7 @@ import { removeIndexTemplates } from '../../sinks/index-setup.ts';
 import { deleteTopics, GroupConsumer, groupProgress } from '../../core/kafka.ts';
 import { messageEvents } from '../../processors/decode.ts';
 import { loadIncidentRules } from '../../incidents/rules.ts';
-import { stackwatchNodeArgs } from '../../bench/measure.ts';
+import { stackwatchNodeArgs, stackwatchNodeEnv } from '../../bench/measure.ts';
 
 export const REPO = new URL('../../', import.meta.url).pathname;
 export const stack = () => inject('stack');
@@ -197,13 +197,13 @@ export interface Cli {
 
 /** Runs `stackwatch ARGS...` as a child process, as an operator would. `nice` lowers its CPU priority (nice(1) execs it: the pid is the CLI's own), for tests that run
  * many pipelines beside JVMs that must start in time on two cores. `bin`: another entry point (stackwatch-collector),
- * with the node options of its first line. */
+ * with the node options and the environment of its first line. */
 export function stackwatch(args: string[], env: Record<string, string> = {}, opts: { nice?: number; bin?: 'stackwatch' | 'stackwatch-collector' } = {}): Cli {
   const bin = join(REPO, `bin/${opts.bin ?? 'stackwatch'}.mjs`);
   const argv = [...stackwatchNodeArgs(bin), bin, ...args];
   const [cmd, cmdArgs] = opts.nice === undefined ? [process.execPath, argv] : ['nice', ['-n', String(opts.nice), process.execPath, ...argv]];
   const child = spawn(cmd, cmdArgs, {
-    env: { ...process.env, STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '', ...env },
+    env: { ...process.env, ...stackwatchNodeEnv(bin), STACKWATCH_KAFKA_BROKERS: '', STACKWATCH_ES_URL: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';

@@ -7,7 +7,7 @@
 // and the killed processor, started again, restores the open incident from its own checkpoint: two copies of one
 // outage.
 //
-// Real parts: oslo.messaging processes (scripts/amqp-harness/) against the local RabbitMQ (its app stopped for 45 s),
+// Real parts: oslo.messaging processes (scripts/amqp-harness/) against the tests' RabbitMQ node (its app stopped for 45 s),
 // the real collector tailing their logs, two `stackwatch run --role processor` child processes (instances p1 and p2),
 // Kafka, Elasticsearch, Alertmanager and the pager webhook. The logs topic has one partition, so that one processor
 // holds the outage's services whole (the incidents of two processors are their own; README, "State that survives

@@ -5,6 +5,7 @@ import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { stackwatchNodeArgs, stackwatchNodeEnv } from '../../bench/measure.ts';
 
 const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
 const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, STACKWATCH_CONFIG: '' } });
@@ -32,14 +33,18 @@ describe('stackwatch CLI', () => {
   it('stackwatch-collector is `run --role collector` with its memory options (the first line), and refuses --role', () => {
     const collector = new URL('../../bin/stackwatch-collector.mjs', import.meta.url).pathname;
     const probe = join(mkdtempSync(join(tmpdir(), 'stackwatch-cli-')), 'options.cjs');
-    writeFileSync(probe, 'process.stderr.write(`options ${JSON.stringify({ execArgv: process.execArgv, gc: typeof globalThis.gc })}\\n`);\n');
+    writeFileSync(probe, 'process.stderr.write(`options ${JSON.stringify({ execArgv: process.execArgv, gc: typeof globalThis.gc, arenas: process.env.MALLOC_ARENA_MAX })}\\n`);\n');
     const r = spawnSync(collector, ['--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^stackwatch-collector \[--config FILE\]: stackwatch run --role collector/);
     expect(r.stdout).toMatch(/^Usage: stackwatch run /m);
-    const seen = JSON.parse(/options (.*)/.exec(r.stderr)![1]) as { execArgv: string[]; gc: string };
+    const seen = JSON.parse(/options (.*)/.exec(r.stderr)![1]) as { execArgv: string[]; gc: string; arenas?: string };
     expect(seen.execArgv).toEqual(expect.arrayContaining(['--max-old-space-size=512', '--max-semi-space-size=1', '--expose-gc']));
     expect(seen.gc).toBe('function');
+    // glibc's one malloc arena, set by the first line's environment (and given by the benchmarks' and tests' reader).
+    expect(seen.arenas).toBe('1');
+    expect(stackwatchNodeEnv(collector)).toEqual({ MALLOC_ARENA_MAX: '1' });
+    expect(stackwatchNodeArgs(collector)).toEqual(['--max-old-space-size=512', '--max-semi-space-size=1', '--expose-gc']);
     const refused = spawnSync(collector, ['--role', 'processor'], { encoding: 'utf8' });
     expect(refused.status).toBe(2);
     expect(refused.stderr).toMatch(/^stackwatch-collector: --role is not an option here/);

@@ -48,7 +48,7 @@ describe('a 1 MiB line built against each shipped rule', () => {
         if (c.fires) expect(r.alerts.map((a) => a.alert.group)).toContainEqual(c.fires);
         return r.ms;
       };
-      // Alternately, the best of three each: a burst of load on a shared machine (the unit tests run beside the AMQP
+      // Alternately, the best of three each: a burst of load on a shared machine (the unit tests run beside the integration
       // files) then weighs on both sizes alike, not on the large line alone (26.7 against 24 in one full run).
       let small = Infinity;
       let large = Infinity;
