@@ -144,7 +144,7 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
       expect(loss.length, `${h.logFile}: no connection-loss line`).toBeGreaterThan(0);
       const firstLoss = osloLineTime(loss[0]);
       expect(firstLoss).toBeGreaterThanOrEqual(t.began - 50);
-      expect(firstLoss - t.began, 'the loss is logged within 5 s of stop_app').toBeLessThan(5_000);
+      expect(firstLoss - t.down, 'the loss is logged within 5 s of stop_app returning').toBeLessThan(5_000);
       expect(loss.every((l) => osloLineTime(l) <= t.restored + 10_000)).toBe(true);
       // Retries name their wait in whole seconds (rabbit_retry_interval=1, rabbit_retry_backoff=1,
       // rabbit_interval_max=3, which kombu's ensure_connection lets reach 3 + 1).
@@ -190,7 +190,10 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
       const lines = readLines(h.logFile);
       const kicked = lines.filter((l) => FORCED.test(l));
       expect(kicked.length, `${h.logFile}: CONNECTION_FORCED`).toBeGreaterThan(0);
-      expect(osloLineTime(kicked[0]) - t.began).toBeLessThan(3_000);
+      // Kicked by the first close_all_connections: logged after it began, and soon after it returned (the CLI's own
+      // start, an Erlang VM, took over 3 s of the outage's first seconds on a loaded machine).
+      expect(osloLineTime(kicked[0])).toBeGreaterThanOrEqual(t.began - 50);
+      expect(osloLineTime(kicked[0]) - t.down).toBeLessThan(3_000);
       // The broker stayed up: every connection is back within a second or two of being kicked.
       const last = lines.filter((l) => RECONNECTED.test(l)).at(-1);
       expect(last, `${h.logFile}: Reconnected`).toBeDefined();
