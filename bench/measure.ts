@@ -227,37 +227,42 @@ export function procStatus(pid: number): { rss: number; hwm: number } | undefine
   }
 }
 
-/** The node options on the first line of bin/stackwatch.mjs (`#!/usr/bin/env -S node --max-old-space-size=…`), or
- * of another entry point (`bin`, a path): what `stackwatch` runs with, for whoever starts it as `node [options]
- * bin/stackwatch.mjs` (benchmarks, tests). */
-export function stackwatchNodeArgs(bin = new URL('../bin/stackwatch.mjs', import.meta.url).pathname): string[] {
-  let args = nodeArgs.get(bin);
-  if (!args) {
-    const first = readFileSync(bin, 'utf8').split('\n', 1)[0];
-    const words = first
+/** The first line of an entry point (`#!/usr/bin/env -S [NAME=VALUE …] node [options]`), read once per entry point
+ * (every spawned process asks): the environment it sets before node and node's options. */
+function entryLine(bin: string): { env: Record<string, string>; args: string[] } {
+  let line = entryLines.get(bin);
+  if (!line) {
+    const words = readFileSync(bin, 'utf8')
+      .split('\n', 1)[0]
       .replace(/^#!\S*\s*/, '')
       .split(/\s+/)
       .filter(Boolean);
-    args = words.slice(words.indexOf('node') + 1);
-    nodeArgs.set(bin, args);
+    const at = words.indexOf('node');
+    const env: Record<string, string> = {};
+    for (const w of words.slice(0, Math.max(0, at))) {
+      const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(w);
+      if (m) env[m[1]] = m[2];
+    }
+    line = { env, args: words.slice(at + 1) };
+    entryLines.set(bin, line);
   }
-  return args;
+  return line;
 }
-const nodeArgs = new Map<string, string[]>(); // read once per entry point: every spawned process asks
+const entryLines = new Map<string, { env: Record<string, string>; args: string[] }>();
 
-/** The environment the first line of an entry point sets before node (`#!/usr/bin/env -S NAME=VALUE node …`:
- * stackwatch-collector's MALLOC_ARENA_MAX), for whoever starts it as `node [options] bin/…`. */
-export function stackwatchNodeEnv(bin = new URL('../bin/stackwatch.mjs', import.meta.url).pathname): Record<string, string> {
-  const words = readFileSync(bin, 'utf8')
-    .split('\n', 1)[0]
-    .replace(/^#!\S*\s*/, '')
-    .split(/\s+/);
-  const env: Record<string, string> = {};
-  for (const w of words.slice(0, Math.max(0, words.indexOf('node')))) {
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(w);
-    if (m) env[m[1]] = m[2];
-  }
-  return env;
+const STACKWATCH_BIN = new URL('../bin/stackwatch.mjs', import.meta.url).pathname;
+
+/** The node options on the first line of bin/stackwatch.mjs (`#!/usr/bin/env -S node --max-old-space-size=…`), or
+ * of another entry point (`bin`, a path): what `stackwatch` runs with, for whoever starts it as `node [options]
+ * bin/stackwatch.mjs` (benchmarks, tests). */
+export function stackwatchNodeArgs(bin = STACKWATCH_BIN): string[] {
+  return entryLine(bin).args;
+}
+
+/** The environment the first line of an entry point sets before node (stackwatch-collector's MALLOC_ARENA_MAX), for
+ * whoever starts it as `node [options] bin/…`. */
+export function stackwatchNodeEnv(bin = STACKWATCH_BIN): Record<string, string> {
+  return entryLine(bin).env;
 }
 
 /** A TCP port free on loopback now (for a status server or a proxy a benchmark or test starts), chosen below
