@@ -74,7 +74,17 @@ function takeLogLevel(args: string[]): string[] {
   return out;
 }
 
+/** A reader that goes away (`stackwatch --help | head -1`) ends the output, not the command with a stack trace:
+ * EPIPE on stdout is ignored, as `head` expects (the commands that stream their output also stop producing it:
+ * cli/output.ts). Any other error on stdout stays an uncaught error. */
+function ignoreClosedStdout(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  ignoreClosedStdout();
   try {
     const args = takeLogLevel(argv);
     const [name, ...rest] = args;

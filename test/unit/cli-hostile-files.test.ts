@@ -2,32 +2,21 @@
 // file never costs another file's events, a closed pipe ends the command quietly, `detect` reports unusable lines
 // as `parse` does, and a config file that YAML cannot expand or that is too big is a one-line config error.
 // Inputs: test/fixtures/hostile/files/ (README.md there), and files made here from the real bundled logs.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { run } from './run.ts';
 
 const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
 const DIST = new URL('../../dist/index.js', import.meta.url).pathname;
 const FILES = new URL('../fixtures/hostile/files/', import.meta.url).pathname;
 const SAMPLES = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
 const env = { ...process.env, STACKWATCH_CONFIG: '' };
-// Bounded: a config that is wrongly accepted makes `run` connect and run on; it must fail, not hang the suite.
-// Not spawnSync: a worker blocked for the whole of a command (several seconds each, many more on a loaded machine)
-// does not answer vitest, which ends the run once that lasts a minute ("Timeout calling onTaskUpdate").
-const cli = (...args: string[]) => run(process.execPath, [BIN, ...args]);
-
-/** A command's exit status and output, as spawnSync gives them (status null when a signal ended it). */
-function run(file: string, args: string[], opts: { uid?: number; gid?: number } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) =>
-    execFile(file, args, { encoding: 'utf8', env, maxBuffer: 1 << 28, timeout: 60_000, ...opts }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number' && !err.signal) reject(err);
-      else resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
-    }),
-  );
-}
+// Bounded (run.ts): a config that is wrongly accepted makes `run` connect and run on; it must fail, not hang the suite.
+const cli = (...args: string[]) => run(process.execPath, [BIN, ...args], { env, timeoutMs: 60_000 });
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-hostile-'));
 chmodSync(dir, 0o755); // read by an unprivileged user below
 
@@ -89,7 +78,7 @@ describe('stackwatch parse and detect: one bad file never costs another file its
       // directly, so a source edited meanwhile cannot make nobody try to rebuild it.
       expect((await cli('--help')).status).toBe(0);
       const script = `const { main } = await import(${JSON.stringify(DIST)}); process.exitCode = await main(${JSON.stringify(['parse', secret, `${FILES}ok.log`])});`;
-      r = await run(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534 });
+      r = await run(process.execPath, ['--input-type=module', '-e', script], { env, uid: 65534, gid: 65534, timeoutMs: 60_000 });
     } else r = await cli('parse', secret, `${FILES}ok.log`);
     expect(r.stderr).toContain(`stackwatch parse: ${secret}: cannot read: permission denied`);
     expect(lines(r.stdout).length).toBe(lines((await cli('parse', `${FILES}ok.log`)).stdout).length);
@@ -141,7 +130,28 @@ describe('stackwatch detect reports unusable lines as parse does', () => {
   });
 });
 
+/** Runs the command with its output a pipe closed before it starts, as `| true` leaves it: its status and stderr. */
+async function intoClosedPipe(args: string[]): Promise<{ status: number | string; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Closed now, in the tick of the spawn: the command cannot have written before (node takes ~0.1 s to start).
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const status = await new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal!)));
+  return { status, stderr };
+}
+
 describe('a closed output pipe (| head -1) ends the command quietly', () => {
+  it("--help, and every command's --help, into a closed pipe: status 0, nothing on stderr (no EPIPE stack trace)", async () => {
+    const usage = (await cli('--help')).stdout;
+    const commands = [...usage.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]);
+    expect(commands).toContain('parse');
+    expect(commands.length).toBeGreaterThan(8);
+    for (const args of [['--help'], ...commands.map((c) => [c, '--help'])]) {
+      expect({ args, ...(await intoClosedPipe(args)) }).toEqual({ args, status: 0, stderr: '' });
+    }
+  });
+
   it('parse big.log | head -1: status 0, nothing on stderr', async () => {
     const text = gunzipSync(readFileSync(`${SAMPLES}nova-compute.log.1.gz`));
     const big = join(dir, 'big.log');

@@ -1,28 +1,28 @@
 // The command line as an operator meets it: help on every command, one-line config errors with exit code 2.
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stackwatchNodeArgs, stackwatchNodeEnv } from '../../bench/measure.ts';
+import { run as runCommand, stackwatch } from './run.ts';
 
 const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
-const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, STACKWATCH_CONFIG: '' } });
+const cli = (...args: string[]) => stackwatch(args);
 
 describe('stackwatch CLI', () => {
-  it('lists its commands in --help', () => {
-    const r = cli('--help');
+  it('lists its commands in --help', async () => {
+    const r = await cli('--help');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^Usage: stackwatch <command>/);
     expect(r.stdout).toMatch(/^ {2}run +run the pipeline/m);
     expect(r.stdout).toMatch(/^ {2}demo +replay bundled real OpenStack logs/m);
   });
 
-  it("runs as an executable with its bounded heap (the first line's node options)", () => {
+  it("runs as an executable with its bounded heap (the first line's node options)", async () => {
     const probe = join(mkdtempSync(join(tmpdir(), 'stackwatch-cli-')), 'heap.cjs');
     writeFileSync(probe, "process.stderr.write(`heap limit ${require('v8').getHeapStatistics().heap_size_limit / 1048576}\\n`);\n");
-    const r = spawnSync(BIN, ['--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
+    const r = await runCommand(BIN, ['--help'], { env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^Usage: stackwatch <command>/);
     const limit = Number(/heap limit (\d+)/.exec(r.stderr)?.[1]);
@@ -30,11 +30,11 @@ describe('stackwatch CLI', () => {
     expect(limit).toBeLessThan(1024); // not the default (a quarter of the machine's memory)
   });
 
-  it('stackwatch-collector is `run --role collector` with its memory options (the first line), and refuses --role', () => {
+  it('stackwatch-collector is `run --role collector` with its memory options (the first line), and refuses --role', async () => {
     const collector = new URL('../../bin/stackwatch-collector.mjs', import.meta.url).pathname;
     const probe = join(mkdtempSync(join(tmpdir(), 'stackwatch-cli-')), 'options.cjs');
     writeFileSync(probe, 'process.stderr.write(`options ${JSON.stringify({ execArgv: process.execArgv, gc: typeof globalThis.gc, arenas: process.env.MALLOC_ARENA_MAX })}\\n`);\n');
-    const r = spawnSync(collector, ['--help'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
+    const r = await runCommand(collector, ['--help'], { env: { ...process.env, NODE_OPTIONS: `--require ${probe}` } });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^stackwatch-collector \[--config FILE\]: stackwatch run --role collector/);
     expect(r.stdout).toMatch(/^Usage: stackwatch run /m);
@@ -45,53 +45,53 @@ describe('stackwatch CLI', () => {
     expect(seen.arenas).toBe('1');
     expect(stackwatchNodeEnv(collector)).toEqual({ MALLOC_ARENA_MAX: '1' });
     expect(stackwatchNodeArgs(collector)).toEqual(['--max-old-space-size=512', '--max-semi-space-size=1', '--expose-gc']);
-    const refused = spawnSync(collector, ['--role', 'processor'], { encoding: 'utf8' });
+    const refused = await runCommand(collector, ['--role', 'processor']);
     expect(refused.status).toBe(2);
     expect(refused.stderr).toMatch(/^stackwatch-collector: --role is not an option here/);
   });
 
-  it.each(['run', 'parse', 'replay', 'detect', 'rules', 'demo'])('has --help for %s', (command) => {
-    const r = cli(command, '--help');
+  it.each(['run', 'parse', 'replay', 'detect', 'rules', 'demo'])('has --help for %s', async (command) => {
+    const r = await cli(command, '--help');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^Usage: stackwatch ${command}`));
   });
 
-  it('rejects an unknown command and an unknown option', () => {
-    const r = cli('frobnicate');
+  it('rejects an unknown command and an unknown option', async () => {
+    const r = await cli('frobnicate');
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/^stackwatch: unknown command "frobnicate"/);
-    const o = cli('run', '--rol', 'x');
+    const o = await cli('run', '--rol', 'x');
     expect(o.status).toBe(2);
     expect(o.stderr.trim().split('\n')).toHaveLength(1);
     expect(o.stderr).toMatch(/--rol/);
   });
 
-  it('exits 2 with one line naming the file and the field for an invalid config', () => {
+  it('exits 2 with one line naming the file and the field for an invalid config', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'stackwatch-cli-'));
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'kafka:\n  brokers: localhost\nelasticsearch:\n  url: http://127.0.0.1:9200\n');
-    const r = cli('run', '--config', file);
+    const r = await cli('run', '--config', file);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`stackwatch: ${file}: kafka.brokers: expected an array of host:port\n`);
   });
 
-  it('exits 2 naming the missing default config file', () => {
-    const r = cli('run', '--config', '/nonexistent/stackwatch.yaml');
+  it('exits 2 naming the missing default config file', async () => {
+    const r = await cli('run', '--config', '/nonexistent/stackwatch.yaml');
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('stackwatch: /nonexistent/stackwatch.yaml: cannot read config: no such file (pass --config FILE or set STACKWATCH_CONFIG)\n');
   });
 
-  it('rejects a bad --role naming the option', () => {
-    const r = cli('run', '--role', 'everything', '--config', '/dev/null');
+  it('rejects a bad --role naming the option', async () => {
+    const r = await cli('run', '--role', 'everything', '--config', '/dev/null');
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('stackwatch: --role: expected one of all, collector, processor, got "everything"\n');
   });
 });
 
 describe('stackwatch parse', () => {
-  it('prints one ECS document per event of a gzip file, tracebacks folded', () => {
+  it('prints one ECS document per event of a gzip file, tracebacks folded', async () => {
     const sample = new URL('../../samples/hotsos-2022/nova-compute.log.1.gz', import.meta.url).pathname;
-    const r = spawnSync(process.execPath, [BIN, 'parse', '--host', 'compute-9', sample], { encoding: 'utf8', maxBuffer: 1 << 28 });
+    const r = await runCommand(process.execPath, [BIN, 'parse', '--host', 'compute-9', sample]);
     expect(r.status).toBe(0);
     const docs = r.stdout
       .trim()
@@ -106,14 +106,14 @@ describe('stackwatch parse', () => {
     expect(traced[0].error.stack_trace).not.toMatch(/^\d{4}-\d{2}-\d{2} /m); // exception prefixes taken off
   });
 
-  it('reports lines that are not text on stderr and keeps going', () => {
+  it('reports lines that are not text on stderr and keeps going', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'stackwatch-parse-'));
     const file = join(dir, 'nova-api.log');
     writeFileSync(
       file,
       Buffer.concat([Buffer.from('2022-02-04 09:37:50.031 1 INFO nova.api [-] one\n'), Buffer.from([0xff, 0xfe, 0x0a]), Buffer.from('2022-02-04 09:37:51.031 1 INFO nova.api [-] two\n')]),
     );
-    const r = cli('parse', file);
+    const r = await cli('parse', file);
     expect(r.status).toBe(0);
     expect(
       r.stdout
@@ -126,10 +126,10 @@ describe('stackwatch parse', () => {
 });
 
 describe('stackwatch detect and rules test', () => {
-  it('finds the 2022 AMQP outage (one alert per service) and the missing compute host in the bundled sosreport logs', () => {
+  it('finds the 2022 AMQP outage (one alert per service) and the missing compute host in the bundled sosreport logs', async () => {
     const dir = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
     const files = ['nova-compute.log.1.gz', 'neutron-dhcp-agent.log.1', 'neutron-l3-agent.log.1', 'neutron-metadata-agent.log.1'].map((f) => dir + f);
-    const r = spawnSync(process.execPath, [BIN, 'detect', '--host', 'compute4', ...files], { encoding: 'utf8' });
+    const r = await runCommand(process.execPath, [BIN, 'detect', '--host', 'compute4', ...files]);
     expect(r.status).toBe(0);
     const alerts = r.stdout
       .trim()
@@ -147,8 +147,8 @@ describe('stackwatch detect and rules test', () => {
     expect(r.stderr).toMatch(new RegExp(`19950 events from 4 file\\(s\\), ${alerts.length} alert transition\\(s\\)`));
   });
 
-  it("runs the rules' own tests and fails on a broken expectation", () => {
-    const ok = cli('rules', 'test');
+  it("runs the rules' own tests and fails on a broken expectation", async () => {
+    const ok = await cli('rules', 'test');
     expect(ok.status).toBe(0);
     expect(ok.stdout).toMatch(/^PASS {2}amqp-connection-lost: /m);
     expect(ok.stdout).toMatch(/^\d+ passed, 0 failed$/m);
@@ -157,7 +157,7 @@ describe('stackwatch detect and rules test', () => {
     for (const f of ['ceph-health.yaml', 'ceph-health.test.yaml']) {
       writeFileSync(join(dir, f), readFileSync(rules + f, 'utf8').replace('severity: critical, group: { code: OSD_FULL }', 'severity: warning, group: { code: OSD_FULL }'));
     }
-    const bad = cli('rules', 'test', '--rules-dir', dir);
+    const bad = await cli('rules', 'test', '--rules-dir', dir);
     expect(bad.status).toBe(1);
     expect(bad.stdout).toContain('alert 1: severity is "critical", expected "warning"');
   });
@@ -180,29 +180,29 @@ describe('bin/stackwatch.mjs where esbuild is not installed (npm ci --omit=dev, 
     writeFileSync(join(root, 'dist', 'index.js'), "export async function main(args) { process.stdout.write(`bundle ran ${args.join(' ')}\\n`); return 0; }\n");
     writeFileSync(join(root, 'dist', 'inputs.json'), JSON.stringify({ startedAt: builtAt, inputs: ['cli/index.ts'] }));
   };
-  const run = () => spawnSync(process.execPath, [join(root, 'bin', 'stackwatch.mjs'), 'x'], { encoding: 'utf8' });
+  const run = () => runCommand(process.execPath, [join(root, 'bin', 'stackwatch.mjs'), 'x']);
   const error = 'stackwatch: dist/ is missing or older than the sources, and esbuild (a development dependency) is not installed: run `npm run build`';
 
-  it('runs an up-to-date bundle', () => {
+  it('runs an up-to-date bundle', async () => {
     bundle(Date.now());
-    const r = run();
+    const r = await run();
     expect(r.stdout).toBe('bundle ran x\n');
     expect(r.status).toBe(0);
   });
 
-  it('refuses a bundle older than a source, in one line', () => {
+  it('refuses a bundle older than a source, in one line', async () => {
     bundle(Date.now());
     utimesSync(source, new Date(), new Date(Date.now() + 1000));
-    const r = run();
+    const r = await run();
     expect(r.stdout).toBe('');
     expect(r.stderr.split('\n')).toHaveLength(2); // one line and its newline
     expect(r.stderr).toContain(error);
     expect(r.status).toBe(1);
   });
 
-  it('refuses a missing bundle, in one line', () => {
+  it('refuses a missing bundle, in one line', async () => {
     rmSync(join(root, 'dist'), { recursive: true, force: true });
-    const r = run();
+    const r = await run();
     expect(r.stderr).toContain(error);
     expect(r.status).toBe(1);
   });

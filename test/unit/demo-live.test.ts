@@ -1,7 +1,7 @@
 // `stackwatch demo --live`'s pure parts: the configuration its `stackwatch run` gets, its options and help, and
 // how it reads the pager webhook (the live run itself needs the real cloud: see the report of issue 13).
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { run } from './run.ts';
 import { validateConfig } from '../../core/config.ts';
 import { consoleUrl, LIVE_HOST, liveConfig, liveOptions, pageState, parseExports, storyPages } from '../../cli/demo-live.ts';
 
@@ -18,14 +18,14 @@ not an export line
 `;
 
 describe('demo --live', () => {
-  it('reads scripts/openstack.sh env (quoted values too, other lines ignored)', () => {
+  it('reads scripts/openstack.sh env (quoted values too, other lines ignored)', async () => {
     const env = parseExports(CLOUD_ENV);
     expect(env.OS_AUTH_URL).toBe('http://127.0.0.1:28500/v3');
     expect(env.STACKWATCH_OS_CANARY_NAME).toBe('stackwatch-canary');
     expect(Object.keys(env)).toHaveLength(7);
   });
 
-  it("builds a valid configuration: the cloud's logs from their end, the API every 5 s with the console probe, its own topics", () => {
+  it("builds a valid configuration: the cloud's logs from their end, the API every 5 s with the console probe, its own topics", async () => {
     const stack = { STACKWATCH_KAFKA_BROKERS: '127.0.0.1:29092', STACKWATCH_ES_URL: 'http://127.0.0.1:29200', STACKWATCH_ALERTMANAGER_URL: 'http://127.0.0.1:29094' };
     const raw = liveConfig({ run: 'abc', work: '/tmp/w', stack, cloud: parseExports(CLOUD_ENV) });
     const cfg = validateConfig(structuredClone(raw), 'demo --live configuration', {});
@@ -45,7 +45,7 @@ describe('demo --live', () => {
     expect(cfg.status_server.listen).toBe('127.0.0.1:0'); // beside any other stackwatch on the machine
   });
 
-  it('takes its options and refuses a bad --timeout, naming it', () => {
+  it('takes its options and refuses a bad --timeout, naming it', async () => {
     expect(liveOptions([])).toEqual({ keepTopic: false, seedTiming: false, timeoutMs: 45 * 60_000 });
     expect(liveOptions(['--seed-timing', '--timeout', '20', '--keep-topic'])).toEqual({ keepTopic: true, seedTiming: true, timeoutMs: 20 * 60_000 });
     expect(() => liveOptions(['--timeout', 'soon'])).toThrow(/--timeout/);
@@ -53,7 +53,7 @@ describe('demo --live', () => {
     expect(() => liveOptions(['--frobnicate'])).toThrow(/frobnicate/);
   });
 
-  it('picks the story’s pages from what the pager webhook received, and knows when both fired and resolved', () => {
+  it('picks the story’s pages from what the pager webhook received, and knows when both fired and resolved', async () => {
     const from = Date.parse('2026-12-03T10:00:00Z');
     const alert = (status: string, labels: Record<string, string>, startsAt = '2026-12-03T10:00:30Z') => ({ status, labels, annotations: { summary: 's' }, startsAt, endsAt: '' });
     const items = [
@@ -77,7 +77,7 @@ describe('demo --live', () => {
     expect(pageState(api).amqpFired).toBe(false);
   });
 
-  it("shows the console URL from the openstack CLI's table", () => {
+  it("shows the console URL from the openstack CLI's table", async () => {
     const table = [
       '+----------+-------------------------------------------------------+',
       '| Field    | Value                                                 |',
@@ -92,18 +92,18 @@ describe('demo --live', () => {
   });
 
   // Three CLI starts (each may rebuild the bundle first) on a loaded 2-core machine: more than vitest's 5 s.
-  it("is in demo's --help, and demo's own options still refuse the live ones without --live", { timeout: 60_000 }, () => {
+  it("is in demo's --help, and demo's own options still refuse the live ones without --live", { timeout: 60_000 }, async () => {
     const env = { ...process.env, STACKWATCH_CONFIG: '' };
-    const help = spawnSync(process.execPath, [BIN, 'demo', '--help'], { encoding: 'utf8', env });
+    const help = await run(process.execPath, [BIN, 'demo', '--help'], { env });
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^Usage: stackwatch demo \[--keep-topic\]\n {7}stackwatch demo --live /);
     expect(help.stdout).toMatch(/^ {2}--live +the seed's story on a real small OpenStack/m);
     expect(help.stdout).toMatch(/^ {2}--seed-timing /m);
     expect(help.stdout).toMatch(/^ {2}--timeout MIN /m);
-    const bad = spawnSync(process.execPath, [BIN, 'demo', '--live', '--timeout=-3'], { encoding: 'utf8', env });
+    const bad = await run(process.execPath, [BIN, 'demo', '--live', '--timeout=-3'], { env });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/^stackwatch: --timeout: /);
-    const noLive = spawnSync(process.execPath, [BIN, 'demo', '--seed-timing'], { encoding: 'utf8', env });
+    const noLive = await run(process.execPath, [BIN, 'demo', '--seed-timing'], { env });
     expect(noLive.status).toBe(2);
     expect(noLive.stderr).toMatch(/seed-timing/);
   });

@@ -1,18 +1,17 @@
 // Incidents: the correlator's grouping, paging and resolution (incidents/correlator.ts), on the bundled sosreport's
 // real alerts and on made-up sequences that pin each rule of its behaviour.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { correlate } from '../../cli/detect.ts';
 import type { Alert, Incident } from '../../core/events.ts';
 import { IncidentCorrelator, type IncidentChange } from '../../incidents/correlator.ts';
 import { IncidentRule, loadIncidentRules } from '../../incidents/rules.ts';
 import { alert, at, T0 } from './made-up-alerts.ts';
+import { stackwatch } from './run.ts';
 
-const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
 const SAMPLES = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
 const SHIPPED = loadIncidentRules();
 
@@ -29,17 +28,15 @@ const pages = (changes: IncidentChange[]) => changes.flatMap((c) => (c.page ? [c
 const firingPages = (changes: IncidentChange[]) => pages(changes).filter((p) => p.alert.status === 'firing');
 
 describe('incidents on the bundled sosreport (2022, compute4)', () => {
-  const r = spawnSync(
-    process.execPath,
-    [BIN, 'detect', '--host', 'compute4', `${SAMPLES}nova-compute.log.1.gz`, ...['dhcp', 'l3', 'metadata'].map((n) => `${SAMPLES}neutron-${n}-agent.log.1`)],
-    {
-      encoding: 'utf8',
-    },
-  );
-  const alerts: Alert[] = r.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Alert);
+  let alerts: Alert[] = [];
+  beforeAll(async () => {
+    const r = await stackwatch(['detect', '--host', 'compute4', `${SAMPLES}nova-compute.log.1.gz`, ...['dhcp', 'l3', 'metadata'].map((n) => `${SAMPLES}neutron-${n}-agent.log.1`)]);
+    expect(r.status, r.stderr).toBe(0);
+    alerts = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Alert);
+  }, 120_000);
 
   const SIGNATURES = ['amqp-connection-lost', 'compute-host-drift'];
 
@@ -114,10 +111,8 @@ describe('incidents on the bundled sosreport (2022, compute4)', () => {
     }
   });
 
-  it('the CLI prints incident transitions with the fields a post-mortem needs', () => {
-    const cli = spawnSync(process.execPath, [BIN, 'detect', '--incidents', '--host', 'compute4', `${SAMPLES}nova-compute.log.1.gz`, `${SAMPLES}neutron-l3-agent.log.1`], {
-      encoding: 'utf8',
-    });
+  it('the CLI prints incident transitions with the fields a post-mortem needs', async () => {
+    const cli = await stackwatch(['detect', '--incidents', '--host', 'compute4', `${SAMPLES}nova-compute.log.1.gz`, `${SAMPLES}neutron-l3-agent.log.1`]);
     expect(cli.status, cli.stderr).toBe(0);
     const lines = cli.stdout
       .trim()

@@ -1,12 +1,11 @@
 // `stackwatch templates` and the templates `stackwatch parse` puts on documents, as an operator meets them.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { stackwatch } from './run.ts';
 import { parseCsv } from '../../processors/templates/accuracy.ts';
 
-const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
 const LOGHUB = new URL('../fixtures/loghub-OpenStack_2k.log', import.meta.url).pathname;
-const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', maxBuffer: 1 << 28, env: { ...process.env, STACKWATCH_CONFIG: '' } });
+const cli = (...args: string[]) => stackwatch(args);
 const lines = (s: string) =>
   s
     .trim()
@@ -14,15 +13,15 @@ const lines = (s: string) =>
     .map((l) => JSON.parse(l));
 
 describe('stackwatch templates', () => {
-  it('has --help', () => {
-    const r = cli('templates', '--help');
+  it('has --help', async () => {
+    const r = await cli('templates', '--help');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^Usage: stackwatch templates/);
-    expect(cli('--help').stdout).toMatch(/^ {2}templates +mine the log templates/m);
+    expect((await cli('--help')).stdout).toMatch(/^ {2}templates +mine the log templates/m);
   });
 
-  it("prints Loghub's 43 OpenStack templates, the most frequent first, with counts, times, services, levels and loggers", () => {
-    const r = cli('templates', LOGHUB);
+  it("prints Loghub's 43 OpenStack templates, the most frequent first, with counts, times, services, levels and loggers", async () => {
+    const r = await cli('templates', LOGHUB);
     expect(r.status).toBe(0);
     expect(r.stderr).toBe('stackwatch templates: 2000 events from 1 file(s), 43 template(s)\n');
     const rows = lines(r.stdout);
@@ -43,8 +42,8 @@ describe('stackwatch templates', () => {
     expect(rows.find((t) => t.levels.includes('WARNING') && t.text.startsWith('Unknown base file'))).toMatchObject({ count: 30, services: ['nova-compute'] });
   });
 
-  it('prints a table with --format table', () => {
-    const r = cli('templates', '--format', 'table', LOGHUB);
+  it('prints a table with --format table', async () => {
+    const r = await cli('templates', '--format', 'table', LOGHUB);
     expect(r.status).toBe(0);
     const out = r.stdout.trimEnd().split('\n');
     expect(out[0]).toMatch(/^COUNT {2}FIRST SEEN +LAST SEEN +LEVELS +SERVICES +TEMPLATE$/);
@@ -52,8 +51,8 @@ describe('stackwatch templates', () => {
     expect(out).toHaveLength(44);
   });
 
-  it('names a file it cannot read, reads the others, and exits 1; says what a bound evicted', () => {
-    const r = cli('templates', '--max-templates', '20', '/nonexistent/nova.log', LOGHUB);
+  it('names a file it cannot read, reads the others, and exits 1; says what a bound evicted', async () => {
+    const r = await cli('templates', '--max-templates', '20', '/nonexistent/nova.log', LOGHUB);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('stackwatch templates: /nonexistent/nova.log: cannot read: no such file');
     // 20 held, 19 printed: two loggers' HTTP access templates are one text, one id.
@@ -65,16 +64,16 @@ describe('stackwatch templates', () => {
     [[], 'templates: name at least one FILE'],
     [['--format', 'xml', LOGHUB], '--format: expected json or table, got "xml"'],
     [['--max-templates', '0', LOGHUB], '--max-templates: expected a whole number ≥ 1, got "0"'],
-  ])('exits 2 with one line for a usage error: %j', (args, message) => {
-    const r = cli('templates', ...args);
+  ])('exits 2 with one line for a usage error: %j', async (args, message) => {
+    const r = await cli('templates', ...args);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`stackwatch: ${message}${message.endsWith('FILE') ? ' (see stackwatch templates --help)' : ''}\n`);
   });
 });
 
 describe('stackwatch parse', () => {
-  it("puts log.template.id and log.template.text on every document: Loghub's templates, one id per text", () => {
-    const r = cli('parse', '--host', 'h', LOGHUB);
+  it("puts log.template.id and log.template.text on every document: Loghub's templates, one id per text", async () => {
+    const r = await cli('parse', '--host', 'h', LOGHUB);
     expect(r.status).toBe(0);
     // In file order: each source file named in the lines is a stream of its own, whose events end apart.
     const docs = lines(r.stdout).sort((a, b) => a.log.offset - b.log.offset);

@@ -2,12 +2,12 @@
 // scripts/test-deps.sh from scripts/test.sh (`npm test`) and .ci/run, with apt_install's wait for the dpkg lock;
 // a test only looks for it. Found on a busy CI machine: the status-server test ran apt-get itself, with no lock
 // timeout, and failed whenever another apt-get was running.
-import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requireTool } from '../integration/harness.ts';
+import { run } from './run.ts';
 
 const REPO = new URL('../../', import.meta.url).pathname;
 const TEST_DEPS = join(REPO, 'scripts/test-deps.sh');
@@ -40,8 +40,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'stackwatch-test-deps-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** scripts/test-deps.sh check, with nothing but PATH in its environment. */
-function check(path: string): { status: number | null; stderr: string } {
-  const r = spawnSync('/bin/bash', [TEST_DEPS, 'check'], { env: { PATH: path }, encoding: 'utf8' });
+async function check(path: string): Promise<{ status: number | null; stderr: string }> {
+  const r = await run('/bin/bash', [TEST_DEPS, 'check'], { env: { PATH: path } });
   return { status: r.status, stderr: r.stderr };
 }
 
@@ -99,9 +99,9 @@ describe('what the tests need from the machine', () => {
     expect(statSync(TEST_DEPS).mode & 0o111, 'scripts/test-deps.sh is executable').not.toBe(0);
   });
 
-  it('test-deps.sh check names what is missing and the command that installs it', () => {
+  it('test-deps.sh check names what is missing and the command that installs it', async () => {
     // No promtool on this PATH (nor anything else: check needs no program but bash)
-    const none = check(join(tmp, 'nothing'));
+    const none = await check(join(tmp, 'nothing'));
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/^test-deps: missing: promtool\b/m);
     expect(none.stderr).toContain('scripts/test-deps.sh install');
@@ -110,24 +110,24 @@ describe('what the tests need from the machine', () => {
     mkdirSync(bin);
     writeFileSync(join(bin, 'promtool'), '#!/bin/sh\nexit 0\n');
     chmodSync(join(bin, 'promtool'), 0o755);
-    const found = check(bin);
+    const found = await check(bin);
     expect(found.stderr).not.toMatch(/missing: promtool/);
     expect(found.status).toBe(/missing:/.test(found.stderr) ? 1 : 0);
   });
 
-  it('test-deps.sh check names shellcheck when it is missing, not when it is on PATH', () => {
-    const none = check(join(tmp, 'nothing'));
+  it('test-deps.sh check names shellcheck when it is missing, not when it is on PATH', async () => {
+    const none = await check(join(tmp, 'nothing'));
     expect(none.status).toBe(1);
     expect(none.stderr).toMatch(/^test-deps: missing: shellcheck\b/m);
     const bin = join(tmp, 'bin-shellcheck');
     mkdirSync(bin);
     writeFileSync(join(bin, 'shellcheck'), '#!/bin/sh\nexit 0\n');
     chmodSync(join(bin, 'shellcheck'), 0o755);
-    expect(check(bin).stderr).not.toMatch(/missing: shellcheck/);
+    expect((await check(bin)).stderr).not.toMatch(/missing: shellcheck/);
   });
 
-  it('scripts/shellcheck.sh lints exactly the shell scripts of the repository', () => {
-    const r = spawnSync(join(REPO, 'scripts/shellcheck.sh'), ['--list'], { encoding: 'utf8' });
+  it('scripts/shellcheck.sh lints exactly the shell scripts of the repository', async () => {
+    const r = await run(join(REPO, 'scripts/shellcheck.sh'), ['--list']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim().split('\n').sort()).toEqual(shellScripts().sort());
     expect(shellScripts()).toContain('scripts/lib/service.sh');
