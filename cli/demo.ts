@@ -13,7 +13,7 @@ import { CephCollector } from '../collectors/ceph.ts';
 import { collectorContext } from '../collectors/emitter.ts';
 import { OpenstackLogCollector } from '../collectors/openstack-logs.ts';
 import { pollOnce } from '../collectors/schedule.ts';
-import { startProcessor } from '../processors/processor.ts';
+import { OLD_DATA_IDLE_MS, startProcessor } from '../processors/processor.ts';
 import type { Command } from './index.ts';
 import { parseOptions, shutdownSignal } from './options.ts';
 import { LIVE_HELP, runLiveDemo } from './demo-live.ts';
@@ -135,10 +135,13 @@ ${LIVE_HELP}`,
       }
     }
     const seconds = (Date.now() - started) / 1000;
-    // Replayed outages are decided once their incident has had no news for settle_s (a file read later may still
-    // bring alerts of the same cause): wait that long, so the pager has its pages and resolutions.
-    say(`  ... waiting ${cfg.incidents.settle_s + 2} s for the incidents to settle`);
-    await sleep((cfg.incidents.settle_s + 2) * 1000, signal);
+    // Replayed data is old: what waits for the clock (a reconnect that has to stay up) is decided once nothing has
+    // come for OLD_DATA_IDLE_MS, and an outage's incident once it has had no news for settle_s after that (a file
+    // read later may still bring alerts of the same cause): wait that long, so the pager has its pages and
+    // resolutions.
+    const settleS = Math.ceil(OLD_DATA_IDLE_MS / 1000) + 1 + cfg.incidents.settle_s + 2;
+    say(`  ... waiting ${settleS} s for the detectors and the incidents to settle`);
+    await sleep(settleS * 1000, signal);
     await processor.stop();
     const { logs, notify_retry, metrics, health } = cfg.kafka.topics;
     if (!values['keep-topic']) await deleteTopics(cfg.kafka, [logs, notify_retry, metrics, health, cfg.processor.checkpoint.topic]).catch(() => {});
@@ -197,9 +200,12 @@ ${LIVE_HELP}`,
     const stillFiring = amAlerts.filter((a) => a.labels.host === DEMO_HOST || a.labels.host === DEMO_CLUSTER).length;
     say(`\nAlertmanager (${am}) took every transition; ${stillFiring} alert(s) of this host are active there now.`);
     if (env.STACKWATCH_WEBHOOK_URL) {
-      const got = (await (await fetch(`${env.STACKWATCH_WEBHOOK_URL}/received`)).json()) as { items: { body: { alerts?: { labels: Record<string, string> }[] } }[] };
-      const ours = got.items.filter((i) => i.body.alerts?.some((a) => a.labels.host === DEMO_HOST || a.labels.host === DEMO_CLUSTER));
-      const ids = new Set(ours.flatMap((i) => i.body.alerts!.filter((a) => a.labels.host === DEMO_HOST || a.labels.host === DEMO_CLUSTER).map((a) => a.labels.alert_id)));
+      // The webhook keeps what every sender posted (the tests' own notifiers post stackwatch's documents, without
+      // Alertmanager's labels): only Alertmanager's notifications about this host count.
+      const got = (await (await fetch(`${env.STACKWATCH_WEBHOOK_URL}/received`)).json()) as { items: { body?: { alerts?: { labels?: Record<string, string> }[] } }[] };
+      const demoAlert = (a: { labels?: Record<string, string> }) => a.labels?.host === DEMO_HOST || a.labels?.host === DEMO_CLUSTER;
+      const ours = got.items.filter((i) => i.body?.alerts?.some(demoAlert));
+      const ids = new Set(ours.flatMap((i) => i.body!.alerts!.filter(demoAlert).map((a) => a.labels!.alert_id)));
       say(`The pager webhook (${env.STACKWATCH_WEBHOOK_URL}/received) got ${ours.length} notification(s) from Alertmanager about ${ids.size} of these alerts`);
       say('(Alertmanager pages for what is still firing when it looks: replayed 2022 outages mostly arrive already resolved).');
     }

@@ -163,6 +163,25 @@ export class DetectionEngine {
     return out;
   }
 
+  /** The newest event time seen, as its text (compared as text: every event's is an ISO time in UTC), and how far
+   * behind the wall clock it was when it came (ms). */
+  private newest = '';
+  private newestLagMs: number | undefined;
+
+  /** How far behind the wall clock the newest event seen was when it came (ms): seconds for live data, more for old
+   * data (a replay, a backfill, a backlog read after an outage); undefined before the first event. */
+  get lag(): number | undefined {
+    return this.newestLagMs;
+  }
+
+  private sawTime(at: string): void {
+    if (at <= this.newest) return;
+    const t = Date.parse(at);
+    if (!Number.isFinite(t)) return;
+    this.newest = at;
+    this.newestLagMs = Date.now() - t;
+  }
+
   /** The wall clock's turn: the transitions of the detectors that watch for what does not come. */
   tick(now: number): Alert[] {
     const out: Alert[] = [];
@@ -172,6 +191,7 @@ export class DetectionEngine {
 
   /** The alert transitions an event causes, from the detectors that accept its kind. */
   on(event: PipelineEvent): Alert[] {
+    this.sawTime(event.kind === 'log' ? event.doc['@timestamp'] : event.kind === 'metric' ? event.sample['@timestamp'] : event['@timestamp']);
     switch (event.kind) {
       case 'log':
         return this.onLog(event);

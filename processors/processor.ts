@@ -37,6 +37,15 @@ import { TimeBudget } from './time-budget.ts';
 const COMPONENT = 'processor';
 /** How often the wall clock's turn comes: silent services, the incidents' deadlines (min_duration_s, hold_s). */
 const TICK_MS = 1000;
+/** Data whose newest event came within this of its time is live: the detectors take the wall clock's turn every
+ * TICK_MS. Older data (a replay, a backfill, a backlog read after an outage) is read at a pace that says nothing of
+ * its own time: the detectors take their turn only once nothing has been delivered for OLD_DATA_IDLE_MS (the data,
+ * or this part of it, is all read). A turn taken between two batches of old data decided at a point of the stream
+ * that the reading pace chose: kill-replay's uninterrupted run once settled an outage at a turn, where the killed
+ * run settled it at the host's next line, and the reply timeouts between the two counted in one run only (a page
+ * 3 min apart). The same hour as service-silent's max_lag_s. */
+const LIVE_LAG_MS = 3_600_000;
+export const OLD_DATA_IDLE_MS = 15_000;
 
 /** The transitions the notifiers get: the incidents' pages. */
 function pagesOf(changes: IncidentChange[]): Alert[] {
@@ -129,6 +138,17 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
   }
 
   async function onBatch(delivered: InBatch): Promise<void> {
+    batchesInHand++;
+    lastDelivery = Date.now();
+    try {
+      await processBatch(delivered);
+    } finally {
+      batchesInHand--;
+      lastDelivery = Date.now();
+    }
+  }
+
+  async function processBatch(delivered: InBatch): Promise<void> {
     // The partitions of a processor that left the group are this one's only once its checkpoint is adopted (the
     // group is told this member is alive meanwhile).
     const beat = setInterval(() => void delivered.heartbeat().catch(() => {}), 1000);
@@ -242,6 +262,10 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
    * silent), then the incidents that have fired for their min_duration_s or whose hold ran out. A failure is
    * logged and tried again at the next tick (what was not delivered is kept). */
   let pendingAlerts: IndexRequest[] = [];
+  /** When Kafka last delivered a batch or one was done with, or the group was last joined, and the batches in hand:
+   * the wall clock's turns on old data wait until none is and OLD_DATA_IDLE_MS has passed. */
+  let lastDelivery = Date.now();
+  let batchesInHand = 0;
   /** The consumer has joined its group once (the wall clock's turns wait for it). */
   let joined = false;
   let pendingChanges: IncidentChange[] = [];
@@ -251,7 +275,8 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
       // the join's seconds as quiet it heard (IncidentCorrelator.resumeAfter).
       if (!joined) return;
       const now = Date.now();
-      const alerts = engine.tick(now);
+      const live = engine.lag !== undefined && engine.lag <= LIVE_LAG_MS;
+      const alerts = live || (batchesInHand === 0 && now - lastDelivery >= OLD_DATA_IDLE_MS) ? engine.tick(now) : [];
       trackFiring(alerts);
       const changes = [...pendingChanges, ...incidents.onAlerts(alerts, now)];
       const alertRequests = [...pendingAlerts, ...alerts.map((a) => ({ index: dailyIndex(cfg.elasticsearch.indices.alerts, a['@timestamp']), id: alertDocumentId(a), doc: a }))];
@@ -324,6 +349,7 @@ export async function startProcessor(cfg: Config, opts: ProcessorOptions = {}): 
       const partitions = [...a].flatMap(([topic, parts]) => [...parts].sort((x, y) => x - y).map((p) => `${topic}/${p}`));
       log.info(`joined group ${cfg.kafka.consumer_group}: ${partitions.length ? `partitions ${partitions.join(' ')}` : 'no partition'}`, { partitions });
       checkpoints?.onAssigned(a);
+      lastDelivery = Date.now();
       joined = true;
       if (checkpoints && !stopping) adopting = serial(adoptDeparted);
     },

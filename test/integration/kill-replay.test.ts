@@ -25,7 +25,10 @@
 // ended_at, message and evidence), as sorted lists, so that a transition lost, doubled (in two daily indices) or
 // dated otherwise fails. Transitions the wall clock decides (the processor's tick: amqp-connection-lost resolving an
 // outage whose service went quiet, by restart or by a first connection that logs nothing) are dated by event time
-// all the same (the new process's first line, the retry the last failure announced), and service-silent never
+// all the same (the new process's first line, the retry the last failure announced), and on old data like this the
+// tick comes only once nothing has been delivered for 15 s (processors/processor.ts OLD_DATA_IDLE_MS): a tick
+// between two batches once settled an outage in run A where run B settled it at the host's next line, and the
+// reply timeouts between the two counted in A only (its reply-path page 3 min earlier). service-silent never
 // judges replayed streams; so none of this replay's transitions may carry a wall-clock time, and that is asserted
 // (one that did would have to be compared by id and status only).
 //

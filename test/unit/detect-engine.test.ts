@@ -104,3 +104,23 @@ describe('an alert the engine returned', () => {
     expect(firing.evidence.event_ids).toEqual(['first']);
   });
 });
+
+describe("the engine's lag: how far behind the wall clock the newest event came (live data or old)", () => {
+  it('is undefined before any event, then follows the newest event time only', async () => {
+    const engine = await DetectionEngine.create(loadRules());
+    expect(engine.lag).toBeUndefined();
+    const at = (iso: string) => ({ ...doc('nova.compute.manager', 'x'), '@timestamp': iso });
+    engine.on({ kind: 'log', doc: at('2022-02-04T09:37:50.159Z') });
+    const old = engine.lag!;
+    expect(old).toBeGreaterThan(Date.now() - Date.parse('2022-02-04T09:37:51.000Z'));
+    // An older event does not move it; a newer one does; a time that does not parse is no time.
+    engine.on({ kind: 'log', doc: at('2021-01-01T00:00:00.000Z') });
+    expect(engine.lag).toBe(old);
+    const fresh = new Date(Date.now() - 2_000).toISOString();
+    engine.on({ kind: 'log', doc: at(fresh) });
+    expect(engine.lag).toBeGreaterThanOrEqual(2_000);
+    expect(engine.lag).toBeLessThan(60_000);
+    engine.on({ kind: 'log', doc: at('not a time') });
+    expect(engine.lag).toBeLessThan(60_000);
+  });
+});
