@@ -684,8 +684,9 @@ launch_alertmanager() {
     --cluster.listen-address=
 }
 
-# The environment of our RabbitMQ node, for rabbitmq-server and for rabbitmqctl (scripts/stack.sh env gives the tests
-# its node, home and address): its own files only; an empty rabbitmq-env.conf instead of /etc/rabbitmq's.
+# The environment of our RabbitMQ node, for rabbitmq-server: its own files only; an empty rabbitmq-env.conf instead
+# of /etc/rabbitmq's. rabbitmqctl needs only its node name and the HOME that holds the Erlang cookie, which
+# `scripts/stack.sh env` gives the tests (STACKWATCH_RABBITMQ_NODE, _HOME, _CTL).
 rabbitmq_env() {
   printf '%s\n' "HOME=$RABBITMQ_DIR/home" "RABBITMQ_CONF_ENV_FILE=$RABBITMQ_DIR/rabbitmq-env.conf" \
     "RABBITMQ_NODENAME=$RABBITMQ_NODE" "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1" "RABBITMQ_NODE_PORT=$RABBITMQ_PORT" \

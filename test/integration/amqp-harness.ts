@@ -187,9 +187,15 @@ export interface OutageTimes {
 
 let outageInProgress = false;
 
-function rabbitmqctl(args: string[], timeoutMs = 60_000): Promise<string> {
+/** `rabbitmqctl -n NODE ARGS...` as [file, ...args], for the node of the tests (its cookie: rabbitNode().env). */
+function ctlArgv(args: string[]): [string, ...string[]] {
   const n = rabbitNode();
-  return execFileAsync(n.ctl, [...n.ctlArgs, ...args], { env: n.env, timeout: timeoutMs }).then((r) => r.stdout);
+  return [n.ctl, ...n.ctlArgs, ...args];
+}
+
+function rabbitmqctl(args: string[], timeoutMs = 60_000): Promise<string> {
+  const [file, ...argv] = ctlArgv(args);
+  return execFileAsync(file, argv, { env: rabbitNode().env, timeout: timeoutMs }).then((r) => r.stdout);
 }
 
 /** Starts the node (not just its app) with scripts/stack.sh, which waits until it accepts connections. */
@@ -198,9 +204,9 @@ function startNodeSync(timeoutMs = 90_000): void {
 }
 
 function restoreRabbitSync(): void {
-  const n = rabbitNode();
+  const [file, ...argv] = ctlArgv(['start_app']);
   try {
-    execFileSync(n.ctl, [...n.ctlArgs, 'start_app'], { env: n.env, stdio: 'ignore', timeout: 60_000 });
+    execFileSync(file, argv, { env: rabbitNode().env, stdio: 'ignore', timeout: 60_000 });
   } catch {
     // the node itself is down: start it
     try {
@@ -216,10 +222,11 @@ function restoreRabbitSync(): void {
  * runs `rabbitmqctl start_app`. It is killed (by its pid) once the node has been restored normally.
  */
 function startRestoreWatchdog(): ChildProcess {
-  const n = rabbitNode();
-  const ctl = [n.ctl, ...n.ctlArgs].map((a) => `'${a}'`).join(' ');
-  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ${ctl} start_app >/dev/null 2>&1`;
-  const dog = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore', env: n.env });
+  const ctl = ctlArgv(['start_app'])
+    .map((a) => `'${a}'`)
+    .join(' ');
+  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ${ctl} >/dev/null 2>&1`;
+  const dog = spawn('/bin/sh', ['-c', script], { detached: true, stdio: 'ignore', env: rabbitNode().env });
   dog.unref();
   return dog;
 }
