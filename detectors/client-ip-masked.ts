@@ -36,6 +36,7 @@ const Params = z.strictObject({
 // machine; as two, under 1 s.
 const ACCESS_HEAD = /^(?<chain>-|[0-9.]+(?:, ?[0-9.]+)*) (?:\S+ \S+ \[[^\]]+\] )?"[A-Z]+ /;
 const ACCESS_HEAD_SHORT = /^(?<chain>-|[0-9.]+(?:, ?[0-9.]+)*) "[A-Z]+ /;
+const ACCESS_HEADS = [ACCESS_HEAD, ACCESS_HEAD_SHORT];
 const REQUEST_TARGET = /^\S+(?: HTTP\/\d|")/;
 /** The client a log that writes X-Forwarded-For in its place gives when no proxy sent the header. */
 const NO_ADDRESS = '-';
@@ -47,7 +48,7 @@ const IPV4 = /^\d{1,3}(?:\.\d{1,3}){3}$/;
  * (each of its fields ends at the first space or `]`), so the request starts at one of two places, and both are tried.
  */
 export function accessChain(message: string): string | undefined {
-  for (const head of [ACCESS_HEAD, ACCESS_HEAD_SHORT]) {
+  for (const head of ACCESS_HEADS) {
     const m = head.exec(message);
     if (m && REQUEST_TARGET.test(message.slice(m[0].length))) return m.groups!.chain;
   }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { run } from './run.ts';
+import { run, stackwatch } from './run.ts';
 
 const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
 const DIST = new URL('../../dist/index.js', import.meta.url).pathname;
@@ -16,18 +16,24 @@ const FILES = new URL('../fixtures/hostile/files/', import.meta.url).pathname;
 const SAMPLES = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
 const env = { ...process.env, STACKWATCH_CONFIG: '' };
 // Bounded (run.ts): a config that is wrongly accepted makes `run` connect and run on; it must fail, not hang the suite.
-const cli = (...args: string[]) => run(process.execPath, [BIN, ...args], { env, timeoutMs: 60_000 });
+const cli = (...args: string[]) => stackwatch(args, { timeoutMs: 60_000 });
 const dir = mkdtempSync(join(tmpdir(), 'stackwatch-hostile-'));
 chmodSync(dir, 0o755); // read by an unprivileged user below
 
 const lines = (text: string) => text.split('\n').filter(Boolean);
 
-/** Runs the command, reads its first line of output and closes the pipe, as `| head -1` does. */
-async function firstLineThenClose(args: string[]): Promise<{ status: number | string; stderr: string; first: string }> {
+/** Starts the command with its output a pipe of ours: the child, its stderr so far, and its exit (code or signal). */
+function startCli(args: string[]) {
   const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal!)));
+  return { child, stderr: () => stderr, exited };
+}
+
+/** Runs the command, reads its first line of output and closes the pipe, as `| head -1` does. */
+async function firstLineThenClose(args: string[]): Promise<{ status: number | string; stderr: string; first: string }> {
+  const { child, stderr, exited } = startCli(args);
   let first = '';
   await new Promise<void>((resolve) => {
     child.stdout.on('data', (d) => {
@@ -39,7 +45,7 @@ async function firstLineThenClose(args: string[]): Promise<{ status: number | st
     });
     child.stdout.on('end', resolve);
   });
-  return { status: await exited, stderr, first: first.split('\n')[0] };
+  return { status: await exited, stderr: stderr(), first: first.split('\n')[0] };
 }
 
 describe('stackwatch parse and detect: one bad file never costs another file its events', () => {
@@ -132,13 +138,10 @@ describe('stackwatch detect reports unusable lines as parse does', () => {
 
 /** Runs the command with its output a pipe closed before it starts, as `| true` leaves it: its status and stderr. */
 async function intoClosedPipe(args: string[]): Promise<{ status: number | string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, stderr, exited } = startCli(args);
   // Closed now, in the tick of the spawn: the command cannot have written before (node takes ~0.1 s to start).
   child.stdout.destroy();
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const status = await new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal!)));
-  return { status, stderr };
+  return { status: await exited, stderr: stderr() };
 }
 
 describe('a closed output pipe (| head -1) ends the command quietly', () => {

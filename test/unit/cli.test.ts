@@ -91,7 +91,7 @@ describe('stackwatch CLI', () => {
 describe('stackwatch parse', () => {
   it('prints one ECS document per event of a gzip file, tracebacks folded', async () => {
     const sample = new URL('../../samples/hotsos-2022/nova-compute.log.1.gz', import.meta.url).pathname;
-    const r = await runCommand(process.execPath, [BIN, 'parse', '--host', 'compute-9', sample]);
+    const r = await cli('parse', '--host', 'compute-9', sample);
     expect(r.status).toBe(0);
     const docs = r.stdout
       .trim()
@@ -129,7 +129,7 @@ describe('stackwatch detect and rules test', () => {
   it('finds the 2022 AMQP outage (one alert per service) and the missing compute host in the bundled sosreport logs', async () => {
     const dir = new URL('../../samples/hotsos-2022/', import.meta.url).pathname;
     const files = ['nova-compute.log.1.gz', 'neutron-dhcp-agent.log.1', 'neutron-l3-agent.log.1', 'neutron-metadata-agent.log.1'].map((f) => dir + f);
-    const r = await runCommand(process.execPath, [BIN, 'detect', '--host', 'compute4', ...files]);
+    const r = await cli('detect', '--host', 'compute4', ...files);
     expect(r.status).toBe(0);
     const alerts = r.stdout
       .trim()

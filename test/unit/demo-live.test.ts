@@ -1,11 +1,9 @@
 // `stackwatch demo --live`'s pure parts: the configuration its `stackwatch run` gets, its options and help, and
 // how it reads the pager webhook (the live run itself needs the real cloud: see the report of issue 13).
 import { describe, expect, it } from 'vitest';
-import { run } from './run.ts';
+import { stackwatch } from './run.ts';
 import { validateConfig } from '../../core/config.ts';
 import { consoleUrl, LIVE_HOST, liveConfig, liveOptions, pageState, parseExports, storyPages } from '../../cli/demo-live.ts';
-
-const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
 
 const CLOUD_ENV = `export OS_AUTH_URL=http://127.0.0.1:28500/v3
 export OS_USERNAME=admin
@@ -93,17 +91,16 @@ describe('demo --live', () => {
 
   // Three CLI starts (each may rebuild the bundle first) on a loaded 2-core machine: more than vitest's 5 s.
   it("is in demo's --help, and demo's own options still refuse the live ones without --live", { timeout: 60_000 }, async () => {
-    const env = { ...process.env, STACKWATCH_CONFIG: '' };
-    const help = await run(process.execPath, [BIN, 'demo', '--help'], { env });
+    const help = await stackwatch(['demo', '--help']);
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^Usage: stackwatch demo \[--keep-topic\]\n {7}stackwatch demo --live /);
     expect(help.stdout).toMatch(/^ {2}--live +the seed's story on a real small OpenStack/m);
     expect(help.stdout).toMatch(/^ {2}--seed-timing /m);
     expect(help.stdout).toMatch(/^ {2}--timeout MIN /m);
-    const bad = await run(process.execPath, [BIN, 'demo', '--live', '--timeout=-3'], { env });
+    const bad = await stackwatch(['demo', '--live', '--timeout=-3']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/^stackwatch: --timeout: /);
-    const noLive = await run(process.execPath, [BIN, 'demo', '--seed-timing'], { env });
+    const noLive = await stackwatch(['demo', '--seed-timing']);
     expect(noLive.status).toBe(2);
     expect(noLive.stderr).toMatch(/seed-timing/);
   });

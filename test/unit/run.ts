@@ -39,7 +39,9 @@ export function run(file: string, args: string[], opts: RunOptions = {}): Promis
   });
 }
 
+const BIN = new URL('../../bin/stackwatch.mjs', import.meta.url).pathname;
+
 /** `stackwatch ARGS...` (bin/stackwatch.mjs under this node), with no config file from the environment unless `env` has one. */
 export function stackwatch(args: string[], opts: RunOptions = {}): Promise<Ran> {
-  return run(process.execPath, [new URL('../../bin/stackwatch.mjs', import.meta.url).pathname, ...args], { ...opts, env: opts.env ?? { ...process.env, STACKWATCH_CONFIG: '' } });
+  return run(process.execPath, [BIN, ...args], { ...opts, env: opts.env ?? { ...process.env, STACKWATCH_CONFIG: '' } });
 }
