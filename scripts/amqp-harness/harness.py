@@ -29,10 +29,18 @@ import threading
 import time
 from concurrent import futures
 
-from oslo_config import cfg
-from oslo_context import context as oslo_context
-from oslo_log import log as logging
-import oslo_messaging
+# SIGTERM and SIGINT are blocked before oslo is imported and taken by a thread of their own (sigwait in main()), not
+# by a handler installed in main(): a SIGTERM during the imports (0.7 s alone, far longer on a loaded machine) killed
+# the harness outright (exit status 143, where stop() expects 0), and Python runs a handler only in the main thread,
+# between two bytecodes. Every thread, the libraries' too, inherits the mask, so only that thread takes them.
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+print('amqp-harness: stop signals blocked; importing oslo', flush=True)  # the tests' cue (amqp-real)
+
+from oslo_config import cfg  # noqa: E402 (after the signal mask)
+from oslo_context import context as oslo_context  # noqa: E402
+from oslo_log import log as logging  # noqa: E402
+import oslo_messaging  # noqa: E402
 
 CONF = cfg.CONF
 
@@ -203,8 +211,8 @@ def main(argv):
 
         threading.Thread(target=give_up, daemon=True, name='stop-grace').start()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # The stop signals, blocked in every thread (STOP_SIGNALS), are taken here.
+    threading.Thread(target=lambda: on_signal(signal.sigwait(STOP_SIGNALS), None), daemon=True, name='signals').start()
     if not args.keep_without_parent:
         parent = os.getppid()
 

@@ -251,7 +251,8 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
     await waitFor(() => matching(off.logFile, TIMEOUT).filter((l) => osloLineTime(l) > silenced).length >= 8 || undefined, 25_000, '8 reply timeouts of nova-api');
     const storm = matching(off.logFile, TIMEOUT).filter((l) => osloLineTime(l) > silenced);
     await Promise.all([server.stop(), off.stop(), on.stop()]);
-    for (const h of [server, off, on]) expect((await h.exited).code).toBe(0);
+    // How each ended, named by its log: a signal here is stop()'s SIGKILL after 15 s.
+    for (const h of [server, off, on]) expect(await h.exited, h.logFile).toEqual({ code: 0, signal: null });
 
     const offLines = readLines(off.logFile);
     expect(
@@ -277,6 +278,27 @@ describe('real oslo.messaging against a real RabbitMQ', () => {
         `nova-api (heartbeat off) ${storm.length} reply timeouts in ${seconds(osloLineTime(storm[storm.length - 1]) - silenced)}, none answered`,
     );
   }, 80_000);
+
+  it('SIGTERM while starting or while the broker is unreachable: the harness ends by its stop grace, exit 0, not by the signal', async () => {
+    // Before the stop signals were taken by a thread of their own (harness.py, STOP_SIGNALS, blocked before oslo's
+    // imports), a harness stopped during its imports (0.7 s alone, far longer on a loaded machine) died of the
+    // SIGTERM itself (exit status 143), and stop() reported a signal, not 0.
+    const dir = caseDir('stop-unreachable');
+    const closed = await blackholeProxy();
+    proxies.push(closed);
+    await closed.close(); // nothing listens on its port any more: every connection is refused
+    const client = (service: string) =>
+      start({ mode: 'client', service, logFile: join(dir, `${service}.log`), topic: `sw-stop-${run}`, transportUrl: closed.url, extraArgs: ['--stop-grace', '2'] });
+    const starting = client('nova-api');
+    await waitForLine(starting.outFile, /^amqp-harness: stop signals blocked; importing oslo$/, 30_000); // within oslo's imports
+    const startingStopped = starting.stop();
+    const looping = client('nova-conductor');
+    await waitForLine(looping.logFile, CONN_FAILED, 30_000);
+    const stopping = Date.now();
+    await Promise.all([startingStopped, looping.stop()]);
+    for (const h of [starting, looping]) expect(await h.exited, h.logFile).toEqual({ code: 0, signal: null });
+    expect(Date.now() - stopping).toBeLessThan(15_000); // before stop()'s SIGKILL
+  }, 60_000);
 });
 
 async function waitFor<T>(probe: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
