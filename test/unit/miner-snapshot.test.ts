@@ -25,6 +25,7 @@
 // reason naming the field, without throwing, and the miner is then as new; and a miner keeps its own maxTemplates
 // when it restores a snapshot of a miner allowed more (evicting at once, as a new line would).
 import { readFileSync } from 'node:fs';
+import { setImmediate } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -134,7 +135,7 @@ function expectState(m: Miner, json: string, what: string): void {
  * them. `strict`: C's snapshot is also compared with A's at every later cut (the same state all along), not only at
  * the end. Returns the checkpoints' data.
  */
-function expectCutAnywhere(lines: readonly Line[], options: MinerOptions, cuts: readonly number[], a = uninterrupted(lines, options), strict = true): Data[] {
+async function expectCutAnywhere(lines: readonly Line[], options: MinerOptions, cuts: readonly number[], a = uninterrupted(lines, options), strict = true): Promise<Data[]> {
   // B mines the lines as A did and is checkpointed at each cut; taking a snapshot changes nothing.
   const b = new Miner(options);
   const checkpoints = new Map<number, { json: string; taken: MinerSnapshot }>();
@@ -149,6 +150,8 @@ function expectCutAnywhere(lines: readonly Line[], options: MinerOptions, cuts: 
   expect(firstDifference(bSteps, a.steps), 'a miner checkpointed along the way').toBeUndefined();
   const final = JSON.stringify(a.final);
   for (const [k, { json, taken }] of checkpoints) {
+    // The worker's loop gets a turn at each cut: vitest ends the run when its worker does not answer for a minute.
+    await setImmediate();
     // A snapshot is a copy: the lines mined after it do not change it.
     expect(JSON.stringify(taken) === json, `the snapshot at ${k} changed after it was taken`).toBe(true);
     const c = new Miner(options);
@@ -173,7 +176,7 @@ describe('a checkpoint restored anywhere in a real stream goes on as the uninter
     ['hotsos nova-compute, default options (generalisations)', NOVA, {}],
     ['hotsos nova-compute, its first 4,000 lines, maxTemplates 20 (evictions and generalisations)', NOVA.slice(0, 4000), { maxTemplates: 20 }],
     ['hotsos neutron agents with labels, maxTemplates 60, distinctValues 3', NEUTRON, { maxTemplates: 60, distinctValues: 3 }],
-  ] as [string, Line[], MinerOptions][])('%s', (_, lines, options) => {
+  ] as [string, Line[], MinerOptions][])('%s', async (_, lines, options) => {
     const a = uninterrupted(lines, options);
     // Each run does what it is here for; else the property would hold for want of anything to carry.
     if (options.maxTemplates) expect(a.miner.evictions).toBeGreaterThan(0);
@@ -181,7 +184,7 @@ describe('a checkpoint restored anywhere in a real stream goes on as the uninter
     if (lines === NEUTRON) expect(dataOf(a.miner).labels).toBeDefined();
     // Cuts spread over the stream (~30; 20 in the long one), and around the first generalisations and evictions.
     const long = lines.length > 5000;
-    expectCutAnywhere(lines, options, cutsOf(lines.length, long ? 20 : 30, [...a.generalisedAt.slice(0, long ? 3 : 6), ...a.evictedAt.slice(0, 3)]), a, !long);
+    await expectCutAnywhere(lines, options, cutsOf(lines.length, long ? 20 : 30, [...a.generalisedAt.slice(0, long ? 3 : 6), ...a.evictedAt.slice(0, 3)]), a, !long);
   });
 
   it('checkpointed and restored again and again (a processor restarted every 97 lines) ends as the uninterrupted one', () => {
@@ -272,9 +275,9 @@ describe('a checkpoint restored anywhere in a random stream goes on as the unint
   /** What the runs held at some point: each kind of state the snapshot carries beside the templates. */
   const coverage = () => ({ runs: 0, evictions: 0, generalisations: 0, general: 0, patternOrder: 0, blocked: 0, unregistered: 0 });
   /** Runs the property at every cut (or `cuts` spread), and counts what the run held at the cuts. */
-  function everyCut(seen: ReturnType<typeof coverage>, lines: readonly Line[], options: MinerOptions, cuts = lines.length + 1): void {
+  async function everyCut(seen: ReturnType<typeof coverage>, lines: readonly Line[], options: MinerOptions, cuts = lines.length + 1): Promise<void> {
     const a = uninterrupted(lines, options);
-    const held = expectCutAnywhere(lines, options, cutsOf(lines.length, cuts), a, false);
+    const held = await expectCutAnywhere(lines, options, cutsOf(lines.length, cuts), a, false);
     seen.runs++;
     if (a.miner.evictions > 0) seen.evictions++;
     if (a.miner.generalisations > 0) seen.generalisations++;
@@ -284,11 +287,11 @@ describe('a checkpoint restored anywhere in a random stream goes on as the unint
     if (held.some((d) => d.unregistered.length > 0)) seen.unregistered++;
   }
 
-  it('statements of families across groups and lengths, any options: every cut', () => {
+  it('statements of families across groups and lengths, any options: every cut', async () => {
     const seen = coverage();
-    fc.assert(
-      fc.property(mixedStream, ({ options, lines }) => {
-        everyCut(seen, lines, options);
+    await fc.assert(
+      fc.asyncProperty(mixedStream, async ({ options, lines }) => {
+        await everyCut(seen, lines, options);
       }),
       { seed: 20240611, numRuns: 25, plugins: [SHRINK_LIMIT] },
     );
@@ -297,11 +300,11 @@ describe('a checkpoint restored anywhere in a random stream goes on as the unint
     expect(seen.patternOrder).toBeGreaterThan(3);
   });
 
-  it(`one split crowded past MAX_PATTERNS (${MAX_PATTERNS}) patterns: blocked sibling sets; 40 cuts a stream`, () => {
+  it(`one split crowded past MAX_PATTERNS (${MAX_PATTERNS}) patterns: blocked sibling sets; 40 cuts a stream`, async () => {
     const seen = coverage();
-    fc.assert(
-      fc.property(crowdedStream, ({ options, lines }) => {
-        everyCut(seen, lines, options, 40);
+    await fc.assert(
+      fc.asyncProperty(crowdedStream, async ({ options, lines }) => {
+        await everyCut(seen, lines, options, 40);
       }),
       { seed: 42, numRuns: 12, plugins: [SHRINK_LIMIT] },
     );
@@ -310,7 +313,7 @@ describe('a checkpoint restored anywhere in a random stream goes on as the unint
     expect(seen.evictions).toBeGreaterThan(3);
   });
 
-  it('the sibling sets of a full split: blocked, then refusing later siblings, with and without evictions', () => {
+  it('the sibling sets of a full split: blocked, then refusing later siblings, with and without evictions', async () => {
     // Every family in order, each pair of values: 16 patterns, then each new one blocked; a sibling that comes to
     // a blocked set is refused its signature. With a small maxTemplates, evictions empty some sets.
     const lines: Line[] = [];
@@ -326,13 +329,13 @@ describe('a checkpoint restored anywhere in a random stream goes on as the unint
     for (const options of [{ distinctValues: 2 }, { distinctValues: 2, maxTemplates: 24 }, { distinctValues: 2, maxTemplates: 18 }]) {
       const a = uninterrupted(lines, options);
       if (options.maxTemplates) expect(a.miner.evictions).toBeGreaterThan(0);
-      const held = expectCutAnywhere(lines, options, cutsOf(lines.length, lines.length + 1), a, false);
+      const held = await expectCutAnywhere(lines, options, cutsOf(lines.length, lines.length + 1), a, false);
       expect(held.filter((d) => d.blocked.length > 0).length, `blocked, ${JSON.stringify(options)}`).toBeGreaterThan(0);
       expect(held.filter((d) => d.unregistered.length > 0).length, `unregistered, ${JSON.stringify(options)}`).toBeGreaterThan(0);
     }
   });
 
-  it('a signature won by hash collision, the winner evicted before the cut: the loser stays unregistered', () => {
+  it('a signature won by hash collision, the winner evicted before the cut: the loser stays unregistered', async () => {
     // `open umsk now` and `shut ruc down` (group `nova.compute`) have one signature at position 0 by a hash
     // collision, found by a birthday search over the miner's signature function. The first holds it; the second is
     // refused it. Once the first is evicted, the siblings of the second (`halt ruc down`, …) take the signature
@@ -355,7 +358,7 @@ describe('a checkpoint restored anywhere in a random stream goes on as the unint
     expect(a.generalisedAt).toEqual([8]);
     expect(a.steps[9]).toMatch(/ shut ruc down$/);
     expect(a.steps[10]).toMatch(/ <\*> ruc down$/);
-    expectCutAnywhere(lines, options, cutsOf(lines.length, lines.length + 1), a);
+    await expectCutAnywhere(lines, options, cutsOf(lines.length, lines.length + 1), a);
   });
 });
 
@@ -497,7 +500,7 @@ describe('restore refuses what is not a snapshot of this miner: a reason naming 
     }
   });
 
-  it('a snapshot changed anywhere, at random: never a throw; refused, the miner is as new; taken, it mines on within its bound', () => {
+  it('a snapshot changed anywhere, at random: never a throw; refused, the miner is as new; taken, it mines on within its bound', async () => {
     // Paths into the good snapshot, and values to put there.
     const paths: (string | number)[][] = [];
     const walk = (x: unknown, path: (string | number)[]) => {
@@ -511,8 +514,9 @@ describe('restore refuses what is not a snapshot of this miner: a reason naming 
       fc.jsonValue({ maxDepth: 2 }),
     );
     let taken = 0;
-    fc.assert(
-      fc.property(fc.nat({ max: paths.length - 1 }), value, fc.boolean(), (p, v, remove) => {
+    await fc.assert(
+      fc.asyncProperty(fc.nat({ max: paths.length - 1 }), value, fc.boolean(), async (p, v, remove) => {
+        await setImmediate();
         const s = structuredClone(good) as unknown as Record<string | number, unknown>;
         const path = paths[p];
         let state: unknown = s;

@@ -4,6 +4,7 @@
 // runs the same store on the real Kafka.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { setImmediate } from 'node:timers/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { InMessage, KeyedMessage } from '../../core/kafka.ts';
@@ -165,6 +166,9 @@ describe('save and load', () => {
     const next = { engine: detectorState(9_000), miner: { v: 1, data: 'm2' } };
     const messagesOfSave = encodePart('p1', 'B', 'engine', 2, next.engine).messages.length + 2;
     for (let cut = 0; cut < messagesOfSave; cut++) {
+      // The worker's loop gets a turn at each cut (MemoryLog's promises are settled at once: no turn otherwise), as
+      // vitest ends the run when its worker does not answer for a minute.
+      await setImmediate();
       const log = new MemoryLog();
       log.messages.push(...reference.messages);
       const store = new StateStore(log);
